@@ -1,0 +1,63 @@
+"""What the HTTP/2 front end asks of whoever handles its requests.
+
+The front end knows nothing of backends or routing. For each stream whose request
+headers arrived complete and valid, it calls the C{handlerFactory} given to
+L{H2Connection} with the L{H2Stream}, and then drives the returned L{StreamHandler}.
+The bridge is the production implementation; tests use small fakes.
+
+Request body backpressure: the stream is an C{IPushProducer} of the request body.
+A handler that cannot take more (the backend socket is full, or there is no backend
+connection yet) calls C{stream.pauseProducing()}. While paused, the stream keeps
+received DATA in its own buffer and does not return window credit for it; it
+re-opens the HTTP/2 flow-control window (C{H2Connection.openStreamWindow}) only for
+bytes it has handed to L{StreamHandler.requestDataReceived}, after that call
+returns. The client is therefore held back by HTTP/2 itself, and a stream's buffer
+never holds more than the window the proxy advertised.
+
+Response body backpressure: the stream is an C{IConsumer} of the response body. The
+handler registers its producer (the backend side) with
+C{stream.registerProducer(producer, True)}; the stream pauses it while the bytes it
+has queued for the client are above its high-water mark (because the stream's send
+window or the connection's transport is full) and resumes it when they drain.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from twisted.python.failure import Failure
+
+from h2proxy.message import Headers, RequestHead
+
+if TYPE_CHECKING:
+    from h2proxy.frontend.stream import H2Stream
+
+
+class StreamHandler(Protocol):
+    """The per-stream request handler the front end drives.
+
+    Calls arrive in this order: L{requestReceived} once, then any number of
+    L{requestDataReceived}, then L{requestEnded} once; L{streamAborted} may arrive at
+    any point instead of the rest, and nothing follows it.
+    """
+
+    def requestReceived(self, head: RequestHead) -> None:
+        """The request's headers arrived complete and valid; start handling it."""
+
+    def requestDataReceived(self, data: bytes) -> None:
+        """One chunk of the request body, in order. Never called while paused."""
+
+    def requestEnded(self, trailers: Headers) -> None:
+        """The request body is complete; C{trailers} is empty when there were none."""
+
+    def streamAborted(self, reason: Failure) -> None:
+        """The stream ended abnormally: client RST_STREAM, connection lost, a stream
+        error found after the request was handed over (e.g. a content-length
+        mismatch), or a local reset. Cancel any backend work; the stream is gone and
+        accepts no more writes."""
+
+
+class HandlerFactory(Protocol):
+    """Builds the handler for one stream."""
+
+    def __call__(self, stream: "H2Stream") -> StreamHandler: ...
