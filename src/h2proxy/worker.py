@@ -1,0 +1,88 @@
+"""One worker's proxy: the listeners' factories and the upstream pools, built from
+one validated config.
+
+This is wiring only: it builds the front end (H2Factory behind ALPN/preface
+negotiation and, on TLS listeners, TLSMemoryBIOFactory), the bridge context and the
+upstream pools, and knows how to drain them. It parses no HTTP.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IProtocolFactory, IReactorTime
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+
+from h2proxy.bridge.bridge import BridgeContext
+from h2proxy.bridge.routing import Router
+from h2proxy.config.model import Config, Http2Config, ListenerConfig
+from h2proxy.frontend.factory import H2Factory
+from h2proxy.frontend.negotiation import NegotiationFactory
+from h2proxy.tls import ServerConnectionCreator, ServerTLS
+from h2proxy.upstream.pool import UpstreamPool
+
+log = Logger()
+
+
+def effective_http2(listener: ListenerConfig, config: Config) -> Http2Config:
+    """The HTTP/2 settings of a listener: its own override, else the global ones."""
+    return getattr(listener, "http2", None) or config.http2
+
+
+class ProxyServer:
+    """Everything one worker serves with, for one config generation.
+
+    @ivar h2Factories: listener name -> the H2Factory behind it (for draining).
+    @ivar context: the bridges' shared state (router, pools, live bridges).
+    """
+
+    def __init__(self, config: Config, reactor: IReactorTime) -> None:
+        self.config = config
+        self.reactor = reactor
+        timeouts = config.timeouts
+        self.pools = {
+            name: UpstreamPool(
+                reactor=reactor,
+                config=upstream,
+                connectTimeout=timeouts.backend_connect,
+                responseTimeout=timeouts.backend_response,
+            )
+            for name, upstream in config.upstreams.items()
+        }
+        self.context = BridgeContext(
+            router=Router(config.routes),
+            pools=self.pools,
+            maxRequestBody=config.limits.max_request_body,
+        )
+        self.h2Factories: dict[str, H2Factory] = {}
+
+    def factoryFor(self, listener: ListenerConfig) -> IProtocolFactory:
+        """The protocol factory to listen with for C{listener}."""
+        timeouts = self.config.timeouts
+        h2 = H2Factory(
+            reactor=self.reactor,
+            handlerFactory=self.context.handlerFactory,
+            settings=effective_http2(listener, self.config),
+            idleTimeout=timeouts.idle or None,
+            abortTimeout=timeouts.abort or None,
+            secure=listener.tls is not None,
+        )
+        self.h2Factories[listener.name] = h2
+        negotiation = NegotiationFactory(
+            reactor=self.reactor, h2Factory=h2, deadline=timeouts.idle or None
+        )
+        if listener.tls is None:
+            return negotiation
+        creator = ServerConnectionCreator(ServerTLS(listener.tls))
+        return TLSMemoryBIOFactory(creator, False, negotiation)
+
+    def drain(self, timeout: float) -> defer.Deferred:
+        """Graceful stop: every connection gets the two-step GOAWAY and its streams
+        up to C{timeout} seconds to finish; then the pools close."""
+        log.info(
+            "draining {n} listener(s), up to {timeout}s", n=len(self.h2Factories), timeout=timeout
+        )
+        drains = [factory.drain(timeout) for factory in self.h2Factories.values()]
+        done = defer.DeferredList(drains, consumeErrors=True)
+        done.addCallback(lambda _: defer.DeferredList([p.close() for p in self.pools.values()]))
+        return done

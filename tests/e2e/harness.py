@@ -1,0 +1,166 @@
+"""Running the real daemon and a real origin for end-to-end tests.
+
+Processes are started with their output on a pipe; readiness is the log line that
+says a port is bound (read with a deadline), never a sleep. Everything runs on
+127.0.0.1 with ports chosen by the kernel.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+READY_TIMEOUT = 20.0
+
+
+class ProcessOutput:
+    """Collects a child's combined output on a thread, so its pipe never fills."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._pump, args=(process,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, process: subprocess.Popen) -> None:
+        for raw in process.stdout:
+            with self._cond:
+                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self.lines.append("<eof>")
+            self._cond.notify_all()
+
+    def wait_for(self, pattern: str, timeout: float = READY_TIMEOUT, start: int = 0) -> re.Match:
+        """The first line from index C{start} matching C{pattern}; fails after C{timeout}."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        index = start
+        with self._cond:
+            while True:
+                while index < len(self.lines):
+                    match = regex.search(self.lines[index])
+                    if match:
+                        return match
+                    if self.lines[index] == "<eof>":
+                        raise AssertionError(f"process exited before {pattern!r}:\n" + self.text())
+                    index += 1
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"timed out waiting for {pattern!r}:\n" + self.text())
+                self._cond.wait(remaining)
+
+    def text(self) -> str:
+        return "\n".join(self.lines[-200:])
+
+
+@dataclass
+class Origin:
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+    output: ProcessOutput
+
+    def requests(self) -> list[dict]:
+        import json
+
+        if not self.log_path.exists():
+            return []
+        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line]
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def start_origin(tmp: Path) -> Origin:
+    log_path = tmp / "origin-requests.jsonl"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "h2proxy.devtools.origin", "--port", "0", "--log", str(log_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    output = ProcessOutput(process)
+    match = output.wait_for(r"origin listening on http://[\d.]+:(\d+)")
+    return Origin(process, int(match.group(1)), log_path, output)
+
+
+@dataclass
+class Proxy:
+    process: subprocess.Popen
+    output: ProcessOutput
+    config_path: Path
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def url(self, listener: str, path: str = "/") -> str:
+        scheme = "https" if listener.startswith("tls") else "http"
+        return f"{scheme}://127.0.0.1:{self.ports[listener]}{path}"
+
+    def peak_rss_kib(self) -> int:
+        """VmHWM of the daemon process (peak resident set size), in KiB."""
+        return _status_field(self.pid, "VmHWM")
+
+    def rss_kib(self) -> int:
+        return _status_field(self.pid, "VmRSS")
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def _status_field(pid: int, name: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(name + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"{name} not in /proc/{pid}/status")
+
+
+def write_config(tmp: Path, config: dict) -> Path:
+    path = tmp / "h2proxy.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def start_proxy(config_path: Path, listeners: list[str]) -> Proxy:
+    """Start ``twistd -n h2proxy -c CONFIG`` and wait until every listener is bound."""
+    twistd = Path(sys.executable).with_name("twistd")
+    process = subprocess.Popen(
+        [str(twistd), "-n", "--pidfile=", "--logfile=-", "h2proxy", "-c", str(config_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=config_path.parent,
+    )
+    output = ProcessOutput(process)
+    proxy = Proxy(process, output, config_path)
+    for name in listeners:
+        match = output.wait_for(rf"listener {re.escape(name)} on [^ ]*:(\d+) ")
+        proxy.ports[name] = int(match.group(1))
+    return proxy
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 15.0) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+    return process.returncode
+
+
+def run(args: list[str], timeout: float = 120.0, **kwargs) -> subprocess.CompletedProcess:
+    """Run a client command with a deadline, capturing its output."""
+    return subprocess.run(args, capture_output=True, timeout=timeout, **kwargs)
