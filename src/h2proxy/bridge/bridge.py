@@ -18,7 +18,7 @@ the stream, since HTTP/2 has no other way to say "this body is incomplete".
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from h2.errors import ErrorCodes
 from twisted.logger import Logger
@@ -26,23 +26,20 @@ from twisted.python.failure import Failure
 
 from h2proxy.bridge import headers as translate
 from h2proxy.bridge.routing import Router
-from h2proxy.config.model import RouteConfig
 from h2proxy.errors import UpstreamError
-from h2proxy.frontend.stream import H2Stream
 from h2proxy.message import Headers, RequestHead, ResponseHead, UpstreamRequest
 from h2proxy.upstream.interfaces import Exchange, ResponseReceiver
 
+if TYPE_CHECKING:
+    from h2proxy.frontend.stream import H2Stream
+
 log = Logger()
 
-#: Upstream lookup: route -> object with ``request(UpstreamRequest, ResponseReceiver)``.
-PoolLookup = Callable[[RouteConfig], "UpstreamPoolLike"]
 
-
-class UpstreamPoolLike:
+class UpstreamPoolLike(Protocol):
     """What the bridge needs of an upstream pool (see h2proxy.upstream.pool)."""
 
-    def request(self, req: UpstreamRequest, receiver: ResponseReceiver) -> Exchange:
-        raise NotImplementedError
+    def request(self, req: UpstreamRequest, receiver: ResponseReceiver) -> Exchange: ...
 
 
 class BridgeContext:
@@ -54,18 +51,18 @@ class BridgeContext:
     @ivar active: the live bridges (for drain bookkeeping, metrics and leak tests).
     """
 
-    def __init__(self, *, router: Router, pools: dict, maxRequestBody: int = 0) -> None:
+    def __init__(self, *, router: Router, pools: dict[str, "UpstreamPoolLike"], maxRequestBody: int = 0) -> None:
         self.router = router
         self.pools = pools
         self.maxRequestBody = maxRequestBody
         self.active: set[StreamBridge] = set()
 
-    def handlerFactory(self, stream: H2Stream) -> "StreamBridge":
+    def handlerFactory(self, stream: "H2Stream") -> "StreamBridge":
         """The front end's C{handlerFactory}: one bridge per stream."""
         return StreamBridge(stream, self)
 
 
-def error_response(stream: H2Stream, status: int, reason: str, message: str) -> None:
+def error_response(stream: "H2Stream", status: int, reason: str, message: str) -> None:
     """Answer a request with a proxy-generated error: short text body and an RFC 9209
     ``Proxy-Status`` field naming the reason."""
     body = f"{status} {message}\n".encode()
@@ -89,7 +86,7 @@ class StreamBridge:
     response head went to the client; C{_done} once either side finished for good.
     """
 
-    def __init__(self, stream: H2Stream, context: BridgeContext) -> None:
+    def __init__(self, stream: "H2Stream", context: BridgeContext) -> None:
         self.stream = stream
         self.context = context
         self._exchange: Exchange | None = None
@@ -212,7 +209,7 @@ class StreamBridge:
         self.context.active.discard(self)
 
 
-def _peer_host(stream: H2Stream) -> str:
+def _peer_host(stream: "H2Stream") -> str:
     peer = stream.getPeer()
     return getattr(peer, "host", "") or "unknown"
 
