@@ -1,39 +1,96 @@
-"""twistd integration: ``twistd h2proxy -c conf.yaml`` and ``--check``.
+"""twistd integration: ``twistd h2proxy -c conf.yaml`` runs the supervisor, and
+``twistd h2proxy -c conf.yaml --check`` validates and exits, like ``nginx -t``.
 
 The plugin line lives in twisted/plugins/h2proxy_plugin.py; the work is here, as
-Twisted's own web plugin does it.
+Twisted's own web plugin does it. The process twistd starts is the supervisor
+(L{h2proxy.supervisor}); it serves nothing itself and runs the workers
+(L{h2proxy.workerprocess}).
+
+Start-up order, which is what makes port 443 work without running as root:
+  1. C{Options.postOptions}: read and validate the config (and load every TLS
+     certificate and key, as a worker will);
+  2. C{privilegedStartService}: bind every listener, then drop to the config's
+     C{user}/C{group} when started as root (twistd's C{-u}/C{-g} do the same,
+     right after this step);
+  3. once the reactor runs: install the signal handlers, spawn the workers.
 """
 
 from __future__ import annotations
 
+import grp
+import os
+import pwd
+import signal
 import sys
 
+from OpenSSL import SSL
 from twisted.application import service
-from twisted.internet import defer, endpoints
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import usage
 
 from h2proxy.config.load import load_config
-from h2proxy.config.model import Config, ListenerConfig
-from h2proxy.errors import ConfigError
+from h2proxy.config.model import Config
+from h2proxy.errors import ConfigError, ConfigProblem
+from h2proxy.sdnotify import Notifier
+from h2proxy.supervisor import ListenError, ListenerSockets, Supervisor
+from h2proxy.tls import ServerTLS
 
 log = Logger()
 
 DEFAULT_CONFIG = "/etc/h2proxy/h2proxy.yaml"
 
-#: Connections waiting in the kernel's accept queue per listener.
-LISTEN_BACKLOG = 1024
+#: The signals the supervisor owns once the reactor runs.
+HANDLED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)
+
+
+def check_tls(config: Config, path: str) -> None:
+    """Build every TLS listener's contexts exactly as a worker will.
+
+    The config loader already checks that each certificate matches its key; this
+    catches whatever else OpenSSL refuses (a chain file it cannot parse, a cipher
+    list it does not know), so that C{--check} and a reload fail before a worker does.
+
+    @raise ConfigError: naming each listener whose TLS setup fails.
+    """
+    problems = []
+    for index, listener in enumerate(config.listeners):
+        if listener.tls is None:
+            continue
+        try:
+            ServerTLS(listener.tls)
+        except (SSL.Error, OSError, ValueError) as problem:
+            problems.append(
+                ConfigProblem(path, None, None, f"listeners[{index}].tls",
+                              f"listener {listener.name}: cannot set up TLS: {problem}")
+            )
+    if problems:
+        raise ConfigError(problems)
+
+
+def load_checked(path: str) -> Config:
+    """Read, validate and TLS-check a config file (the loader of start, reload and --check).
+
+    @raise ConfigError: with every problem found.
+    """
+    config = load_config(path)
+    check_tls(config, path)
+    return config
 
 
 class Options(usage.Options):
     """Command line of ``twistd h2proxy``."""
 
     optParameters = [["config", "c", DEFAULT_CONFIG, "Path to the YAML configuration file."]]
-    optFlags = [["check", None, "Validate the configuration (and its files) and exit, like nginx -t."]]
+    optFlags = [
+        ["check", None, "Validate the configuration (certificates and keys included) and exit "
+                        "0 if it is valid, 1 with every error if not, like nginx -t."]
+    ]
 
     def postOptions(self) -> None:
+        self["config"] = os.path.abspath(self["config"])
         try:
-            self.loaded = load_config(self["config"])
+            self.loaded = load_checked(self["config"])
         except ConfigError as error:
             if self["check"]:
                 sys.stderr.write(f"{error}\n{self['config']}: configuration is invalid\n")
@@ -46,58 +103,83 @@ class Options(usage.Options):
             raise SystemExit(0)
 
 
-def listen_endpoint(reactor, listener: ListenerConfig):
-    """A server endpoint for a listener's IPv4 or IPv6 literal address."""
-    cls = endpoints.TCP6ServerEndpoint if ":" in listener.address else endpoints.TCP4ServerEndpoint
-    return cls(reactor, listener.port, backlog=LISTEN_BACKLOG, interface=listener.address)
+def drop_privileges(user: str | None, group: str | None) -> None:
+    """Become C{user}/C{group} when running as root; do nothing otherwise.
+
+    Called after the listeners are bound and before any worker starts, so the
+    workers (and the supervisor from then on) never run as root. Under systemd the
+    unit's C{User=} already did this and C{AmbientCapabilities=CAP_NET_BIND_SERVICE}
+    allows low ports, so there is nothing to drop.
+
+    @raise SystemExit: the user or group does not exist.
+    """
+    if os.getuid() != 0 or not (user or group):
+        return
+    try:
+        entry = pwd.getpwnam(user) if user else None
+        gid = grp.getgrnam(group).gr_gid if group else (entry.pw_gid if entry else os.getgid())
+    except KeyError as problem:
+        log.error("cannot drop privileges: no such user or group {name}", name=problem.args[0])
+        raise SystemExit(1)
+    if entry is not None:
+        os.initgroups(entry.pw_name, gid)
+    else:
+        os.setgroups([gid])
+    os.setgid(gid)
+    if entry is not None:
+        os.setuid(entry.pw_uid)
+    log.info("running as uid {uid} gid {gid}", uid=os.getuid(), gid=os.getgid())
 
 
-class ProxyService(service.Service):
-    """Serves one config in this process: listens, and drains on stop."""
+class SupervisorService(service.Service):
+    """The twistd service around the L{Supervisor}: binds early, spawns once running."""
 
-    def __init__(self, config: Config, reactor) -> None:
-        self.config = config
+    def __init__(self, supervisor: Supervisor, reactor) -> None:
+        self.supervisor = supervisor
         self.reactor = reactor
-        self.server = None
-        self.ports: list = []
 
     def privilegedStartService(self) -> None:
-        """Listen before twistd drops privileges, so low ports work."""
-        from h2proxy.worker import ProxyServer
-
-        self.server = ProxyServer(self.config, self.reactor)
-        for listener in self.config.listeners:
-            factory = self.server.factoryFor(listener)
-            port = listen_endpoint(self.reactor, listener).listen(factory)
-            port.addCallback(self._listening, listener)
-            port.addErrback(self._listenFailed, listener)
+        """Bind while still privileged (port 443), then drop to the configured user."""
+        try:
+            self.supervisor.bindListeners()
+        except ListenError as problem:
+            log.error("{problem}", problem=problem)
+            raise SystemExit(1)
+        config = self.supervisor.config
+        drop_privileges(getattr(config, "user", None), getattr(config, "group", None))
         service.Service.privilegedStartService(self)
 
-    def _listening(self, port, listener: ListenerConfig):
-        self.ports.append(port)
-        address = port.getHost()
-        log.info(
-            "listener {name} on {host}:{port} ({kind})",
-            name=listener.name,
-            host=address.host,
-            port=address.port,
-            kind="tls" if listener.tls else "cleartext",
-        )
-        return port
+    def startService(self) -> None:
+        service.Service.startService(self)
+        self.reactor.callWhenRunning(self._running)
 
-    def _listenFailed(self, failure, listener: ListenerConfig):
-        log.failure("cannot listen for {name}", failure, name=listener.name)
-        self.reactor.callLater(0, self.reactor.stop)
+    def _running(self) -> None:
+        """Take the signals over from Twisted's defaults, then spawn the workers."""
+        previousUSR1 = signal.getsignal(signal.SIGUSR1)
+        if callable(previousUSR1):
+            # twistd's --logfile rotation; keep it working beside ours.
+            ownLogs = self.supervisor.reopenOwnLogs
+            self.supervisor.reopenOwnLogs = lambda: (ownLogs(), previousUSR1(signal.SIGUSR1, None))
+        for signum in HANDLED_SIGNALS:
+            signal.signal(signum, self.supervisor.handleSignal)
+        self.supervisor.start()
 
-    @defer.inlineCallbacks
-    def stopService(self):
+    def stopService(self) -> defer.Deferred:
+        """The reactor is shutting down: drain every worker first."""
         service.Service.stopService(self)
-        yield defer.DeferredList([defer.maybeDeferred(p.stopListening) for p in self.ports])
-        if self.server is not None:
-            yield self.server.drain(self.config.timeouts.drain)
+        return self.supervisor.stop()
 
 
 def makeService(options: Options) -> service.IService:
     from twisted.internet import reactor
 
-    return ProxyService(options.loaded, reactor)
+    supervisor = Supervisor(
+        reactor=reactor,
+        config=options.loaded,
+        configPath=options["config"],
+        loader=load_checked,
+        notifier=Notifier.fromEnvironment(),
+        listeners=ListenerSockets(),
+        stopReactor=reactor.stop,
+    )
+    return SupervisorService(supervisor, reactor)

@@ -1,0 +1,234 @@
+"""A worker process: ``python -m h2proxy.workerprocess``, started by the supervisor.
+
+It reads its boot message (L{h2proxy.handover}), adopts the listening sockets it
+inherited, serves them with a L{ProxyServer}, and reports C{ready} on its report
+pipe. Everything it logs goes to its stdout, one line per event with the level
+first, where the supervisor relays it under the worker's name.
+
+Signals (installed once the reactor runs, so they override Twisted's own):
+  - C{SIGTERM}: drain. Stop accepting (the shared socket stays open: an adopted
+    port closes only its own duplicate of it), graceful GOAWAY on every
+    connection, streams get C{timeouts.drain} seconds, then exit 0. A second
+    C{SIGTERM} exits at once.
+  - C{SIGUSR1}: reopen log files (the server's, if it has any).
+  - C{SIGHUP}, C{SIGINT}: ignored; the supervisor decides and tells us. (A Ctrl-C
+    in a terminal reaches the whole process group; the supervisor relays it.)
+The end of file on the boot pipe means the supervisor is gone: the worker drains
+as on C{SIGTERM}, so a killed supervisor leaves no orphan serving forever.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import BinaryIO
+
+from twisted.internet import defer, protocol, task
+from twisted.internet.interfaces import IHalfCloseableProtocol, IListeningPort
+from twisted.logger import LogLevel, formatEvent, globalLogBeginner, Logger
+from zope.interface import implementer
+
+from h2proxy.handover import BOOT_FD, REPORT_FD, Report, WorkerBoot, format_report, read_boot
+
+log = Logger()
+
+#: Seconds between two C{streams N} reports while draining.
+STREAMS_REPORT_INTERVAL = 1.0
+#: Seconds past the drain window after which the worker exits even if the server's
+#: drain has not finished (the supervisor's SIGKILL comes later still).
+EXIT_GRACE = 2.0
+
+
+def open_streams(server) -> int:
+    """Streams still open on every HTTP/2 connection of C{server}."""
+    return sum(
+        len(connection.streams)
+        for factory in server.h2Factories.values()
+        for connection in factory.connections
+    )
+
+
+@implementer(IHalfCloseableProtocol)
+class ReportChannel(protocol.Protocol):
+    """Reads the boot pipe (only its end matters) and writes the report pipe."""
+
+    def __init__(self, parentGone: Callable[[], object]) -> None:
+        self.parentGone = parentGone
+
+    def send(self, kind: Report, number: int | None = None) -> None:
+        if self.transport is not None and not getattr(self.transport, "disconnected", False):
+            self.transport.write(format_report(kind, number))
+
+    def readConnectionLost(self) -> None:
+        """End of file on stdin: the supervisor died or closed our pipe."""
+        self.parentGone()
+
+    def writeConnectionLost(self) -> None:
+        """The report pipe broke: the supervisor is gone; stdin's end will follow."""
+
+    def connectionLost(self, reason=None) -> None:
+        self.parentGone()
+
+
+class WorkerProcess:
+    """One worker's life: adopt, serve, drain, exit.
+
+    @ivar ports: the adopted listening ports.
+    @ivar exitCode: what the process exits with (1 if it could not start).
+    """
+
+    def __init__(
+        self,
+        *,
+        boot: WorkerBoot,
+        reactor,
+        makeServer: Callable,
+        channel: ReportChannel | None = None,
+        closeFD: Callable[[int], None] = os.close,
+    ) -> None:
+        """
+        @param reactor: provides C{adoptStreamPort}, time and C{stop}.
+        @param makeServer: C{(config, reactor) -> ProxyServer}.
+        @param channel: the report channel; one is made (unconnected) if not given.
+        @param closeFD: closes an inherited descriptor once adopted (adoption dups it).
+        """
+        self.boot = boot
+        self.reactor = reactor
+        self.makeServer = makeServer
+        self.channel = channel or ReportChannel(self.parentGone)
+        self.closeFD = closeFD
+        self.server = None
+        self.ports: list[IListeningPort] = []
+        self.exitCode = 0
+        self._draining = False
+        self._progress: task.LoopingCall | None = None
+        self._stopped = False
+
+    def start(self) -> None:
+        """Build the server, adopt every inherited listener, report ready."""
+        try:
+            self.server = self.makeServer(self.boot.config, self.reactor)
+            byName = {listener.name: listener for listener in self.boot.config.listeners}
+            for inherited in self.boot.listeners:
+                factory = self.server.factoryFor(byName[inherited.name])
+                self.ports.append(
+                    self.reactor.adoptStreamPort(inherited.fd, inherited.family, factory)
+                )
+                self.closeFD(inherited.fd)
+        except Exception:
+            log.failure("worker {name} cannot start", name=self.boot.name)
+            self.exit(1)
+            return
+        log.info("worker {name} serving {n} listener(s)", name=self.boot.name, n=len(self.ports))
+        self.channel.send(Report.READY)
+
+    def drain(self) -> None:
+        """Stop accepting, let the streams finish within the drain window, exit.
+
+        Asked again while draining, it exits at once.
+        """
+        if self._draining:
+            log.warn("second stop request while draining: exiting now")
+            self.exit(0)
+            return
+        self._draining = True
+        window = self.boot.config.timeouts.drain
+        log.info("draining: stop accepting, up to {window}s for open streams", window=window)
+        for port in self.ports:
+            port.stopListening()
+        self.channel.send(Report.DRAINING)
+        if self.server is None:
+            self.exit(0)
+            return
+        self._progress = task.LoopingCall(self._reportStreams)
+        self._progress.clock = self.reactor
+        self._progress.start(STREAMS_REPORT_INTERVAL, now=True)
+        self.reactor.callLater(window + EXIT_GRACE, self._drainOverdue)
+        done = defer.maybeDeferred(self.server.drain, window)
+        done.addErrback(lambda failure: log.failure("drain failed", failure))
+        done.addBoth(lambda _: self.exit(0))
+
+    def parentGone(self) -> None:
+        """The supervisor is gone: nobody will tell us to stop, so drain now."""
+        if not self._draining:
+            log.warn("the supervisor is gone: draining")
+            self.drain()
+
+    def reopenLogs(self) -> None:
+        """SIGUSR1: reopen the server's log files, if it keeps any."""
+        reopen = getattr(self.server, "reopenLogs", None)
+        if reopen is not None:
+            reopen()
+
+    def exit(self, code: int) -> None:
+        """Stop the reactor once; the process exits with C{code}."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.exitCode = code
+        if self._progress is not None and self._progress.running:
+            self._progress.stop()
+        self.reactor.stop()
+
+    def _reportStreams(self) -> None:
+        self.channel.send(Report.STREAMS, open_streams(self.server))
+
+    def _drainOverdue(self) -> None:
+        if not self._stopped:
+            log.warn("drain did not finish within its window: exiting")
+            self.exit(0)
+
+    def installSignalHandlers(self) -> None:
+        """Replace Twisted's handlers (see the module docstring); each hands off at once."""
+        signal.signal(signal.SIGTERM, lambda *_: self.reactor.callFromThread(self.drain))
+        signal.signal(signal.SIGUSR1, lambda *_: self.reactor.callFromThread(self.reopenLogs))
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+class LineLogObserver:
+    """Writes each log event as lines C{"<level> <text>"} for the supervisor to relay."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+
+    def __call__(self, event: dict) -> None:
+        text = formatEvent(event)
+        failure = event.get("log_failure")
+        if failure is not None:
+            text = f"{text}\n{failure.getTraceback()}"
+        level = event.get("log_level", LogLevel.info).name
+        lines = text.rstrip("\n").split("\n")
+        self.stream.write("".join(f"{level} {line}\n" for line in lines).encode("utf-8", "replace"))
+        self.stream.flush()
+
+
+def main() -> int:
+    """The worker's entry point; returns its exit status."""
+    # Until our handlers are in place, a terminal's SIGHUP/SIGINT must not kill us.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    boot = read_boot(BOOT_FD)
+    stdout = os.fdopen(1, "wb", buffering=0, closefd=False)
+    globalLogBeginner.beginLoggingTo([LineLogObserver(stdout)], redirectStandardIO=False)
+
+    from twisted.internet import reactor, stdio
+
+    from h2proxy.worker import ProxyServer
+
+    worker = WorkerProcess(boot=boot, reactor=reactor, makeServer=ProxyServer)
+
+    def run() -> None:
+        worker.installSignalHandlers()
+        stdio.StandardIO(worker.channel, stdin=BOOT_FD, stdout=REPORT_FD, reactor=reactor)
+        worker.start()
+
+    reactor.callWhenRunning(run)
+    reactor.run()
+    return worker.exitCode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
