@@ -1,0 +1,893 @@
+# -*- test-case-name: tests.upstream.test_http11 -*-
+"""A lean HTTP/1.1 client for one backend connection: request writer, response parser,
+and the connection protocol that ties them to a Twisted transport.
+
+Why our own rather than C{twisted.web.client.Agent}: a proxy needs per-chunk push
+backpressure in both directions (the client's HTTP/2 stream pauses the backend socket
+and the backend socket pauses the stream), exact control of the bytes that go out
+(no header the bridge did not ask for, refusal of anything that could be read two
+ways), the early-response case, and a reuse decision it can explain. Agent's
+C{IBodyProducer}/C{IResponse.deliverBody} pair gives none of that without wrapping
+private classes. See docs/_upstream_section.md.
+
+Three parts, each testable alone:
+
+  - L{serialize_request_head} and the body writers (L{NoBody}, L{LengthBody},
+    L{ChunkedBody}): what goes to the backend, validated.
+  - L{ResponseParser}: a sans-I/O pull parser, C{feed(bytes)} then C{next_event()}
+    until it answers C{None} (needs more bytes).
+  - L{HTTP11ClientProtocol}: one connection, one exchange at a time, explicit states.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Protocol as TypingProtocol
+
+from twisted.internet.base import DelayedCall
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+
+from h2proxy.errors import BackendClosed, BackendProtocolError, BackendTimeout, UpstreamError
+from h2proxy.message import Headers, ResponseHead, UpstreamRequest
+from h2proxy.upstream.interfaces import ResponseReceiver
+
+#: Largest response head (status line + fields), and largest trailer section, in bytes.
+MAX_HEAD_SIZE = 64 * 1024
+#: Largest chunk-size line (size, extensions, CRLF) of a chunked response body.
+MAX_CHUNK_LINE = 4 * 1024
+#: Most 1xx responses accepted before the final one.
+MAX_INFORMATIONAL = 16
+#: Most bytes held while the consumer has paused us (the transport is paused too, so
+#: only what was already in flight arrives; more means the transport ignored the pause).
+MAX_BUFFERED_WHILE_PAUSED = 1024 * 1024
+#: Consumed bytes at the front of the parse buffer before it is compacted.
+COMPACT_AFTER = 64 * 1024
+
+#: Connection-specific response fields, removed before the head is delivered (RFC 9110
+#: 7.6.1); fields named in ``connection`` are removed too.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"te",
+        b"trailer",
+        b"upgrade",
+    }
+)
+#: Methods whose requests carry a body by nature: they get ``content-length: 0`` when empty.
+BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
+#: Request fields the client owns (framing and connection management): refused if given.
+CLIENT_OWNED = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(rb"[\x00\r\n]")
+_BAD_TARGET = re.compile(rb"[\x00-\x20\x7f]")
+_VERSION = re.compile(rb"HTTP/1\.[0-9]")
+_STATUS = re.compile(rb"[0-9]{3}")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_CONTENT_LENGTH = re.compile(rb"[0-9]{1,19}")
+
+
+class RequestRefused(UpstreamError):
+    """The request cannot be sent as given: a field that could be read two ways by the
+    backend, or a body that does not match its declared length. Nothing ambiguous is
+    ever written; the connection is closed if the request was under way."""
+
+    status = 400
+    reason = "http_request_error"
+
+
+# -- the request ---------------------------------------------------------------
+
+
+def serialize_request_head(request: UpstreamRequest) -> bytes:
+    """The request line, the given fields and the one framing field, as bytes.
+
+    Raises L{RequestRefused} for a method or field name that is not a token, a target
+    or value containing CR, LF or NUL (or a target with spaces/controls), a field the
+    client owns (framing, connection), or a negative body length: defence in depth
+    behind the front end's own validation, since such bytes would let a backend read
+    the stream differently from us (request smuggling).
+    """
+    method, target = request.method, request.target
+    if not _TOKEN.fullmatch(method):
+        raise RequestRefused(f"request method {method!r} is not a token")
+    if not target or _BAD_TARGET.search(target):
+        raise RequestRefused(f"request target {target!r} is empty or contains spaces/controls")
+    lines = [method + b" " + target + b" HTTP/1.1"]
+    for name, value in request.headers:
+        if not _TOKEN.fullmatch(name):
+            raise RequestRefused(f"request field name {name!r} is not a token")
+        if _BAD_VALUE.search(value):
+            raise RequestRefused(f"request field {name.decode('latin-1')} contains CR, LF or NUL")
+        if name.lower() in CLIENT_OWNED:
+            raise RequestRefused(f"request field {name.decode('latin-1')} is set by the upstream client")
+        lines.append(name + b": " + value)
+    framing = _framing_field(request)
+    if framing:
+        lines.append(framing)
+    lines.append(b"")
+    lines.append(b"")
+    return b"\r\n".join(lines)
+
+
+def _framing_field(request: UpstreamRequest) -> bytes:
+    """``content-length`` or ``transfer-encoding`` as RFC 9112 6 asks, or nothing."""
+    length = request.body_length
+    if length is None:
+        return b"transfer-encoding: chunked"
+    if length < 0:
+        raise RequestRefused(f"request body length {length} is negative")
+    if length > 0 or request.method in BODY_METHODS:
+        return b"content-length: %d" % length
+    return b""
+
+
+def _validate_trailers(trailers: Headers) -> None:
+    for name, value in trailers:
+        if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
+            raise RequestRefused(f"request trailer {name!r} is not a valid field")
+
+
+class _Writer(TypingProtocol):
+    def write(self, data: bytes) -> None: ...
+
+    def writeSequence(self, data: list[bytes]) -> None: ...
+
+
+class NoBody:
+    """The body writer of a request without a body: any byte is refused."""
+
+    def write(self, transport: _Writer, data: bytes) -> None:
+        if data:
+            raise RequestRefused("request body bytes given for a request declared without a body")
+
+    def finish(self, transport: _Writer, trailers: Headers) -> None:
+        """Nothing to write: the head already ended the request."""
+
+
+class LengthBody:
+    """Writes a Content-Length body, refusing a byte more or less than declared
+    (a short body would leave the backend waiting for bytes that belong to nobody)."""
+
+    def __init__(self, length: int) -> None:
+        self.remaining = length
+
+    def write(self, transport: _Writer, data: bytes) -> None:
+        if len(data) > self.remaining:
+            raise RequestRefused(
+                f"request body is longer than its declared content-length "
+                f"({len(data) - self.remaining} bytes over)"
+            )
+        self.remaining -= len(data)
+        if data:
+            transport.write(data)
+
+    def finish(self, transport: _Writer, trailers: Headers) -> None:
+        if self.remaining:
+            raise RequestRefused(
+                f"request body ended {self.remaining} bytes short of its declared content-length"
+            )
+
+
+class ChunkedBody:
+    """Writes a chunked body: one chunk per write (empty writes skipped, since a
+    zero-size chunk ends the body), then the last chunk and the trailers."""
+
+    def write(self, transport: _Writer, data: bytes) -> None:
+        if data:
+            transport.writeSequence([b"%x\r\n" % len(data), data, b"\r\n"])
+
+    def finish(self, transport: _Writer, trailers: Headers) -> None:
+        _validate_trailers(trailers)
+        fields = b"".join(name + b": " + value + b"\r\n" for name, value in trailers)
+        transport.write(b"0\r\n" + fields + b"\r\n")
+
+
+def body_writer(request: UpstreamRequest) -> NoBody | LengthBody | ChunkedBody:
+    """The body writer matching the framing L{serialize_request_head} announced."""
+    if request.body_length is None:
+        return ChunkedBody()
+    if request.body_length == 0:
+        return NoBody()
+    return LengthBody(request.body_length)
+
+
+# -- the response --------------------------------------------------------------
+
+
+class Informational:
+    """A 1xx response other than 100 and 101 (e.g. 103 Early Hints)."""
+
+    __slots__ = ("head",)
+
+    def __init__(self, head: ResponseHead) -> None:
+        self.head = head
+
+
+class FinalHead:
+    """The final response head, hop-by-hop fields removed."""
+
+    __slots__ = ("head",)
+
+    def __init__(self, head: ResponseHead) -> None:
+        self.head = head
+
+
+class Body:
+    """A piece of the (de-chunked) response body."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class Complete:
+    """The response is complete; trailers of a chunked body, if any."""
+
+    __slots__ = ("trailers",)
+
+    def __init__(self, trailers: Headers) -> None:
+        self.trailers = trailers
+
+
+Event = Informational | FinalHead | Body | Complete
+
+
+class ParserState(Enum):
+    """Where L{ResponseParser} is in the response; see its docstring."""
+
+    HEAD = "head"
+    LENGTH = "length"
+    CHUNK_SIZE = "chunk-size"
+    CHUNK_DATA = "chunk-data"
+    CHUNK_END = "chunk-end"
+    TRAILERS = "trailers"
+    UNTIL_CLOSE = "until-close"
+    END = "end"
+    DONE = "done"
+
+
+class ResponseParser:
+    """Parses one HTTP/1.x response (with any 1xx before it), RFC 9112, sans I/O.
+
+    Bytes go in with L{feed}; L{next_event} returns the next L{Event}, or C{None} when
+    more bytes are needed. Malformed input raises L{BackendProtocolError}; the end of
+    the connection (L{close}) before the response is complete makes L{next_event}
+    raise L{BackendClosed}.
+
+    States:
+      - C{HEAD}: waiting for a head (CRLF CRLF-terminated, at most L{MAX_HEAD_SIZE}).
+        A 100 is swallowed, other 1xx are reported and the state stays; 101 is an
+        error (no upgrades yet). A final head picks the body framing (RFC 9112 6.3).
+      - C{LENGTH}: a Content-Length body; C{_remaining} bytes to go.
+      - C{CHUNK_SIZE}, C{CHUNK_DATA}, C{CHUNK_END}: a chunked body: size line
+        (extensions ignored, at most L{MAX_CHUNK_LINE}), data, CRLF after the data.
+      - C{TRAILERS}: after the last chunk, the trailer section up to an empty line.
+      - C{UNTIL_CLOSE}: no framing given: the body runs until the backend closes.
+      - C{END}: the response is complete; the next event is L{Complete}.
+      - C{DONE}: L{Complete} was returned; nothing more.
+
+    The buffer is a C{bytes} object while it is consumed whole (a body read is then
+    delivered without copying) and a C{bytearray} while a partial line accumulates;
+    consumed bytes are skipped with an offset and compacted rarely, and searches
+    resume where the previous one stopped, so feeding one byte at a time is linear.
+
+    @ivar keepAlive: after L{Complete}, whether the framing and the fields allow the
+        connection to carry another request.
+    @ivar status: the final status once known, else 0.
+    """
+
+    def __init__(self, method: bytes) -> None:
+        self._method = method
+        self._buf: bytes | bytearray = b""
+        self._pos = 0
+        self._scan = 0
+        self._eof = False
+        self._cleanEof = False
+        self._remaining = 0
+        self._informational = 0
+        self._trailers: Headers = ()
+        self.state = ParserState.HEAD
+        self.keepAlive = False
+        self.status = 0
+
+    # -- input ---------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        """Add bytes read from the connection."""
+        if self._pos >= len(self._buf):
+            self._buf, self._pos, self._scan = data, 0, 0
+            return
+        if isinstance(self._buf, bytes):
+            self._buf = bytearray(self._buf[self._pos :])
+            self._scan -= self._pos
+            self._pos = 0
+        elif self._pos >= COMPACT_AFTER:
+            del self._buf[: self._pos]
+            self._scan -= self._pos
+            self._pos = 0
+        self._buf += data
+
+    def close(self, clean: bool) -> None:
+        """The connection ended: cleanly (FIN) or not (reset, abort)."""
+        self._eof = True
+        self._cleanEof = clean
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet parsed."""
+        return len(self._buf) - self._pos
+
+    # -- output --------------------------------------------------------------
+
+    def next_event(self) -> Event | None:
+        """The next event, or C{None} when more bytes are needed (or after L{Complete})."""
+        state = self.state
+        if state is ParserState.LENGTH or state is ParserState.CHUNK_DATA:
+            return self._counted()
+        if state is ParserState.HEAD:
+            return self._head()
+        if state is ParserState.CHUNK_SIZE:
+            return self._chunkSize()
+        if state is ParserState.CHUNK_END:
+            return self._chunkEnd()
+        if state is ParserState.TRAILERS:
+            return self._trailerSection()
+        if state is ParserState.UNTIL_CLOSE:
+            return self._untilClose()
+        if state is ParserState.END:
+            self.state = ParserState.DONE
+            return Complete(self._trailers)
+        return None
+
+    def _needMore(self, what: str) -> None:
+        """Nothing to parse yet: fine unless the connection is gone."""
+        if self._eof:
+            if self.state is ParserState.HEAD and not self.status and not self.buffered:
+                raise BackendClosed("backend closed the connection before sending a response")
+            raise BackendClosed(f"backend closed the connection in the middle of the {what}")
+        return None
+
+    def _take(self, count: int) -> bytes:
+        buf, pos = self._buf, self._pos
+        self._pos = pos + count
+        if isinstance(buf, bytes):
+            return buf if pos == 0 and count == len(buf) else buf[pos : pos + count]
+        with memoryview(buf) as view:
+            return bytes(view[pos : pos + count])
+
+    def _findTerminator(self, terminator: bytes, limit: int, what: str) -> int:
+        """Index of C{terminator} after the offset, or -1; raises past C{limit} bytes."""
+        buf, pos = self._buf, self._pos
+        end = buf.find(terminator, max(pos, self._scan))
+        if end < 0:
+            if len(buf) - pos > limit:
+                raise BackendProtocolError(f"backend {what} is longer than {limit} bytes")
+            self._scan = max(pos, len(buf) - len(terminator) + 1)
+            return -1
+        if end - pos > limit:
+            raise BackendProtocolError(f"backend {what} is longer than {limit} bytes")
+        self._scan = 0
+        return end
+
+    def _head(self) -> Event | None:
+        while True:
+            end = self._findTerminator(b"\r\n\r\n", MAX_HEAD_SIZE, "response head")
+            if end < 0:
+                return self._needMore("response head")
+            raw = self._take(end - self._pos)
+            self._pos += 4
+            event = self._parseHead(raw)
+            if event is not None:
+                return event
+
+    def _parseHead(self, raw: bytes) -> Event | None:
+        """One head: L{Informational}, L{FinalHead}, or C{None} for a swallowed 100."""
+        lines = raw.split(b"\r\n")
+        version, status = _status_line(lines[0])
+        fields = _fields(lines[1:], "response header")
+        if status < 200:
+            return self._informationalHead(status, fields)
+        self.status = status
+        http10 = version == b"HTTP/1.0"
+        tokens = _connection_tokens(fields)
+        self._chooseFraming(status, fields, http10)
+        self.keepAlive = (
+            self.state is not ParserState.UNTIL_CLOSE
+            and b"close" not in tokens
+            and (not http10 or b"keep-alive" in tokens)
+        )
+        return FinalHead(ResponseHead(status=status, headers=_end_to_end(fields, tokens)))
+
+    def _informationalHead(self, status: int, fields: Headers) -> Event | None:
+        if status == 101:
+            raise BackendProtocolError("backend answered 101 Switching Protocols; upgrades are not supported")
+        self._informational += 1
+        if self._informational > MAX_INFORMATIONAL:
+            raise BackendProtocolError(f"backend sent more than {MAX_INFORMATIONAL} 1xx responses")
+        if status == 100:
+            return None
+        return Informational(ResponseHead(status=status, headers=_end_to_end(fields, _connection_tokens(fields))))
+
+    def _chooseFraming(self, status: int, fields: Headers, http10: bool) -> None:
+        """Set the body state from the message framing, RFC 9112 section 6.3."""
+        if self._method == b"HEAD" or status in (204, 304):
+            self.state = ParserState.END
+            return
+        codings = [c for n, v in fields if n == b"transfer-encoding" for c in _list(v)]
+        lengths = [c for n, v in fields if n == b"content-length" for c in _list(v)]
+        if codings:
+            if http10 or lengths:
+                raise BackendProtocolError(
+                    "backend response has transfer-encoding together with "
+                    + ("HTTP/1.0" if http10 else "content-length")
+                )
+            if codings != [b"chunked"]:
+                raise BackendProtocolError(f"backend used unsupported transfer-coding {b', '.join(codings)!r}")
+            self.state = ParserState.CHUNK_SIZE
+            return
+        if lengths:
+            self._remaining = _content_length(lengths)
+            self.state = ParserState.LENGTH if self._remaining else ParserState.END
+            return
+        self.state = ParserState.UNTIL_CLOSE
+
+    def _counted(self) -> Event | None:
+        available = len(self._buf) - self._pos
+        if not available:
+            return self._needMore("response body")
+        count = min(available, self._remaining)
+        self._remaining -= count
+        data = self._take(count)
+        if not self._remaining:
+            self.state = ParserState.CHUNK_END if self.state is ParserState.CHUNK_DATA else ParserState.END
+        return Body(data)
+
+    def _chunkSize(self) -> Event | None:
+        end = self._findTerminator(b"\r\n", MAX_CHUNK_LINE, "chunk-size line")
+        if end < 0:
+            return self._needMore("chunked body")
+        line = self._take(end - self._pos)
+        self._pos += 2
+        size = line.split(b";", 1)[0].rstrip(b" \t")
+        if not _CHUNK_SIZE.fullmatch(size):
+            raise BackendProtocolError(f"backend sent an invalid chunk-size line {line[:40]!r}")
+        self._remaining = int(size, 16)
+        self.state = ParserState.CHUNK_DATA if self._remaining else ParserState.TRAILERS
+        return self.next_event()
+
+    def _chunkEnd(self) -> Event | None:
+        if len(self._buf) - self._pos < 2:
+            return self._needMore("chunked body")
+        if self._buf[self._pos : self._pos + 2] != b"\r\n":
+            raise BackendProtocolError("backend chunk data is not followed by CRLF")
+        self._pos += 2
+        self.state = ParserState.CHUNK_SIZE
+        return self.next_event()
+
+    def _trailerSection(self) -> Event | None:
+        if len(self._buf) - self._pos >= 2 and self._buf[self._pos : self._pos + 2] == b"\r\n":
+            self._pos += 2
+        else:
+            end = self._findTerminator(b"\r\n\r\n", MAX_HEAD_SIZE, "trailer section")
+            if end < 0:
+                return self._needMore("trailer section")
+            raw = self._take(end - self._pos)
+            self._pos += 4
+            self._trailers = _fields(raw.split(b"\r\n"), "response trailer")
+        self.state = ParserState.END
+        return self.next_event()
+
+    def _untilClose(self) -> Event | None:
+        available = len(self._buf) - self._pos
+        if available:
+            return Body(self._take(available))
+        if not self._eof:
+            return None
+        if not self._cleanEof:
+            raise BackendClosed("backend connection was reset before the close-delimited body ended")
+        self.state = ParserState.END
+        return self.next_event()
+
+
+def _status_line(line: bytes) -> tuple[bytes, int]:
+    parts = line.split(b" ", 2)
+    if len(parts) < 2 or not _VERSION.fullmatch(parts[0]) or not _STATUS.fullmatch(parts[1]):
+        raise BackendProtocolError(f"backend sent an invalid status line {line[:60]!r}")
+    status = int(parts[1])
+    if not 100 <= status <= 599:
+        raise BackendProtocolError(f"backend sent status {status}, outside 100-599")
+    return parts[0], status
+
+
+def _fields(lines: list[bytes], what: str) -> Headers:
+    """Field lines -> lowercase (name, value) pairs; obs-fold and junk are errors."""
+    fields = []
+    for line in lines:
+        name, colon, value = line.partition(b":")
+        if not colon or not _TOKEN.fullmatch(name):
+            kind = "obsolete line folding" if line[:1] in (b" ", b"\t") else "an invalid field line"
+            raise BackendProtocolError(f"backend {what} has {kind}: {line[:60]!r}")
+        value = value.strip(b" \t")
+        if _BAD_VALUE.search(value):
+            raise BackendProtocolError(f"backend {what} {name!r} contains CR, LF or NUL")
+        fields.append((name.lower(), value))
+    return tuple(fields)
+
+
+def _list(value: bytes) -> list[bytes]:
+    """The elements of a comma-separated field value, lowercased, empties dropped."""
+    return [item.strip(b" \t").lower() for item in value.split(b",") if item.strip(b" \t")]
+
+
+def _connection_tokens(fields: Headers) -> frozenset[bytes]:
+    return frozenset(token for name, value in fields if name == b"connection" for token in _list(value))
+
+
+def _end_to_end(fields: Headers, tokens: frozenset[bytes]) -> Headers:
+    return tuple((n, v) for n, v in fields if n not in HOP_BY_HOP and n not in tokens)
+
+
+def _content_length(values: list[bytes]) -> int:
+    """The one length all ``content-length`` values agree on (RFC 9110 8.6)."""
+    if any(not _CONTENT_LENGTH.fullmatch(v) for v in values) or len(set(values)) != 1:
+        raise BackendProtocolError(f"backend sent an invalid or conflicting content-length {values!r}")
+    return int(values[0])
+
+
+# -- the connection ------------------------------------------------------------
+
+
+class ConnectionOwner(TypingProtocol):
+    """Who keeps a connection between exchanges (the pool)."""
+
+    def connectionIdle(self, connection: "HTTP11ClientProtocol") -> None:
+        """The exchange completed and the connection may carry another request."""
+
+    def connectionGone(self, connection: "HTTP11ClientProtocol") -> None:
+        """The connection is closed or unusable; called once, before any failure is
+        delivered to the exchange it carried."""
+
+
+class ExchangeListener(ResponseReceiver, TypingProtocol):
+    """What a connection reports to the exchange it carries: the response, and the
+    backend socket's backpressure on the request body."""
+
+    def pauseRequestBody(self) -> None:
+        """The backend socket is full: stop feeding the request body."""
+
+    def resumeRequestBody(self) -> None:
+        """The backend socket drained."""
+
+
+class _BodyProducerProxy:
+    """Registered with the backend transport while a request body is written, so a
+    full socket pauses the exchange's own producer. Detached when the body ends, so
+    a later transport call reaches nobody; C{stopProducing} (the transport going
+    away) is ignored, since the loss is reported through C{connectionLost}."""
+
+    def __init__(self, listener: ExchangeListener) -> None:
+        self._listener: ExchangeListener | None = listener
+
+    def pauseProducing(self) -> None:
+        if self._listener is not None:
+            self._listener.pauseRequestBody()
+
+    def resumeProducing(self) -> None:
+        if self._listener is not None:
+            self._listener.resumeRequestBody()
+
+    def stopProducing(self) -> None:
+        """Ignored: see the class docstring."""
+
+    def detach(self) -> None:
+        self._listener = None
+
+
+class ClientState(Enum):
+    """The states of L{HTTP11ClientProtocol}; see its docstring."""
+
+    CONNECTING = "connecting"
+    QUIESCENT = "quiescent"
+    TRANSMITTING = "transmitting"
+    WAITING = "waiting"
+    CLOSED = "closed"
+
+
+class HTTP11ClientProtocol(Protocol):
+    """One HTTP/1.1 connection to a backend, carrying one exchange at a time.
+
+    States (L{ClientState}):
+      - C{CONNECTING}: built, the transport not yet connected.
+      - C{QUIESCENT}: connected and idle (in the pool). A byte from the backend now is
+        a protocol violation: the connection is closed. A close just removes it.
+      - C{TRANSMITTING}: L{sendRequest} wrote the head; the request body is still
+        being written (L{writeBody}/L{finishBody}). The response may already be
+        arriving: a backend may answer early (e.g. 413) or stream full duplex. A
+        response that completes in this state is delivered and the connection is
+        closed, never reused, since the body was cut short.
+      - C{WAITING}: the request is completely written; the response is awaited and
+        read. On completion the connection goes back to C{QUIESCENT} when the
+        parser allows keep-alive and nothing extra arrived, else it is closed.
+      - C{CLOSED}: closed or unusable; terminal. If the backend closed while we were
+        paused, bytes already received are still delivered (on resume) before the
+        end or the failure.
+
+    Timers (on the injected reactor): from the moment the request is completely sent
+    until the final head arrives, C{responseTimeout}; after the head, the same value
+    as the longest silence between two reads while not paused. Either fails the
+    exchange with L{BackendTimeout}. 0 disables them.
+
+    @ivar state: the current L{ClientState}.
+    @ivar responseBytes: bytes received for the current exchange (0 means the backend
+        said nothing: the pool's stale-connection retry depends on it).
+    @ivar requestsSent: exchanges started on this connection.
+    """
+
+    def __init__(
+        self, *, reactor: IReactorTime, responseTimeout: float, owner: ConnectionOwner | None = None
+    ) -> None:
+        self._reactor = reactor
+        self._timeout = responseTimeout
+        self.owner = owner
+        self.state = ClientState.CONNECTING
+        self.responseBytes = 0
+        self.requestsSent = 0
+        self._listener: ExchangeListener | None = None
+        self._parser: ResponseParser | None = None
+        self._body: NoBody | LengthBody | ChunkedBody = NoBody()
+        self._proxy: _BodyProducerProxy | None = None
+        self._timer: DelayedCall | None = None
+        self._headReceived = False
+        self._paused = False
+        self._lost = False
+        self._gone = False
+        self._processing = False
+
+    # -- Twisted protocol ------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self.state = ClientState.QUIESCENT
+
+    def dataReceived(self, data: bytes) -> None:
+        """Feed the parser and deliver what it finds (unless paused)."""
+        if self.state is ClientState.QUIESCENT:
+            self._shutdown(abort=True)
+            return
+        if self._parser is None or self._listener is None:
+            return
+        self.responseBytes += len(data)
+        if self._headReceived and self._timer is not None:
+            self._timer.reset(self._timeout)
+        self._parser.feed(data)
+        if self._paused and self._parser.buffered > MAX_BUFFERED_WHILE_PAUSED:
+            self._fail(
+                UpstreamError(
+                    f"backend sent over {MAX_BUFFERED_WHILE_PAUSED} bytes while reading was paused"
+                )
+            )
+            return
+        self._process()
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+        """The backend closed (or reset) the connection. An exchange under way still
+        gets what was received; the parser decides if that is a complete response."""
+        self._lost = True
+        self._stopTimer()
+        self._stopProxying()
+        if self._parser is not None and self._listener is not None:
+            self._parser.close(clean=reason.check(ConnectionDone) is not None)
+            self._notifyGone()
+            self._process()
+        else:
+            self.state = ClientState.CLOSED
+            self._notifyGone()
+
+    # -- the exchange's side ---------------------------------------------------
+
+    def sendRequest(self, request: UpstreamRequest, head: bytes, listener: ExchangeListener) -> None:
+        """Start an exchange: write C{head} (from L{serialize_request_head}) and get
+        ready for the body and the response. The connection must be C{QUIESCENT};
+        if it was lost meanwhile, the listener gets L{BackendClosed} at once."""
+        if self.state is not ClientState.QUIESCENT:
+            listener.responseFailed(BackendClosed("backend connection closed before the request was sent"))
+            return
+        self.requestsSent += 1
+        self.responseBytes = 0
+        self._listener = listener
+        self._parser = ResponseParser(request.method)
+        self._body = body_writer(request)
+        self._headReceived = False
+        self._paused = False
+        self.transport.write(head)
+        if isinstance(self._body, NoBody):
+            self._requestSent()
+            return
+        self.state = ClientState.TRANSMITTING
+        self._proxy = _BodyProducerProxy(listener)
+        self.transport.registerProducer(self._proxy, True)
+
+    def writeBody(self, data: bytes) -> None:
+        """Write request body bytes; dropped unless the body is being sent."""
+        if self.state is not ClientState.TRANSMITTING or self._lost:
+            return
+        try:
+            self._body.write(self.transport, data)
+        except RequestRefused as error:
+            self._fail(error)
+
+    def finishBody(self, trailers: Headers = ()) -> None:
+        """End the request body (trailers go out only on a chunked body)."""
+        if self.state is not ClientState.TRANSMITTING or self._lost:
+            return
+        try:
+            self._body.finish(self.transport, trailers)
+        except RequestRefused as error:
+            self._fail(error)
+            return
+        self._stopProxying()
+        self._requestSent()
+
+    def pauseResponse(self) -> None:
+        """Stop reading from the backend and delivering body bytes."""
+        if self._paused:
+            return
+        self._paused = True
+        if self._headReceived:
+            self._stopTimer()
+        if self._transportUsable():
+            self.transport.pauseProducing()
+
+    def resumeResponse(self) -> None:
+        """Deliver what was held back, then read from the backend again."""
+        if not self._paused:
+            return
+        self._paused = False
+        if self._transportUsable():
+            self.transport.resumeProducing()
+            if self._headReceived and self._listener is not None:
+                self._startTimer()
+        self._process()
+
+    def abandon(self) -> None:
+        """Cancel the exchange: deliver nothing more and close the connection."""
+        self._listener = None
+        self._shutdown(abort=True)
+
+    def close(self) -> None:
+        """Close an idle connection (pool expiry, pool shutdown)."""
+        self._shutdown(abort=False)
+
+    # -- internals -------------------------------------------------------------
+
+    def _requestSent(self) -> None:
+        self.state = ClientState.WAITING
+        if not self._headReceived:
+            self._startTimer()
+
+    def _transportUsable(self) -> bool:
+        return not self._lost and self.state is not ClientState.CLOSED
+
+    def _process(self) -> None:
+        """Hand parser events to the listener until it needs bytes, we are paused
+        (after the head), the exchange ends, or it is cancelled."""
+        if self._processing:
+            return
+        self._processing = True
+        try:
+            while self._listener is not None and self._parser is not None:
+                if self._paused and self._headReceived:
+                    break
+                event = self._parser.next_event()
+                if event is None:
+                    break
+                self._dispatch(event)
+        except UpstreamError as error:
+            self._fail(error)
+        finally:
+            self._processing = False
+
+    def _dispatch(self, event: Event) -> None:
+        listener = self._listener
+        assert listener is not None
+        if isinstance(event, Body):
+            listener.responseDataReceived(event.data)
+        elif isinstance(event, FinalHead):
+            self._headReceived = True
+            if self._paused:
+                self._stopTimer()
+            else:
+                self._startTimer()
+            listener.responseHeadReceived(event.head)
+        elif isinstance(event, Informational):
+            listener.responseInformational(event.head)
+        elif isinstance(event, Complete):
+            self._complete(event.trailers)
+        else:
+            raise AssertionError(f"Unexpected event: {event!r}")
+
+    def _complete(self, trailers: Headers) -> None:
+        """The response is whole: deliver the end, then pool or close the connection."""
+        listener, parser = self._listener, self._parser
+        assert listener is not None and parser is not None
+        self._listener = self._parser = None
+        self._stopTimer()
+        reusable = (
+            parser.keepAlive
+            and self.state is ClientState.WAITING
+            and not parser.buffered
+            and not self._lost
+        )
+        if reusable:
+            self.state = ClientState.QUIESCENT
+            if self._paused:
+                self._paused = False
+                self.transport.resumeProducing()
+        else:
+            self._shutdown(abort=False)
+        listener.responseEnded(trailers)
+        if reusable and self.state is ClientState.QUIESCENT and self.owner is not None:
+            self.owner.connectionIdle(self)
+
+    def _fail(self, error: UpstreamError) -> None:
+        """Close the connection, then report C{error} once to the exchange."""
+        listener = self._listener
+        self._listener = None
+        self._shutdown(abort=True)
+        if listener is not None:
+            listener.responseFailed(error)
+
+    def _shutdown(self, abort: bool) -> None:
+        """Make the connection unusable: timers off, transport closed, owner told."""
+        if self.state is ClientState.CLOSED and self._gone:
+            return
+        self.state = ClientState.CLOSED
+        self._stopTimer()
+        self._stopProxying()
+        if not self._lost and self.transport is not None:
+            if abort:
+                self.transport.abortConnection()
+            else:
+                self.transport.loseConnection()
+        self._notifyGone()
+
+    def _notifyGone(self) -> None:
+        if self._gone:
+            return
+        self._gone = True
+        if self.owner is not None:
+            self.owner.connectionGone(self)
+
+    def _stopProxying(self) -> None:
+        proxy, self._proxy = self._proxy, None
+        if proxy is None:
+            return
+        proxy.detach()
+        if not self._lost:
+            self.transport.unregisterProducer()
+
+    def _startTimer(self) -> None:
+        self._stopTimer()
+        if self._timeout > 0 and not self._lost:
+            self._timer = self._reactor.callLater(self._timeout, self._timedOut)
+
+    def _stopTimer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _timedOut(self) -> None:
+        self._timer = None
+        if self._headReceived:
+            message = f"backend sent nothing for {self._timeout:g}s in the middle of the response body"
+        else:
+            message = f"backend sent no response head within {self._timeout:g}s of the request"
+        self._fail(BackendTimeout(message))
