@@ -1,95 +1,408 @@
-"""The configuration model: frozen dataclasses with defaults. Plain data, no Twisted.
+"""The configuration schema: frozen dataclasses, one documented option per field.
+
+This module is the single definition of every option: its YAML key, kind (with its
+bounds), default and one-line description sit on the field itself (see
+L{h2proxy.config.spec.option}). The loader (load.py) validates against these fields
+and docs/configuration.md is rendered from them (docs.py), so the three cannot
+drift. A field without an option marker (a server's host, an upstream's name) is
+filled in by the loader.
 
 Durations are ``float`` seconds and sizes ``int`` bytes here; the loader turns the
-operator's ``30s`` and ``64KiB`` into these. (First cut for the front end issue;
-the configuration issue turns this into the single documented schema.)
+operator's ``30s`` and ``64KiB`` into these. Plain data: no Twisted, no I/O.
+
+Renaming an option needs a reason and a migration note in docs/configuration.md.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from h2proxy.config.spec import (
+    Boolean,
+    Choice,
+    Duration,
+    FilePath,
+    Integer,
+    IpAddress,
+    ListOf,
+    LogPath,
+    MapOf,
+    Pattern,
+    Section,
+    ServerAddress,
+    Size,
+    SystemAccount,
+    Text,
+    Workers,
+    option,
+)
+
+#: Caps on how many of each thing one file may declare (a config is not a database).
+MAX_WORKERS = 256
+MAX_LISTENERS = 64
+MAX_CERTIFICATES = 256
+MAX_UPSTREAMS = 1024
+MAX_SERVERS = 256
+MAX_ROUTES = 10_000
+MAX_CIPHERS_LENGTH = 4096
+
+HOUR = 3600.0
+DAY = 24 * HOUR
+GiB = 1024**3
+
+#: Names of listeners and upstreams: they appear in logs and metrics.
+NAME = Pattern(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", "a name of letters, digits, '_', '.', '-' (at most 64)")
+#: A route's host: exact, one leading wildcard label, or everything.
+HOST_PATTERN = Pattern(
+    r"\*|(\*\.)?[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*",
+    "an exact host, *.example.org or *",
+    lower=True,
+)
+PATH_PREFIX = Pattern(r"/[^\s?#]*", "a path prefix starting with / (no spaces, ? or #)")
+
+#: TLS 1.2 suites: AEAD with forward secrecy only (TLS 1.3 suites are OpenSSL's own).
+DEFAULT_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class CertificateConfig:
-    cert: str
-    key: str
+    """One certificate chain and its private key; SNI picks it by the names it carries."""
+
+    cert: str = option(FilePath(), "PEM certificate chain, leaf first (relative to the config file).")
+    key: str = option(FilePath(), "PEM private key of the leaf, unencrypted (keep it mode 0600).")
 
 
 @dataclass(frozen=True, slots=True)
 class TlsConfig:
-    certificates: tuple[CertificateConfig, ...]
-    min_version: str = "1.2"
-    alpn: tuple[str, ...] = ("h2", "http/1.1")
+    """TLS of a listener. Omit the section for cleartext HTTP/2 (h2c, prior knowledge)."""
+
+    certificates: tuple[CertificateConfig, ...] = option(
+        ListOf(Section(CertificateConfig), 1, MAX_CERTIFICATES),
+        "Certificates served; SNI selects by name, the first is the default.",
+    )
+    min_version: str = option(Choice(("1.2", "1.3")), "Oldest TLS version accepted.", default="1.2")
+    alpn: tuple[str, ...] = option(
+        ListOf(Choice(("h2", "http/1.1")), 1, 2, unique=True),
+        "Protocols offered by ALPN, in order of preference.",
+        default=("h2", "http/1.1"),
+    )
+    ciphers: str = option(
+        Text(MAX_CIPHERS_LENGTH),
+        "OpenSSL cipher string for TLS 1.2 (TLS 1.3 suites are always OpenSSL's defaults).",
+        default=DEFAULT_CIPHERS,
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class Http2Config:
-    """Local HTTP/2 SETTINGS and per-connection protocol limits."""
+    """Local HTTP/2 SETTINGS and per-connection protocol limits. A listener may
+    override any of them in its own ``http2`` section."""
 
-    max_concurrent_streams: int = 100
-    initial_window_size: int = 1024 * 1024
-    connection_window_size: int = 16 * 1024 * 1024
-    max_frame_size: int = 16 * 1024
-    max_header_list_size: int = 64 * 1024
-    max_streams_per_connection: int = 0
-    max_control_buffer: int = 1024 * 1024
+    max_concurrent_streams: int = option(
+        Integer(1, 10_000), "Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).", default=100
+    )
+    initial_window_size: int = option(
+        Size(1024, GiB),
+        "Flow-control window per request stream (SETTINGS_INITIAL_WINDOW_SIZE): request-body bytes buffered per stream.",
+        default=1024 * 1024,
+    )
+    connection_window_size: int = option(
+        Size(64 * 1024, GiB),
+        "Flow-control window for all request bodies of one connection together.",
+        default=16 * 1024 * 1024,
+    )
+    max_frame_size: int = option(
+        Size(16 * 1024, 16 * 1024 * 1024 - 1), "Largest frame payload accepted (SETTINGS_MAX_FRAME_SIZE).", default=16 * 1024
+    )
+    max_header_list_size: int = option(
+        Size(1024, 16 * 1024 * 1024),
+        "Largest request header list accepted (SETTINGS_MAX_HEADER_LIST_SIZE); over it, 431.",
+        default=64 * 1024,
+    )
+    max_streams_per_connection: int = option(
+        Integer(0, 1_000_000_000),
+        "Streams served on one connection before a graceful GOAWAY; 0 = unlimited.",
+        default=0,
+    )
+    max_control_buffer: int = option(
+        Size(16 * 1024, 64 * 1024 * 1024),
+        "Control frames (SETTINGS/PING acks, resets) buffered for a client that does not read; over it, the connection is dropped.",
+        default=1024 * 1024,
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class ListenerConfig:
-    name: str
-    address: str
-    port: int
-    tls: TlsConfig | None = None
+    """One listening socket, shared by every worker."""
+
+    name: str = option(NAME, "Name used in logs and metrics; unique among listeners.")
+    address: str = option(IpAddress(), "IPv4 or IPv6 address to listen on (0.0.0.0 or :: for all).")
+    port: int = option(Integer(0, 65535), "TCP port; 0 lets the kernel choose one (for tests).")
+    tls: TlsConfig | None = option(
+        Section(TlsConfig), "TLS settings; omit for cleartext h2c (prior knowledge) and HTTP/1.1.", default=None
+    )
+    http2: Http2Config | None = option(
+        Section(Http2Config, inherits=True),
+        "Overrides of the top-level http2 options for this listener; options left out keep the top-level values.",
+        default=None,
+    )
+    proxy_protocol: bool = option(
+        Boolean(),
+        "Expect a PROXY protocol (v1 or v2) header first, as sent by a load balancer in front; the client address comes from it.",
+        default=False,
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    host: str
+    """One backend server of an upstream."""
+
+    host: str = option(
+        ServerAddress(),
+        "Where the server listens: host:port, [v6]:port, or https://host[:port] for TLS to the backend.",
+        key="address",
+        fills=("host", "port", "scheme"),
+    )
     port: int
     scheme: str = "http"
-    weight: int = 1
+    weight: int = option(Integer(1, 1000), "Share of requests relative to the other servers.", default=1)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheckConfig:
+    """Active health checks: a GET to each server; a server that fails is taken out
+    of rotation until it passes again."""
+
+    path: str = option(PATH_PREFIX, "Path requested; a status from 200 to 399 counts as healthy.", default="/")
+    interval: float = option(Duration(1.0, HOUR), "Time between two checks of one server.", default=10.0)
+    timeout: float = option(Duration(0.1, 300.0), "A check not answered within this counts as failed.", default=2.0)
+    healthy_threshold: int = option(
+        Integer(1, 100), "Consecutive passed checks that put a server back in rotation.", default=2
+    )
+    unhealthy_threshold: int = option(
+        Integer(1, 100), "Consecutive failed checks that take a server out of rotation.", default=3
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    """Requests waiting for a connection when every server is at max_connections."""
+
+    size: int = option(
+        Integer(0, 100_000), "Requests that may wait per worker; beyond it, 503 at once. 0 = no waiting.", default=0
+    )
+    timeout: float = option(Duration(0.0, 300.0), "Longest wait in the queue before a 503.", default=5.0)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTlsConfig:
+    """How https:// servers are verified."""
+
+    verify: bool = option(Boolean(), "Verify the server's certificate and name; false only for tests.", default=True)
+    ca_file: str | None = option(
+        FilePath(), "PEM bundle of trusted CAs; null = the system's trust store.", default=None, nullable=True
+    )
+    server_name: str | None = option(
+        Pattern(r"[A-Za-z0-9.-]{1,253}", "a DNS name"),
+        "Name sent in SNI and checked in the certificate; null = each server's host.",
+        default=None,
+        nullable=True,
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class UpstreamConfig:
+    """A named group of backend servers that routes send requests to."""
+
     name: str
-    servers: tuple[ServerConfig, ...]
-    policy: str = "round_robin"
-    max_connections: int = 0
-    keepalive: int = 32
-    keepalive_idle: float = 60.0
+    servers: tuple[ServerConfig, ...] = option(
+        ListOf(Section(ServerConfig), 1, MAX_SERVERS), "The backend servers."
+    )
+    policy: str = option(
+        Choice(("round_robin", "least_conn", "random_two")),
+        "How a server is chosen: in turn (by weight), fewest open requests, or the better of two at random.",
+        default="round_robin",
+    )
+    max_connections: int = option(
+        Integer(0, 100_000), "Connections each worker may open to each server; 0 = no limit.", default=0
+    )
+    keepalive: int = option(
+        Integer(0, 10_000), "Idle connections each worker keeps open to each server for reuse.", default=32
+    )
+    keepalive_idle: float = option(
+        Duration(1.0, HOUR), "A kept-alive connection idle this long is closed.", default=60.0
+    )
+    retries: int = option(
+        Integer(0, 10),
+        "Other servers tried when connecting fails (never once any byte of the request was sent).",
+        default=1,
+    )
+    queue: QueueConfig = option(
+        Section(QueueConfig), "Waiting for a free connection when max_connections is reached.", default_factory=QueueConfig
+    )
+    health_check: HealthCheckConfig | None = option(
+        Section(HealthCheckConfig), "Active health checks; omit to rely on connection failures only.", default=None
+    )
+    tls: UpstreamTlsConfig = option(
+        Section(UpstreamTlsConfig), "Verification of https:// servers.", default_factory=UpstreamTlsConfig
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class RouteConfig:
-    upstream: str
-    host: str = "*"
-    path: str = "/"
+    """Which upstream serves a host and path. The most specific host wins (exact,
+    then the longest wildcard, then ``*``); within it, the longest path prefix."""
+
+    upstream: str = option(NAME, "Name of the upstream that serves matching requests.")
+    host: str = option(HOST_PATTERN, "Host matched against :authority (port ignored).", default="*")
+    path: str = option(PATH_PREFIX, "Path prefix matched against :path.", default="/")
 
 
 @dataclass(frozen=True, slots=True)
 class TimeoutsConfig:
-    idle: float = 60.0
-    abort: float = 15.0
-    backend_connect: float = 5.0
-    backend_response: float = 60.0
-    drain: float = 30.0
+    """Every timer of the proxy. 0 disables the timers that say so."""
+
+    idle: float = option(
+        Duration(0.0, DAY),
+        "A client connection that sends nothing for this long is closed with GOAWAY (H2Connection.timeOut); 0 disables.",
+        default=60.0,
+    )
+    abort: float = option(
+        Duration(0.0, HOUR),
+        "After that GOAWAY, how long the client gets to close before the connection is aborted (H2Connection.abortTimeout); 0 disables.",
+        default=15.0,
+    )
+    tls_handshake: float = option(
+        Duration(0.1, 300.0), "Longest TLS handshake before the connection is closed.", default=10.0
+    )
+    request_header: float = option(
+        Duration(0.1, 600.0),
+        "Longest time a new connection may take to send its preface and first complete request headers.",
+        default=30.0,
+    )
+    backend_connect: float = option(
+        Duration(0.1, 300.0), "Longest wait for a backend connection; then 504 (or the next server, see retries).", default=5.0
+    )
+    backend_response: float = option(
+        Duration(0.1, HOUR), "Longest wait for a backend's response headers once the request is sent; then 504.", default=60.0
+    )
+    backend_idle: float = option(
+        Duration(0.0, HOUR),
+        "Longest pause while reading a backend's response body; then the stream is reset. 0 disables.",
+        default=60.0,
+    )
+    drain: float = option(
+        Duration(0.0, HOUR),
+        "On reload or stop, how long in-flight streams get to finish before their connections are closed.",
+        default=30.0,
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class LimitsConfig:
-    max_request_body: int = 0
+    """Limits per request and per worker (HTTP/2 protocol limits are under http2)."""
+
+    max_request_body: int = option(
+        Size(0, 1024 * GiB), "Largest request body forwarded; over it, 413. 0 = no limit.", default=0
+    )
+    max_connections: int = option(
+        Integer(0, 1_000_000),
+        "Client connections each worker serves at once; more wait in the kernel's accept queue. 0 = no limit.",
+        default=10_000,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    """Where the daemon's own messages and the one-line-per-request access log go."""
+
+    error_log: str | None = option(
+        LogPath(), "File for the daemon's messages; - = standard output; null = twistd's log.", default=None, nullable=True
+    )
+    access_log: str | None = option(
+        LogPath(), "File for one line per request; - = standard output; null = no access log.", default=None, nullable=True
+    )
+    format: str = option(
+        Choice(("combined", "json")), "Access log line format: Apache/nginx combined, or one JSON object.", default="combined"
+    )
+    level: str = option(
+        Choice(("debug", "info", "warn", "error")), "Least severe daemon message written.", default="info"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    """The admin listener: metrics (/metrics), liveness (/healthz), status page (/).
+    Cleartext HTTP/1.1: keep it on a loopback or private address."""
+
+    port: int = option(Integer(0, 65535), "TCP port of the admin listener.")
+    address: str = option(IpAddress(), "Address of the admin listener.", default="127.0.0.1")
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardingConfig:
+    """What the proxy tells backends about the client, replacing any client-sent copy."""
+
+    x_forwarded: bool = option(
+        Boolean(), "Set X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host.", default=True
+    )
+    forwarded: bool = option(Boolean(), "Set the standard Forwarded header (RFC 7239).", default=False)
+    via: bool = option(Boolean(), "Add a Via header naming this proxy (RFC 9110 7.6.3).", default=True)
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    listeners: tuple[ListenerConfig, ...]
-    upstreams: dict[str, UpstreamConfig]
-    routes: tuple[RouteConfig, ...]
-    workers: int | None = 1
-    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
-    http2: Http2Config = field(default_factory=Http2Config)
-    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    """The whole configuration of one daemon.
+
+    @ivar source: the file it was read from (for messages).
+    @ivar warnings: problems that do not stop the daemon (a certificate about to
+        expire, an unused upstream), each rendered ``file:line:col: warning: ...``;
+        print them after a successful load.
+    """
+
+    listeners: tuple[ListenerConfig, ...] = option(
+        ListOf(Section(ListenerConfig), 1, MAX_LISTENERS), "Sockets to accept clients on."
+    )
+    upstreams: dict[str, UpstreamConfig] = option(
+        MapOf(Section(UpstreamConfig), NAME, 1, MAX_UPSTREAMS), "Backend server groups, by name."
+    )
+    routes: tuple[RouteConfig, ...] = option(
+        ListOf(Section(RouteConfig), 1, MAX_ROUTES), "Which upstream serves each host and path."
+    )
+    workers: int | None = option(
+        Workers(MAX_WORKERS), "Worker processes; auto = one per CPU.", default=1
+    )
+    timeouts: TimeoutsConfig = option(Section(TimeoutsConfig), "Timers.", default_factory=TimeoutsConfig)
+    http2: Http2Config = option(
+        Section(Http2Config, provides_defaults=True), "HTTP/2 settings of every listener.", default_factory=Http2Config
+    )
+    limits: LimitsConfig = option(Section(LimitsConfig), "Request and worker limits.", default_factory=LimitsConfig)
+    logging: LoggingConfig = option(Section(LoggingConfig), "Logs.", default_factory=LoggingConfig)
+    admin: AdminConfig | None = option(
+        Section(AdminConfig), "Metrics and status listener; omit to have none.", default=None
+    )
+    forwarding: ForwardingConfig = option(
+        Section(ForwardingConfig), "Headers describing the client to backends.", default_factory=ForwardingConfig
+    )
+    user: str | None = option(
+        SystemAccount(), "User the workers run as after binding (when started as root); null = unchanged.",
+        default=None, nullable=True,
+    )
+    group: str | None = option(
+        SystemAccount(group=True), "Group the workers run as after binding; null = the user's primary group.",
+        default=None, nullable=True,
+    )
     source: str = "<config>"
+    warnings: tuple[str, ...] = field(default=())
+
+    def http2_for(self, listener: ListenerConfig) -> Http2Config:
+        """The HTTP/2 settings a listener runs with: its override, else the top level.
+
+        The loader already merges an override over the top-level section, so an
+        override is always complete.
+        """
+        return listener.http2 or self.http2
