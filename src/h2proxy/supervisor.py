@@ -185,19 +185,33 @@ class ListenerSockets:
 
 
 class LineBuffer:
-    """Splits a child's output into lines, cutting any line longer than C{limit}."""
+    """Splits a child's output into lines, keeping the first C{limit} bytes of a longer
+    line (emitted as soon as it overflows) and dropping the rest of it."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._partial = b""
+        self._discarding = False
 
     def feed(self, data: bytes) -> list[str]:
-        """The complete lines in C{data} (with what came before), without line ends."""
-        *lines, self._partial = (self._partial + data).split(b"\n")
-        if len(self._partial) > self.limit:
-            lines.append(self._partial[: self.limit])
-            self._partial = b""
-        return [line[: self.limit].decode("utf-8", "replace").rstrip("\r") for line in lines]
+        """The lines completed (or cut) by C{data}, without their line ends."""
+        lines: list[bytes] = []
+        for index, piece in enumerate(data.split(b"\n")):
+            if index:
+                if not self._discarding:
+                    lines.append(self._partial)
+                self._partial = b""
+                self._discarding = False
+            if self._discarding:
+                continue
+            room = self.limit - len(self._partial)
+            if len(piece) > room:
+                lines.append(self._partial + piece[:room])
+                self._partial = b""
+                self._discarding = True
+            else:
+                self._partial += piece
+        return [line.decode("utf-8", "replace").rstrip("\r") for line in lines]
 
 
 class GenerationState(enum.Enum):

@@ -58,7 +58,9 @@ class ReportChannel(protocol.Protocol):
         self.parentGone = parentGone
 
     def send(self, kind: Report, number: int | None = None) -> None:
-        if self.transport is not None and not getattr(self.transport, "disconnected", False):
+        """Write one report; before the pipes are connected (or after StandardIO lost
+        its writer) this is a no-op."""
+        if self.transport is not None:
             self.transport.write(format_report(kind, number))
 
     def readConnectionLost(self) -> None:
@@ -152,7 +154,7 @@ class WorkerProcess:
 
     def parentGone(self) -> None:
         """The supervisor is gone: nobody will tell us to stop, so drain now."""
-        if not self._draining:
+        if not (self._draining or self._stopped):
             log.warn("the supervisor is gone: draining")
             self.drain()
 

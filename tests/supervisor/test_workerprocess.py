@@ -1,0 +1,234 @@
+"""A worker process's life on a fake reactor: adopt, report ready, drain, exit."""
+
+from __future__ import annotations
+
+import io
+import socket
+
+from twisted.internet import defer
+from twisted.internet.protocol import ServerFactory
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import LogLevel
+from twisted.python.failure import Failure
+
+from h2proxy.handover import InheritedListener, Report, WorkerBoot
+from h2proxy.workerprocess import (
+    EXIT_GRACE,
+    STREAMS_REPORT_INTERVAL,
+    LineLogObserver,
+    ReportChannel,
+    WorkerProcess,
+    open_streams,
+)
+from tests.supervisor.fakes import make_config
+
+
+class FakePort:
+    def __init__(self, fd: int, family: int, factory) -> None:
+        self.fd, self.family, self.factory = fd, family, factory
+        self.listening = True
+
+    def stopListening(self):
+        self.listening = False
+        return defer.succeed(None)
+
+
+class WorkerReactor(MemoryReactorClock):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ports: list[FakePort] = []
+        self.stops = 0
+
+    def adoptStreamPort(self, fd, family, factory):
+        port = FakePort(fd, family, factory)
+        self.ports.append(port)
+        return port
+
+    def stop(self) -> None:
+        self.stops += 1
+
+
+class FakeConnection:
+    def __init__(self, streams: int) -> None:
+        self.streams = {i: object() for i in range(streams)}
+
+
+class FakeH2Factory:
+    def __init__(self) -> None:
+        self.connections: set[FakeConnection] = set()
+
+
+class FakeServer:
+    """Stands in for ProxyServer: one factory per listener, a drain the test fires."""
+
+    def __init__(self, config, reactor) -> None:
+        self.config = config
+        self.h2Factories: dict[str, FakeH2Factory] = {}
+        self.drains: list[tuple[float, defer.Deferred]] = []
+        self.reopened = 0
+
+    def factoryFor(self, listener):
+        self.h2Factories[listener.name] = FakeH2Factory()
+        return ServerFactory()
+
+    def drain(self, timeout: float) -> defer.Deferred:
+        done = defer.Deferred()
+        self.drains.append((timeout, done))
+        return done
+
+    def reopenLogs(self) -> None:
+        self.reopened += 1
+
+
+class Worker:
+    """A WorkerProcess on fakes, its report channel on a StringTransport."""
+
+    def __init__(self, makeServer=FakeServer, drain: float = 10.0) -> None:
+        self.reactor = WorkerReactor()
+        self.closed: list[int] = []
+        config = make_config("public", "internal", workers=1, drain=drain)
+        boot = WorkerBoot(2, 0, config, (InheritedListener("public", 4, socket.AF_INET),
+                                         InheritedListener("internal", 5, socket.AF_INET6)))
+        self.process = WorkerProcess(boot=boot, reactor=self.reactor, makeServer=makeServer,
+                                     closeFD=self.closed.append)
+        self.reports = StringTransport()
+        self.process.channel.makeConnection(self.reports)
+
+    def lines(self) -> list[str]:
+        return self.reports.value().decode().splitlines()
+
+
+def test_start_adopts_every_inherited_socket_and_reports_ready():
+    """When a worker starts, it adopts each inherited descriptor with its family and its
+    listener's factory, closes the inherited copy, and reports ready."""
+    worker = Worker()
+    worker.process.start()
+    assert [(p.fd, p.family) for p in worker.reactor.ports] == [(4, socket.AF_INET), (5, socket.AF_INET6)]
+    assert set(worker.process.server.h2Factories) == {"public", "internal"}
+    assert worker.closed == [4, 5]
+    assert worker.lines() == ["ready"]
+
+
+def test_a_worker_that_cannot_start_exits_with_status_1(logged):
+    """When building the server fails, the worker logs why and exits 1 without reporting ready."""
+    def broken(config, reactor):
+        raise ValueError("no certificate")
+
+    worker = Worker(makeServer=broken)
+    worker.process.start()
+    assert worker.process.exitCode == 1
+    assert worker.reactor.stops == 1
+    assert worker.lines() == []
+    assert logged.matching("worker 2.0 cannot start")
+
+
+def test_drain_stops_accepting_reports_and_exits_when_the_server_has_drained():
+    """When told to drain, the worker stops listening on every port, reports draining,
+    drains the server with the config's window, and exits 0 once that is done."""
+    worker = Worker(drain=7.0)
+    worker.process.start()
+    worker.process.drain()
+    assert not any(port.listening for port in worker.reactor.ports)
+    assert worker.lines()[1] == "draining"
+    (window, done), = worker.process.server.drains
+    assert window == 7.0
+    assert worker.reactor.stops == 0
+    done.callback(None)
+    assert worker.reactor.stops == 1 and worker.process.exitCode == 0
+
+
+def test_draining_reports_the_open_streams_every_interval():
+    """While draining, the worker reports how many streams are still open, once per interval."""
+    worker = Worker()
+    worker.process.start()
+    factory = worker.process.server.h2Factories["public"]
+    factory.connections.update({FakeConnection(2), FakeConnection(3)})
+    worker.process.drain()
+    assert worker.lines()[-1] == "streams 5"
+    factory.connections.pop()
+    worker.reactor.advance(STREAMS_REPORT_INTERVAL)
+    assert worker.lines()[-1] in ("streams 2", "streams 3")
+
+
+def test_a_second_drain_request_exits_at_once(logged):
+    """When asked to drain again while draining, the worker exits without waiting."""
+    worker = Worker()
+    worker.process.start()
+    worker.process.drain()
+    worker.process.drain()
+    assert worker.reactor.stops == 1
+    assert logged.matching("second stop request")
+
+
+def test_a_drain_that_never_finishes_ends_after_the_window(logged):
+    """When the server's drain never fires, the worker exits on its own shortly after the
+    drain window, before the supervisor would need SIGKILL."""
+    worker = Worker(drain=5.0)
+    worker.process.start()
+    worker.process.drain()
+    worker.reactor.advance(5.0 + EXIT_GRACE - 0.1)
+    assert worker.reactor.stops == 0
+    worker.reactor.advance(0.1)
+    assert worker.reactor.stops == 1
+    assert logged.matching("drain did not finish")
+
+
+def test_the_supervisor_going_away_starts_a_drain(logged):
+    """When the boot pipe reaches end of file (the supervisor died), the worker drains."""
+    worker = Worker()
+    worker.process.start()
+    worker.process.channel.readConnectionLost()
+    assert "draining" in worker.lines()
+    assert len(worker.process.server.drains) == 1
+    assert logged.matching("the supervisor is gone")
+
+
+def test_reopen_logs_reaches_the_server():
+    """When SIGUSR1 is handled, the server reopens its log files."""
+    worker = Worker()
+    worker.process.start()
+    worker.process.reopenLogs()
+    assert worker.process.server.reopened == 1
+
+
+def test_open_streams_counts_across_listeners():
+    """When several listeners have connections, open_streams sums their streams."""
+    server = FakeServer(None, None)
+    server.factoryFor(make_config("a").listeners[0])
+    server.factoryFor(make_config("b").listeners[0])
+    server.h2Factories["a"].connections.add(FakeConnection(1))
+    server.h2Factories["b"].connections.add(FakeConnection(4))
+    assert open_streams(server) == 5
+
+
+def test_log_lines_carry_their_level_first():
+    """When a worker logs, each line (tracebacks included) starts with the event's level."""
+    stream = io.BytesIO()
+    observer = LineLogObserver(stream)
+    observer({"log_format": "hello {who}", "who": "there", "log_level": LogLevel.warn})
+    try:
+        raise KeyError("k")
+    except KeyError:
+        failure = Failure()
+    observer({"log_format": "broke", "log_level": LogLevel.critical, "log_failure": failure})
+    lines = stream.getvalue().decode().splitlines()
+    assert lines[0] == "warn hello there"
+    assert lines[1] == "critical broke"
+    assert all(line.startswith("critical ") for line in lines[1:])
+    assert any("KeyError" in line for line in lines)
+
+
+def test_report_channel_before_its_pipes_exist():
+    """When a report is sent before the pipes are connected, it is dropped, not an error."""
+    channel = ReportChannel(parentGone=lambda: None)
+    channel.send(Report.READY)
+    assert channel.transport is None
+
+
+def test_parent_gone_after_exit_does_nothing():
+    """When the pipes close because the worker is already exiting, no drain starts."""
+    worker = Worker()
+    worker.process.start()
+    worker.process.exit(0)
+    worker.process.parentGone()
+    assert worker.process.server.drains == []
