@@ -233,6 +233,7 @@ class Worker:
     """One worker process.
 
     @ivar startedAt: when it was spawned, on the supervisor's clock (for back-off).
+    @ivar pid: its process id, kept after it exits (for the log lines about it).
     @ivar ready: it reported that it accepts connections.
     @ivar draining: it was told to drain (SIGTERM sent).
     @ivar streams: the streams it still had open at its last report while draining.
@@ -243,6 +244,7 @@ class Worker:
     slot: "Slot"
     startedAt: float
     process: IProcessTransport | None = None
+    pid: int | None = None
     ready: bool = False
     draining: bool = False
     streams: int | None = None
@@ -251,10 +253,6 @@ class Worker:
     @property
     def name(self) -> str:
         return f"{self.generation.number}.{self.slot.index}"
-
-    @property
-    def pid(self) -> int | None:
-        return getattr(self.process, "pid", None)
 
     def describe(self) -> str:
         return f"worker {self.name} (pid {self.pid})"
@@ -322,7 +320,14 @@ class WorkerProtocol(protocol.ProcessProtocol):
         self._lines[REPORT_FD] = LineBuffer(MAX_REPORT_LINE)
 
     def connectionMade(self) -> None:
-        """Send the boot message; the pipe stays open so the worker sees us die."""
+        """Send the boot message; the pipe stays open so the worker sees us die.
+
+        This runs inside C{spawnProcess}, before the child can be reaped, so the
+        worker knows its process even if it dies at once.
+        """
+        self.worker.process = self.transport
+        self.worker.pid = self.transport.pid
+        log.info("spawned {worker}", worker=self.worker.describe())
         self.transport.writeToChild(BOOT_FD, self.boot)
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
@@ -558,7 +563,7 @@ class Supervisor:
         args = [*self.workerCommand, f"--generation={generation.number}", f"--slot={slot.index}"]
         slot.worker = worker
         try:
-            worker.process = self.reactor.spawnProcess(
+            self.reactor.spawnProcess(
                 WorkerProtocol(self, worker, encode_boot(boot)),
                 args[0],
                 args,
@@ -568,8 +573,6 @@ class Supervisor:
         except OSError as problem:
             log.error("cannot spawn worker {name}: {problem}", name=worker.name, problem=problem)
             self.workerEnded(worker, Failure(error.ProcessTerminated(exitCode=127)))
-            return
-        log.info("spawned {worker}", worker=worker.describe())
 
     def workerReported(self, worker: Worker, line: str) -> None:
         """A line from a worker's report pipe (see L{Report})."""

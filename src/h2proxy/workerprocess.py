@@ -8,8 +8,10 @@ first, where the supervisor relays it under the worker's name.
 Signals (installed once the reactor runs, so they override Twisted's own):
   - C{SIGTERM}: drain. Stop accepting (the shared socket stays open: an adopted
     port closes only its own duplicate of it), graceful GOAWAY on every
-    connection, streams get C{timeouts.drain} seconds, then exit 0. A second
-    C{SIGTERM} exits at once.
+    connection, streams get C{timeouts.drain} seconds, then exit 0. More
+    C{SIGTERM}s change nothing: they may come from several places at once (the
+    supervisor, a signal to the whole process group), and forcing is the
+    supervisor's job (C{SIGKILL}).
   - C{SIGUSR1}: reopen log files (the server's, if it has any).
   - C{SIGHUP}, C{SIGINT}: ignored; the supervisor decides and tells us. (A Ctrl-C
     in a terminal reaches the whole process group; the supervisor relays it.)
@@ -129,11 +131,9 @@ class WorkerProcess:
     def drain(self) -> None:
         """Stop accepting, let the streams finish within the drain window, exit.
 
-        Asked again while draining, it exits at once.
+        Asked again while draining, it carries on as it was.
         """
         if self._draining:
-            log.warn("second stop request while draining: exiting now")
-            self.exit(0)
             return
         self._draining = True
         window = self.boot.config.timeouts.drain

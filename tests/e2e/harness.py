@@ -11,6 +11,7 @@ import os
 import re
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -96,6 +97,8 @@ def start_origin(tmp: Path) -> Origin:
 
 @dataclass
 class Proxy:
+    """The daemon: the supervisor process twistd runs, and its worker processes."""
+
     process: subprocess.Popen
     output: ProcessOutput
     config_path: Path
@@ -109,15 +112,104 @@ class Proxy:
         scheme = "https" if listener.startswith("tls") else "http"
         return f"{scheme}://127.0.0.1:{self.ports[listener]}{path}"
 
+    def worker_pids(self) -> list[int]:
+        """The live worker processes of this daemon (children running h2proxy.workerprocess)."""
+        return [pid for pid in children_of(self.pid) if "h2proxy.workerprocess" in cmdline(pid)]
+
+    def daemon_pids(self) -> list[int]:
+        return [self.pid, *self.worker_pids()]
+
     def peak_rss_kib(self) -> int:
-        """VmHWM of the daemon process (peak resident set size), in KiB."""
-        return _status_field(self.pid, "VmHWM")
+        """The largest VmHWM (peak resident set size) of the supervisor and each live
+        worker, in KiB: what one process of the daemon held at its peak."""
+        return max(_status_field(pid, "VmHWM") for pid in self.daemon_pids())
 
     def rss_kib(self) -> int:
-        return _status_field(self.pid, "VmRSS")
+        """VmRSS of the supervisor and its live workers together, in KiB."""
+        return sum(_status_field(pid, "VmRSS") for pid in self.daemon_pids())
+
+    def mark(self) -> int:
+        """A position in the output, for waiting on lines logged after it."""
+        return len(self.output.lines)
+
+    def wait_for(self, pattern: str, timeout: float = READY_TIMEOUT, start: int = 0) -> re.Match:
+        return self.output.wait_for(pattern, timeout, start)
+
+    def reload(self, timeout: float = READY_TIMEOUT) -> re.Match:
+        """Send SIGHUP and wait until the reload has succeeded or failed; the match's
+        group 1 is the new generation's number, or None when the reload failed."""
+        start = self.mark()
+        self.process.send_signal(signal.SIGHUP)
+        return self.wait_for(r"generation (\d+) serving|(reload failed)", timeout, start)
 
     def stop(self) -> None:
+        workers = self.worker_pids() if self.process.poll() is None else []
         stop_process(self.process)
+        kill_leftovers(workers)
+
+
+def children_of(pid: int) -> list[int]:
+    """Processes whose parent is C{pid}, from /proc."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(entry.name))
+    return children
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def alive(pid: int) -> bool:
+    """Whether C{pid} is a live process (not gone, not a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def kill_leftovers(pids: list[int]) -> None:
+    """SIGKILL whatever of C{pids} is still running (a test must leave no process behind)."""
+    for pid in pids:
+        if alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def socket_owner(client: socket.socket, pids: list[int]) -> int | None:
+    """Which of C{pids} holds the server end of the TCP connection C{client}."""
+    client_port = client.getsockname()[1]
+    server_port = client.getpeername()[1]
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote = fields[1], fields[2]
+            if int(local.rsplit(":", 1)[1], 16) == server_port and int(remote.rsplit(":", 1)[1], 16) == client_port:
+                inodes.add(f"socket:[{fields[9]}]")
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                try:
+                    if os.readlink(fd) in inodes:
+                        return pid
+                except OSError:
+                    continue
+        except OSError:
+            continue
+    return None
 
 
 def _status_field(pid: int, name: str) -> int:
@@ -133,8 +225,9 @@ def write_config(tmp: Path, config: dict) -> Path:
     return path
 
 
-def start_proxy(config_path: Path, listeners: list[str]) -> Proxy:
-    """Start ``twistd -n h2proxy -c CONFIG`` and wait until every listener is bound."""
+def start_proxy(config_path: Path, listeners: list[str], ready: bool = True) -> Proxy:
+    """Start ``twistd -n h2proxy -c CONFIG`` and wait until every listener is bound and,
+    with C{ready}, until the first generation of workers serves."""
     twistd = Path(sys.executable).with_name("twistd")
     process = subprocess.Popen(
         [str(twistd), "-n", "--pidfile=", "--logfile=-", "h2proxy", "-c", str(config_path)],
@@ -147,6 +240,8 @@ def start_proxy(config_path: Path, listeners: list[str]) -> Proxy:
     for name in listeners:
         match = output.wait_for(rf"listener {re.escape(name)} on [^ ]*:(\d+) ")
         proxy.ports[name] = int(match.group(1))
+    if ready:
+        output.wait_for(r"generation 1 serving")
     return proxy
 
 

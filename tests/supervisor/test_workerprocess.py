@@ -150,14 +150,15 @@ def test_draining_reports_the_open_streams_every_interval():
     assert worker.lines()[-1] in ("streams 2", "streams 3")
 
 
-def test_a_second_drain_request_exits_at_once(logged):
-    """When asked to drain again while draining, the worker exits without waiting."""
+def test_a_second_drain_request_changes_nothing():
+    """When asked to drain again while draining (SIGTERM from the supervisor and from a
+    signal to the process group), the worker keeps draining and starts no second drain."""
     worker = Worker()
     worker.process.start()
     worker.process.drain()
     worker.process.drain()
-    assert worker.reactor.stops == 1
-    assert logged.matching("second stop request")
+    assert worker.reactor.stops == 0
+    assert len(worker.process.server.drains) == 1
 
 
 def test_a_drain_that_never_finishes_ends_after_the_window(logged):
