@@ -317,7 +317,8 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
 
     The idle timeout runs while the connection waits on the client (for a head, for
     body bytes, or for it to read what was written) and stops while it waits on the
-    handler.
+    handler. Body bytes and drained writes restart it; head bytes do not, so a whole
+    head must arrive within one timeout of the previous exchange's end.
 
     @ivar factory: the L{HTTP1Factory} (settings, live connections, drain state).
     """
@@ -369,7 +370,10 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
             )
             self._abortConnection()
             return
-        self.resetTimeout()
+        if self._stream is not None:
+            # Body bytes are progress; head bytes are not, so a head that trickles
+            # in (slowloris) still has to be complete within one idle timeout.
+            self.resetTimeout()
         self._process()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
@@ -481,6 +485,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
         return True
 
     def _startExchange(self, request: ParsedRequest) -> None:
+        self.setTimeout(None)
         self._streams += 1
         stream = HTTP1Stream(self, self._streams, request)
         if self.draining or self._pipelinedRun >= self.factory.maxPipelined:
@@ -562,6 +567,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
         if stream is None or not stream.finished or self._body is not None:
             return
         self._stream = None
+        self.setTimeout(None)
         if stream.closeAfter or self.draining:
             self._close()
             return
