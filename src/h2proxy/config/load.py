@@ -125,10 +125,7 @@ def _compose(text: str, report: Report) -> MappingNode | None:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        where = (mark.line + 1, mark.column + 1) if mark is not None else None
-        problem = error.problem or error.context or "invalid YAML"
-        report.error("", f"YAML syntax error: {problem}", where)
+        report.error("", f"YAML syntax error: {_yaml_problem(error)}", _yaml_mark(error))
         return None
     except yaml.YAMLError as error:  # reader errors: control characters and the like
         report.error("", f"YAML error: {error}", (1, 1))
@@ -143,6 +140,27 @@ def _compose(text: str, report: Report) -> MappingNode | None:
         report.error("", f"expected a mapping of options at the top level, got {_shape(root).words}", _mark(root))
         return None
     return root
+
+
+def _yaml_problem(error: yaml.MarkedYAMLError) -> str:
+    """PyYAML's context and problem as one phrase, with where the context began
+    (an unclosed quote is reported at the end of the file, but started earlier)."""
+    problem = error.problem or "invalid YAML"
+    if "'\\t'" in problem:
+        problem += "; indent with spaces, not tabs"
+    if not error.context:
+        return problem
+    if problem.startswith("but "):
+        return f"{error.context}, {problem}"
+    started = error.context_mark
+    if started is not None and error.problem_mark is not None and started.line != error.problem_mark.line:
+        return f"{error.context} (from line {started.line + 1}, column {started.column + 1}): {problem}"
+    return f"{error.context}: {problem}"
+
+
+def _yaml_mark(error: yaml.MarkedYAMLError) -> tuple[int, int] | None:
+    mark = error.problem_mark or error.context_mark
+    return (mark.line + 1, mark.column + 1) if mark is not None else None
 
 
 def _mark(node: Node) -> tuple[int, int]:

@@ -254,12 +254,15 @@ class UpstreamConfig:
 
 @dataclass(frozen=True, slots=True)
 class RouteConfig:
-    """Which upstream serves a host and path. The most specific host wins (exact,
-    then the longest wildcard, then ``*``); within it, the longest path prefix."""
+    """Which upstream serves a host and path. Host patterns are tried from the most
+    specific (exact, then the longest ``*.`` wildcard, then ``*``); among a host's
+    routes the longest matching path prefix wins. No match: 404."""
 
     upstream: str = option(NAME, "Name of the upstream that serves matching requests.")
     host: str = option(HOST_PATTERN, "Host matched against :authority (port ignored).", default="*")
-    path: str = option(PATH_PREFIX, "Path prefix matched against :path.", default="/")
+    path: str = option(
+        PATH_PREFIX, "Path prefix matched on a segment boundary: /api matches /api and /api/x, not /apix.", default="/"
+    )
 
 
 @dataclass(frozen=True, slots=True)

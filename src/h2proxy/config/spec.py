@@ -80,6 +80,14 @@ class Kind:
         return str(value)
 
 
+def _digits(value: object) -> object:
+    """A quoted number (``"8443"``, or a ``${PORT}`` inside quotes) read as the
+    integer it plainly is; anything else unchanged."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Integer(Kind):
     low: int
@@ -87,6 +95,7 @@ class Integer(Kind):
     what = "integer"
 
     def convert(self, value: object, context: Context) -> int:
+        value = _digits(value)
         if isinstance(value, bool) or not isinstance(value, int) or not self.low <= value <= self.high:
             raise OptionError(f"expected an integer from {self.low} to {self.high}")
         return value
@@ -168,12 +177,13 @@ class Choice(Kind):
     what = "string"
 
     def convert(self, value: object, context: Context) -> str:
+        written = value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = str(value)  # YAML reads ``min_version: 1.2`` as a number
         if value not in self.values:
             listed = ", ".join(self.values)
-            hint = did_you_mean(value, self.values) if isinstance(value, str) else ""
-            raise OptionError(f"expected one of {listed}{hint}")
+            hint = did_you_mean(written, self.values) if isinstance(written, str) else ""
+            raise OptionError(f"expected one of {listed}", hint=hint)
         return value  # type: ignore[return-value]
 
     def bounds(self) -> str:
@@ -211,6 +221,7 @@ class Workers(Kind):
     def convert(self, value: object, context: Context) -> int | None:
         if value == "auto":
             return None
+        value = _digits(value)
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= self.high:
             raise OptionError(f"expected auto or an integer from 1 to {self.high}")
         return value
@@ -229,15 +240,16 @@ class IpAddress(Kind):
     what = "IP address"
 
     def convert(self, value: object, context: Context) -> str:
+        expected = "expected an IPv4 or IPv6 address like 127.0.0.1 or ::"
         if not isinstance(value, str):
-            raise OptionError("expected an IPv4 or IPv6 address like 127.0.0.1 or ::")
-        if value.startswith("["):
-            raise OptionError("write an IPv6 address without brackets, like ::1", show_got=True)
+            raise OptionError(expected)
+        if value.startswith("[") and value.endswith("]"):
+            raise OptionError("expected an IPv6 address without brackets", hint=f"; write {value[1:-1]}")
         try:
             return str(ipaddress.ip_address(value))
         except ValueError:
-            hint = " (names are not resolved: use 127.0.0.1 or ::1)" if value == "localhost" else ""
-            raise OptionError(f"expected an IPv4 or IPv6 address like 127.0.0.1 or ::{hint}") from None
+            hint = "; names are not resolved: use 127.0.0.1 or ::1" if value == "localhost" else ""
+            raise OptionError(expected, hint=hint) from None
 
     def bounds(self) -> str:
         return "IPv4 or IPv6 literal"
@@ -287,7 +299,7 @@ def _split_host_port(text: str, default_port: int | None) -> tuple[str, int]:
     else:
         host, _, port_text = text.rpartition(":") if ":" in text else (text, "", "")
         if ":" in host:
-            raise OptionError(f"write an IPv6 server as [{host}]:{port_text}", show_got=True)
+            raise OptionError(f"expected {SERVER_ADDRESS_FORMS}", hint=f"; write [{host}]:{port_text}")
         if _HOSTNAME.fullmatch(host) is None:
             raise OptionError(f"expected {SERVER_ADDRESS_FORMS}")
     if not port_text:
