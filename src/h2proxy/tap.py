@@ -26,8 +26,14 @@ import sys
 from OpenSSL import SSL
 from twisted.application import service
 from twisted.internet import defer
-from twisted.logger import Logger
+from twisted.logger import (
+    ILogObserver,
+    Logger,
+    LogLevel,
+    formatEventAsClassicLogText,
+)
 from twisted.python import usage
+from zope.interface import implementer
 
 from h2proxy.config.load import load_config
 from h2proxy.config.model import Config
@@ -131,12 +137,55 @@ def drop_privileges(user: str | None, group: str | None) -> None:
     log.info("running as uid {uid} gid {gid}", uid=os.getuid(), gid=os.getgid())
 
 
+@implementer(ILogObserver)
+class ErrorLog:
+    """C{logging.error_log}: the daemon's messages, at C{logging.level} or above, in a
+    file (reopened on SIGUSR1, for logrotate) or on standard output (C{-}).
+
+    It replaces twistd's own log (C{--logfile}) when set: see
+    L{SupervisorService.setServiceParent}.
+    """
+
+    def __init__(self, path: str, level: str) -> None:
+        self.path = path
+        self.level = LogLevel.levelWithName(level)
+        self._file = self._open()
+
+    def _open(self):
+        if self.path == "-":
+            return sys.stdout
+        return open(self.path, "a", encoding="utf-8", buffering=1)
+
+    def __call__(self, event: dict) -> None:
+        if event.get("log_level", LogLevel.info) < self.level:
+            return
+        text = formatEventAsClassicLogText(event)
+        if text:
+            self._file.write(text)
+            self._file.flush()
+
+    def reopen(self) -> None:
+        """Close and reopen the file, so a file logrotate moved away is let go."""
+        if self.path == "-":
+            return
+        self._file.close()
+        self._file = self._open()
+
+
 class SupervisorService(service.Service):
     """The twistd service around the L{Supervisor}: binds early, spawns once running."""
 
-    def __init__(self, supervisor: Supervisor, reactor) -> None:
+    def __init__(self, supervisor: Supervisor, reactor, errorLog: ErrorLog | None = None) -> None:
         self.supervisor = supervisor
         self.reactor = reactor
+        self.errorLog = errorLog
+
+    def setServiceParent(self, parent) -> None:
+        """Join twistd's application; with an error log, make it the application's log
+        observer, which twistd then uses instead of its own log file."""
+        service.Service.setServiceParent(self, parent)
+        if self.errorLog is not None and hasattr(parent, "setComponent"):
+            parent.setComponent(ILogObserver, self.errorLog)
 
     def privilegedStartService(self) -> None:
         """Bind while still privileged (port 443), then drop to the configured user."""
@@ -173,6 +222,8 @@ class SupervisorService(service.Service):
 def makeService(options: Options) -> service.IService:
     from twisted.internet import reactor
 
+    logging = options.loaded.logging
+    errorLog = ErrorLog(logging.error_log, logging.level) if logging.error_log else None
     supervisor = Supervisor(
         reactor=reactor,
         config=options.loaded,
@@ -181,5 +232,6 @@ def makeService(options: Options) -> service.IService:
         notifier=Notifier.fromEnvironment(),
         listeners=ListenerSockets(),
         stopReactor=reactor.stop,
+        reopenOwnLogs=errorLog.reopen if errorLog is not None else lambda: None,
     )
-    return SupervisorService(supervisor, reactor)
+    return SupervisorService(supervisor, reactor, errorLog)

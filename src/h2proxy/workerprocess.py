@@ -191,12 +191,16 @@ class WorkerProcess:
 
 
 class LineLogObserver:
-    """Writes each log event as lines C{"<level> <text>"} for the supervisor to relay."""
+    """Writes each log event at C{level} or above as lines C{"<level> <text>"}, for
+    the supervisor to relay."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: BinaryIO, level: LogLevel = LogLevel.info) -> None:
         self.stream = stream
+        self.level = level
 
     def __call__(self, event: dict) -> None:
+        if event.get("log_level", LogLevel.info) < self.level:
+            return
         text = formatEvent(event)
         failure = event.get("log_failure")
         if failure is not None:
@@ -214,7 +218,8 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     boot = read_boot(BOOT_FD)
     stdout = os.fdopen(1, "wb", buffering=0, closefd=False)
-    globalLogBeginner.beginLoggingTo([LineLogObserver(stdout)], redirectStandardIO=False)
+    level = LogLevel.levelWithName(boot.config.logging.level)
+    globalLogBeginner.beginLoggingTo([LineLogObserver(stdout, level)], redirectStandardIO=False)
 
     from twisted.internet import reactor, stdio
 

@@ -149,3 +149,32 @@ def test_an_unknown_user_stops_the_start(fake_os, monkeypatch, logged):
     with pytest.raises(SystemExit):
         tap.drop_privileges("nobody-here", None)
     assert logged.matching("no such user or group nobody-here")
+
+
+def test_error_log_writes_at_its_level_and_reopens(tmp_path):
+    """When the error log is set, events at its level or above are written to the file,
+    lower ones are not, and after reopen a moved-away file is replaced by a new one."""
+    from twisted.logger import LogLevel
+
+    path = tmp_path / "error.log"
+    errors = tap.ErrorLog(str(path), "warn")
+    errors({"log_format": "kept {n}", "n": 1, "log_level": LogLevel.error, "log_time": 0})
+    errors({"log_format": "dropped", "log_level": LogLevel.info, "log_time": 0})
+    path.rename(tmp_path / "error.log.1")
+    errors.reopen()
+    errors({"log_format": "after rotation", "log_level": LogLevel.warn, "log_time": 0})
+    assert "kept 1" in (tmp_path / "error.log.1").read_text()
+    assert "dropped" not in (tmp_path / "error.log.1").read_text()
+    assert "after rotation" in path.read_text()
+
+
+def test_error_log_becomes_the_application_log_observer(tmp_path):
+    """When the error log is set, twistd's application gets it as its log observer (so
+    twistd uses it instead of its own log file)."""
+    from twisted.application.service import Application
+    from twisted.logger import ILogObserver
+
+    errors = tap.ErrorLog(str(tmp_path / "e.log"), "info")
+    application = Application("h2proxy")
+    tap.SupervisorService(supervisor=None, reactor=None, errorLog=errors).setServiceParent(application)
+    assert application.getComponent(ILogObserver) is errors

@@ -233,3 +233,12 @@ def test_parent_gone_after_exit_does_nothing():
     worker.process.exit(0)
     worker.process.parentGone()
     assert worker.process.server.drains == []
+
+
+def test_log_lines_below_the_level_are_not_written():
+    """When an event is below the configured level, the worker does not send it."""
+    stream = io.BytesIO()
+    observer = LineLogObserver(stream, LogLevel.warn)
+    observer({"log_format": "chatter", "log_level": LogLevel.info})
+    observer({"log_format": "trouble", "log_level": LogLevel.error})
+    assert stream.getvalue() == b"error trouble\n"
