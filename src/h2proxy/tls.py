@@ -9,7 +9,8 @@ plainly that the listener speaks HTTP/2 (see h2proxy.server).
 
 from __future__ import annotations
 
-from OpenSSL import SSL, crypto
+from cryptography import x509
+from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from zope.interface import implementer
 
@@ -25,20 +26,20 @@ DEFAULT_CIPHERS = (
 )
 
 
-def _names_of(cert: crypto.X509) -> list[str]:
-    """DNS names of a certificate: subjectAltName DNS entries, else the CN."""
-    names: list[str] = []
-    for index in range(cert.get_extension_count()):
-        ext = cert.get_extension(index)
-        if ext.get_short_name() == b"subjectAltName":
-            for part in str(ext).split(","):
-                part = part.strip()
-                if part.startswith("DNS:"):
-                    names.append(part[4:].lower())
+def _names_of(cert_path: str) -> list[str]:
+    """DNS names of a PEM certificate: its subjectAltName DNS entries, else its CN."""
+    with open(cert_path, "rb") as handle:
+        leaf = x509.load_pem_x509_certificate(handle.read())
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = [name.lower() for name in san.get_values_for_type(x509.DNSName)]
+    except x509.ExtensionNotFound:
+        names = []
     if not names:
-        cn = cert.get_subject().CN
-        if cn:
-            names.append(cn.lower())
+        names = [
+            str(attr.value).lower()
+            for attr in leaf.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
+        ]
     return names
 
 
@@ -86,9 +87,7 @@ class ServerTLS:
         context.check_privatekey()
         context.set_alpn_select_callback(_select_alpn(self.alpn))
         context.set_mode(SSL.MODE_RELEASE_BUFFERS)
-        with open(cert.cert, "rb") as handle:
-            leaf = crypto.load_certificate(crypto.FILETYPE_PEM, handle.read())
-        for name in _names_of(leaf):
+        for name in _names_of(cert.cert):
             self._byName.append((name, context))
         return context
 
