@@ -302,3 +302,23 @@ def test_chunked_decoding_does_not_depend_on_how_bytes_are_split(chunks, cuts):
         events += drain(decoder, buf)
     assert b"".join(e for e in events if isinstance(e, bytes)) == b"".join(chunks)
     assert events[-1] == Trailers(((b"t", b"v"),))
+
+
+_FIELD_BYTES = st.sampled_from([b"a", b"Z", b"-", b":", b" ", b"\t", b"\r", b"\n", b"\x00", b"\x7f", b"\xe9", b"(", b"1"])
+
+
+@given(lines=st.lists(st.lists(_FIELD_BYTES, max_size=12).map(b"".join), max_size=6))
+def test_fast_field_block_agrees_with_line_by_line_parsing(lines):
+    """When any field block is parsed, the one-pass fast path accepts and refuses exactly what line-by-line parsing does."""
+    from h2proxy.frontend.http1_parse import _field_block, parse_field_line
+
+    block = b"".join(line + b"\r\n" for line in lines)
+    try:
+        expected = [parse_field_line(line) for line in block[:-2].split(b"\r\n")] if block else []
+    except RequestRejected:
+        expected = None
+    try:
+        got = _field_block(block)
+    except RequestRejected:
+        got = None
+    assert got == expected

@@ -461,6 +461,8 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
 
     def _readHead(self) -> bool:
         buf = self._buffer
+        if not buf:
+            return False
         try:
             if buf.startswith(b"\r\n"):
                 self._emptyLines += skip_empty_lines(buf)

@@ -41,6 +41,11 @@ _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 #: Leading empty lines before a request line (RFC 9112 2.2 says to ignore some).
 _EMPTY_LINES = re.compile(rb"(?:\r\n)+")
+#: One valid field line: token, colon, OWS, then only HTAB, SP, VCHAR or obs-text.
+#: Deterministic (no backtracking), so a whole block is checked in one linear pass.
+_FIELD = rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([\t\x20-\x7e\x80-\xff]*)\r\n"
+_FIELD_LINE = re.compile(_FIELD)
+_FIELD_BLOCK = re.compile(rb"(?:" + _FIELD + rb")*")
 
 #: Longest chunk-size line, extensions included; extensions are ignored but capped.
 MAX_CHUNK_LINE = 4096
@@ -64,6 +69,12 @@ _UNREMOVABLE = frozenset({b"content-length", b"host", b"transfer-encoding"})
 
 #: Trailer fields dropped on the way in: framing and routing fields must not arrive late.
 _TRAILER_DROPPED = HOP_BY_HOP | {b"content-length", b"host", b"expect"}
+
+#: Fields the front end reads itself; everything else is only passed on.
+_CONTROL = frozenset({b"connection", b"transfer-encoding", b"content-length", b"host", b"expect"})
+
+#: Fields never handed to the handler (Host becomes the authority; Expect is ours).
+_NOT_FORWARDED = HOP_BY_HOP | {b"host", b"expect"}
 
 
 class RequestRejected(H2ProxyError):
@@ -128,22 +139,25 @@ def parse_request(raw: bytes, *, secure: bool) -> ParsedRequest:
     @raise RequestRejected: on anything RFC 9112 does not allow or that could be read
         two ways, with the status to answer.
     """
-    lines = raw[:-4].split(b"\r\n")
-    method, target, http10 = _request_line(lines[0])
-    fields = [parse_field_line(line) for line in lines[1:]]
-    named = _connection_options(fields)
-    chunked, length = _framing(fields, http10)
-    authority, path = _target(method, target, fields, http10)
-    expect = _expects_continue(fields, http10)
+    line_end = raw.find(b"\r\n")
+    method, target, http10 = _request_line(raw[:line_end])
+    fields = _field_block(raw[line_end + 2 : -2])
+    control: dict[bytes, list[bytes]] = {}
+    for name, value in fields:
+        if name in _CONTROL:
+            control.setdefault(name, []).append(value)
+    named = _connection_options(control.get(b"connection", []))
+    chunked, length = _framing(control, http10)
+    authority, path = _target(method, target, control.get(b"host", []), http10)
+    expect = _expects_continue(control.get(b"expect", []), http10)
     has_body = chunked or bool(length)
+    dropped = _NOT_FORWARDED | named if named else _NOT_FORWARDED
     head = RequestHead(
         method=method,
         scheme=b"https" if secure else b"http",
         authority=authority,
         path=path,
-        headers=tuple(
-            (n, v) for n, v in fields if n not in HOP_BY_HOP and n not in named and n != b"host" and n != b"expect"
-        ),
+        headers=tuple([field for field in fields if field[0] not in dropped]),
         content_length=length,
         end_stream=not has_body,
     )
@@ -168,6 +182,19 @@ def _request_line(line: bytes) -> tuple[bytes, bytes, bool]:
     return method, target, minor == b"0"
 
 
+def _field_block(block: bytes) -> list[tuple[bytes, bytes]]:
+    """Parse the field lines of a head (each ending in CRLF) as (lowercase name, value).
+
+    The common case is two C-level regex passes (validate, then extract); only a
+    block that fails validation is walked line by line, to say what is wrong.
+    """
+    if _FIELD_BLOCK.fullmatch(block) is None:
+        for line in block[:-2].split(b"\r\n"):
+            parse_field_line(line)
+        raise AssertionError("a field block failed validation but every line passed")
+    return [(name.lower(), value.rstrip(b" \t")) for name, value in _FIELD_LINE.findall(block)]
+
+
 def parse_field_line(line: bytes) -> tuple[bytes, bytes]:
     """One ``name: value`` line (header or trailer) as (lowercase name, value)."""
     if line[:1] in (b" ", b"\t"):
@@ -184,10 +211,6 @@ def parse_field_line(line: bytes) -> tuple[bytes, bytes]:
     return name.lower(), value
 
 
-def _values(fields: list[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
-    return [v for n, v in fields if n == name]
-
-
 def _list_items(values: list[bytes]) -> list[bytes]:
     """The elements of a comma-separated list field, lowercased, empty ones skipped."""
     items = []
@@ -199,9 +222,9 @@ def _list_items(values: list[bytes]) -> list[bytes]:
     return items
 
 
-def _connection_options(fields: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
+def _connection_options(values: list[bytes]) -> frozenset[bytes]:
     """The Connection options: ``close``/``keep-alive`` and the fields to drop."""
-    options = frozenset(_list_items(_values(fields, b"connection")))
+    options = frozenset(_list_items(values))
     for option in options:
         if not _TOKEN.fullmatch(option):
             raise RequestRejected(400, "invalid Connection option")
@@ -210,10 +233,10 @@ def _connection_options(fields: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
     return options
 
 
-def _framing(fields: list[tuple[bytes, bytes]], http10: bool) -> tuple[bool, int | None]:
+def _framing(control: dict[bytes, list[bytes]], http10: bool) -> tuple[bool, int | None]:
     """How the body is delimited: (chunked, content length). RFC 9112 6.1-6.3."""
-    codings = _list_items(_values(fields, b"transfer-encoding"))
-    lengths = _values(fields, b"content-length")
+    codings = _list_items(control.get(b"transfer-encoding", []))
+    lengths = control.get(b"content-length", [])
     if codings:
         if http10:
             raise RequestRejected(400, "Transfer-Encoding in an HTTP/1.0 request")
@@ -240,11 +263,8 @@ def _content_length(values: list[bytes]) -> int:
     return lengths.pop()
 
 
-def _target(
-    method: bytes, target: bytes, fields: list[tuple[bytes, bytes]], http10: bool
-) -> tuple[bytes, bytes]:
+def _target(method: bytes, target: bytes, hosts: list[bytes], http10: bool) -> tuple[bytes, bytes]:
     """Authority and origin-form path of the request (RFC 9112 3.2-3.3)."""
-    hosts = _values(fields, b"host")
     if len(hosts) > 1:
         raise RequestRejected(400, "more than one Host header")
     if not hosts and not http10:
@@ -277,12 +297,12 @@ def _authority(value: bytes) -> bytes:
     return value
 
 
-def _expects_continue(fields: list[tuple[bytes, bytes]], http10: bool) -> bool:
+def _expects_continue(values: list[bytes], http10: bool) -> bool:
     """Whether the client waits for 100 Continue; other expectations get 417.
 
     HTTP/1.0 clients cannot be sent a 1xx, so their Expect is ignored (RFC 9110 10.1.1).
     """
-    expectations = _list_items(_values(fields, b"expect"))
+    expectations = _list_items(values)
     if http10 or not expectations:
         return False
     if any(item != b"100-continue" for item in expectations):
