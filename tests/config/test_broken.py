@@ -483,7 +483,7 @@ case(
     routes:
       - upstream: app
     """,
-    "conf.yaml:2:3: listeners: expected a list (one '- ' line per item), got a mapping",
+    "conf.yaml:1:1: listeners: expected a list (one '- ' line per item), got a mapping",
 )
 case(
     "empty tls section",

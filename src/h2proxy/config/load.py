@@ -237,7 +237,6 @@ class _Walker:
                 self.report.error(key, "required option is missing", _mark(mapping))
                 return INVALID
             return getattr(base, f.name) if base is not None else f.default
-        self.report.marks[key] = _mark(entry)
         if f.option.nullable and _is_null(entry):
             return None
         value = self.value(f.option.kind, entry, key)
@@ -246,12 +245,19 @@ class _Walker:
         return value
 
     def _entries(self, node: MappingNode, path: str, fields: list[Field]) -> dict[str, Node]:
-        """Key -> value node, reporting unknown and duplicate keys."""
+        """Key -> value node, reporting unknown and duplicate keys.
+
+        Records where each value is, for messages: a scalar or flow value at the
+        value itself, a block mapping or list at its key (its first item is
+        already on the next line).
+        """
         known = [f.key for f in fields]
         entries: dict[str, Node] = {}
-        for key, _, value in self._pairs(node, path):
+        for key, key_node, value in self._pairs(node, path):
             if key in known:
                 entries[key] = value
+                block = isinstance(value, (MappingNode, SequenceNode)) and not value.flow_style
+                self.report.marks[child(path, key)] = _mark(key_node if block else value)
         self._unknown(node, path, known)
         return entries
 
@@ -308,7 +314,7 @@ class _Walker:
             self._expected(path, node, "expected a list (one '- ' line per item)")
             return INVALID
         if not kind.low <= len(node.value) <= kind.high:
-            self.report.error(path, f"expected {kind.low} to {kind.high} items, got {len(node.value)}", _mark(node))
+            self.report.error(path, f"expected {kind.low} to {kind.high} items, got {len(node.value)}")
             return INVALID
         items = [self.value(kind.item, item, f"{path}[{i}]") for i, item in enumerate(node.value)]
         valid = tuple(item for item in items if item is not INVALID)
@@ -330,7 +336,7 @@ class _Walker:
         pairs = self._pairs(node, path)
         self.declared[path] = tuple(name for name, _, _ in pairs)
         if not kind.low <= len(pairs) <= kind.high:
-            self.report.error(path, f"expected {kind.low} to {kind.high} entries, got {len(pairs)}", _mark(node))
+            self.report.error(path, f"expected {kind.low} to {kind.high} entries, got {len(pairs)}")
             return INVALID
         result: dict[str, Any] = {}
         for name, key_node, value_node in pairs:
@@ -343,7 +349,7 @@ class _Walker:
             if not isinstance(value_node, MappingNode):
                 self._expected(key, value_node, "expected a mapping")
                 continue
-            self.report.marks.setdefault(key, _mark(value_node))
+            self.report.marks.setdefault(key, _mark(key_node))
             item = self.section(kind.item.cls, value_node, key, extra={"name": name})
             if item is not INVALID:
                 result[name] = item
@@ -405,7 +411,7 @@ class _Walker:
 
     def _expected(self, path: str, node: Node, expected: str) -> None:
         words = "nothing" if _is_null(node) else _shape(node).words
-        self.report.error(path, f"{expected}, got {words}", _mark(node))
+        self.report.error(path, f"{expected}, got {words}")
 
 
 def _defaults_first(f: Field) -> int:

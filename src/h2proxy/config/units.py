@@ -27,14 +27,15 @@ SIZE_UNITS: tuple[tuple[str, int], ...] = (
     ("B", 1),
 )
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
-_SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB)\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|)\s*$")
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|)\s*$")
 #: Spellings that are not accepted but have an obvious binary meaning, for the hint.
 _SIZE_NEAR_MISS = re.compile(r"^\s*(\d+)\s*([kKmMgG])(?:i?[bB])?\s*$")
 
 
 def parse_duration(value: object) -> float:
-    """Seconds from ``250ms``/``30s``/``5m``/``1h`` or a bare number of seconds.
+    """Seconds from ``250ms``/``30s``/``5m``/``1h`` or a bare number of seconds
+    (also as text, as a quoted value or ``${VAR}`` gives it).
 
     @raise ValueError: with a short reason when C{value} is not a duration.
     """
@@ -50,11 +51,12 @@ def parse_duration(value: object) -> float:
     if match is None:
         raise ValueError("not a duration")
     number, unit = match.groups()
-    return float(number) * dict(DURATION_UNITS)[unit]
+    return float(number) * dict(DURATION_UNITS)[unit or "s"]
 
 
 def parse_size(value: object) -> int:
-    """Bytes from ``512B``/``64KiB``/``16MiB``/``1GiB`` or a bare integer of bytes.
+    """Bytes from ``512B``/``64KiB``/``16MiB``/``1GiB`` or a bare integer of bytes
+    (also as text).
 
     @raise ValueError: with a hint when C{value} looks like a decimal or
         abbreviated unit (``64KB``, ``64k``), else a short reason.
@@ -70,7 +72,7 @@ def parse_size(value: object) -> int:
     match = _SIZE.match(value)
     if match is not None:
         number, unit = match.groups()
-        return int(number) * dict(SIZE_UNITS)[unit]
+        return int(number) * dict(SIZE_UNITS)[unit or "B"]
     near = _SIZE_NEAR_MISS.match(value)
     if near is not None:
         number, letter = near.groups()
