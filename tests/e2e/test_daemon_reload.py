@@ -1,0 +1,241 @@
+"""Reloads of the real daemon under load: nothing dropped, each new config live, an
+invalid config rejected with its location while the old generation keeps serving."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import threading
+import time
+
+import pytest
+import yaml
+
+from h2proxy.devtools.origin import PATTERN
+from tests.e2e.conftest import base_config
+from tests.e2e.h2client import H2Client
+from tests.e2e.harness import cmdline, start_origin, start_proxy, write_config
+from tests.e2e.loadclient import LoadClient
+
+MIB = 1024 * 1024
+#: Size of the upload and of the download kept in flight across the reloads.
+TRANSFER = 256 * MIB
+#: curl's --limit-rate for both: slow enough to outlast five reloads.
+TRANSFER_RATE = "12M"
+#: The old generation's drain window: longer than the transfers.
+DRAIN = "180s"
+#: Bytes of each load request's response.
+LOAD_BODY = 1024
+#: Upper bound of one transfer, whatever the machine.
+TRANSFER_DEADLINE = 120.0
+
+
+@pytest.fixture(scope="module")
+def origin_b(tmp_path_factory):
+    server = start_origin(tmp_path_factory.mktemp("origin-b"))
+    yield server
+    server.stop()
+
+
+def reload_config(origin, origin_b, certificate, switch_to: str) -> dict:
+    """Two listeners, load on /, and /switch/ served by upstream C{switch_to} (a or b)."""
+    config = base_config(origin.port, certificate, workers=2)
+    config["upstreams"].update({
+        "a": {"servers": [{"address": f"127.0.0.1:{origin.port}"}]},
+        "b": {"servers": [{"address": f"127.0.0.1:{origin_b.port}"}]},
+    })
+    config["routes"] = [
+        {"host": "*", "path": "/", "upstream": "app"},
+        {"host": "*", "path": "/switch/", "upstream": switch_to},
+    ]
+    config["timeouts"] = {"drain": DRAIN}
+    return config
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory, origin, origin_b, certificate):
+    workdir = tmp_path_factory.mktemp("reload")
+    path = write_config(workdir, reload_config(origin, origin_b, certificate, "a"))
+    proxy = start_proxy(path, ["tls", "h2c"])
+    yield proxy
+    proxy.stop()
+
+
+def pattern_digest(count: int) -> str:
+    digest = hashlib.sha256()
+    whole, rest = divmod(count, len(PATTERN))
+    for _ in range(whole):
+        digest.update(PATTERN)
+    digest.update(PATTERN[:rest])
+    return digest.hexdigest()
+
+
+class Download:
+    """curl reading /bytes/N slowly over h2c, hashing what arrives."""
+
+    def __init__(self, url: str) -> None:
+        self.process = subprocess.Popen(
+            ["curl", "-sS", "--http2-prior-knowledge", "--limit-rate", TRANSFER_RATE, "-o", "-", url],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        self.received = 0
+        self.digest = hashlib.sha256()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        while chunk := self.process.stdout.read(1 << 20):
+            self.digest.update(chunk)
+            self.received += len(chunk)
+
+    def finish(self) -> tuple[int, int, str]:
+        code = self.process.wait(TRANSFER_DEADLINE)
+        self.thread.join(10)
+        return code, self.received, self.digest.hexdigest()
+
+
+class Upload:
+    """curl sending N bytes of the pattern slowly over TLS to /upload."""
+
+    def __init__(self, url: str) -> None:
+        self.process = subprocess.Popen(
+            ["curl", "-sS", "-k", "--http2", "--limit-rate", TRANSFER_RATE, "-X", "POST", "-T", "-", url],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        self.sent = 0
+        self.thread = threading.Thread(target=self._feed, daemon=True)
+        self.thread.start()
+
+    def _feed(self) -> None:
+        try:
+            for _ in range(TRANSFER // len(PATTERN)):
+                self.process.stdin.write(PATTERN)
+                self.sent += len(PATTERN)
+            self.process.stdin.close()
+        except BrokenPipeError:
+            pass
+
+    def finish(self) -> tuple[int, bytes]:
+        out, err = self.process.communicate(timeout=TRANSFER_DEADLINE)
+        return self.process.returncode, out + err
+
+
+def wait_for_request(origin, target: str, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(r["target"] == target for r in origin.requests()):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def probe(daemon, target: str) -> None:
+    client = H2Client(daemon.ports["h2c"])
+    try:
+        status, _, _, reset = client.response(client.request("GET", target))
+        assert status == 200 and reset is None
+    finally:
+        client.close()
+
+
+def start_load(daemon) -> list[LoadClient]:
+    return [
+        LoadClient(daemon.ports["h2c"], tls=False, path=f"/bytes/{LOAD_BODY}", expect_size=LOAD_BODY).start(),
+        LoadClient(daemon.ports["tls"], tls=True, path=f"/bytes/{LOAD_BODY}", expect_size=LOAD_BODY).start(),
+    ]
+
+
+def wait_for_progress(loads: list[LoadClient], more_than: int, timeout: float = 20.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = sum(load.completed() for load in loads)
+        if done > more_than:
+            return done
+        time.sleep(0.05)
+    raise AssertionError(f"load made no progress beyond {more_than} requests")
+
+
+def test_five_reloads_under_load_drop_nothing(daemon, origin, origin_b, certificate):
+    """When the config is reloaded five times in a row under continuous load, with a
+    256 MiB upload and a slowly read 256 MiB download in flight, no request fails, no
+    stream is reset, both transfers arrive intact, and each new route is live."""
+    download = Download(daemon.url("h2c", f"/bytes/{TRANSFER}"))
+    upload = Upload(daemon.url("tls", "/upload"))
+    loads = start_load(daemon)
+    try:
+        done = wait_for_progress(loads, 0)
+        deadline = time.monotonic() + 20
+        while (download.received == 0 or upload.sent < 8 * MIB) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert download.received > 0 and upload.sent >= 8 * MIB, "transfers did not start"
+        for round_ in range(1, 6):
+            switch_to, server = ("b", origin_b) if round_ % 2 else ("a", origin)
+            write_config(daemon.config_path.parent,
+                         reload_config(origin, origin_b, certificate, switch_to))
+            match = daemon.reload()
+            assert match.group(1) == str(round_ + 1), match.group(0)
+            target = f"/switch/probe-{round_}"
+            probe(daemon, target)
+            assert wait_for_request(server, target), f"{target} did not reach upstream {switch_to}"
+            done = wait_for_progress(loads, done)
+        in_flight = download.process.poll() is None and upload.process.poll() is None
+        code, size, digest = download.finish()
+        assert (code, size) == (0, TRANSFER)
+        assert digest == pattern_digest(TRANSFER)
+        code, out = upload.finish()
+        assert code == 0, out
+        assert json.loads(out) == {"bytes": TRANSFER, "sha256": pattern_digest(TRANSFER)}
+        assert in_flight, "the transfers finished before the fifth reload: raise TRANSFER"
+    finally:
+        results = [load.stop() for load in loads]
+        for process in (download.process, upload.process):
+            if process.poll() is None:
+                process.kill()
+    print("\nload across five reloads: " + "; ".join(r.summary() for r in results))
+    assert [r.failures for r in results] == [[], []]
+    assert [r.resets for r in results] == [{}, {}]
+    assert all(r.goaways > 0 and r.completed > 0 for r in results)
+
+
+def serving_generation(daemon) -> int:
+    """The newest generation the log says is serving."""
+    return max(int(n) for line in daemon.output.lines
+               for n in re.findall(r"generation (\d+) serving", line))
+
+
+def worker_generations(daemon) -> list[int]:
+    return sorted(int(re.search(r"--generation=(\d+)", cmdline(pid)).group(1))
+                  for pid in daemon.worker_pids())
+
+
+def test_an_invalid_reload_is_logged_with_its_location_and_changes_nothing(daemon):
+    """When SIGHUP comes with an invalid config, the error is logged with file:line:col,
+    the serving generation stays, and the load sees no failure and no GOAWAY."""
+    path = daemon.config_path
+    good = path.read_text()
+    generation = serving_generation(daemon)
+    broken = yaml.safe_load(good)
+    broken["listeners"][1]["port"] = "http"
+    path.write_text(yaml.safe_dump(broken, sort_keys=False))
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "port: http" in text)
+    loads = start_load(daemon)
+    try:
+        done = wait_for_progress(loads, 0)
+        start = daemon.mark()
+        match = daemon.reload()
+        assert match.group(2) == "reload failed"
+        daemon.wait_for(rf"{re.escape(str(path))}:{line}:\d+: listeners\[1\]\.port", start=start)
+        daemon.wait_for(rf"generation {generation} keeps serving", start=start)
+        wait_for_progress(loads, done)
+    finally:
+        results = [load.stop() for load in loads]
+        path.write_text(good)
+    print("\nload across an invalid reload: " + "; ".join(r.summary() for r in results))
+    assert [r.failures for r in results] == [[], []]
+    assert [r.goaways for r in results] == [0, 0]
+    deadline = time.monotonic() + 20
+    while worker_generations(daemon) != [generation] * 2 and time.monotonic() < deadline:
+        time.sleep(0.05)  # older generations may still be finishing their drain
+    assert worker_generations(daemon) == [generation] * 2
