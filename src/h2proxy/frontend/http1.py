@@ -27,8 +27,8 @@ from typing import Callable
 
 from twisted.internet import defer
 from twisted.internet.error import ConnectionAborted, TimeoutError
-from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, IReactorTime
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.interfaces import IAddress, IConsumer, IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
@@ -73,6 +73,7 @@ MAX_DISCARD = 1024 * 1024
 MAX_EMPTY_LINES = 8
 
 
+@implementer(IPushProducer, IConsumer)
 class HTTP1Stream:
     """One request/response exchange of an HTTP/1.1 connection, shaped like an H2Stream.
 
@@ -376,7 +377,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
             self.resetTimeout()
         self._process()
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._gone = self._lost = True
         self.setTimeout(None)
         if self._abortTimer is not None and self._abortTimer.active():
@@ -520,8 +521,9 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
                 handler.requestEnded(event.headers)
             self._maybeEndExchange()
             return True
-        if stream.wantsBody and stream._handler is not None:
-            stream._handler.requestDataReceived(event)
+        handler = stream._handler
+        if stream.wantsBody and handler is not None:
+            handler.requestDataReceived(event)
             return True
         self._discarded += len(event)
         if self._discarded > MAX_DISCARD and stream.finished:
