@@ -33,6 +33,7 @@ This module imports no HTTP code (a test enforces it): workers are a command lin
 from __future__ import annotations
 
 import enum
+import ipaddress
 import os
 import signal
 import socket
@@ -69,6 +70,10 @@ LISTEN_BACKLOG = 1024
 WORKER_COMMAND = (sys.executable, "-m", "h2proxy.workerprocess")
 #: Environment variables meant for the supervisor alone (systemd's).
 PRIVATE_ENVIRONMENT = ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+#: The first descriptor systemd passes by socket activation (sd_listen_fds(3)).
+SD_LISTEN_FDS_START = 3
+#: Most sockets taken from systemd (a listener count, not a fd table).
+MAX_ACTIVATED_SOCKETS = 64
 #: Longest log line relayed from a worker; the rest of a longer line is cut.
 MAX_LOG_LINE = 64 * 1024
 
@@ -132,15 +137,54 @@ def describe_address(sock: socket.socket) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _address_key(host: str, port: int) -> tuple[str, int]:
+    """An address as the kernel reports it, so C{::0} and C{::} compare equal."""
+    return (str(ipaddress.ip_address(host.split("%", 1)[0])), port)
+
+
+def activated_sockets(environ: Mapping[str, str], pid: int,
+                      start: int = SD_LISTEN_FDS_START) -> dict[tuple[str, int], socket.socket]:
+    """The listening TCP sockets systemd passed by socket activation, by (address, port).
+
+    sd_listen_fds(3): C{$LISTEN_FDS} descriptors from fd 3 on, meant for us only if
+    C{$LISTEN_PID} is our pid. Descriptors that are not TCP listening sockets are
+    left alone.
+    """
+    if environ.get("LISTEN_PID") != str(pid):
+        return {}
+    try:
+        count = min(int(environ.get("LISTEN_FDS", "0")), MAX_ACTIVATED_SOCKETS)
+    except ValueError:
+        return {}
+    found: dict[tuple[str, int], socket.socket] = {}
+    for fd in range(start, start + count):
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            continue
+        if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+            sock.detach()
+            continue
+        sock.setblocking(False)
+        found[_address_key(*sock.getsockname()[:2])] = sock
+    return found
+
+
 class ListenerSockets:
     """The listening sockets, bound once and kept open for as long as a config uses them.
 
     @ivar bind: makes one listening socket (injected so tests need no sockets).
+    @ivar activated: sockets systemd passed (socket activation), by (address, port);
+        a listener with that address and port uses one instead of binding, and it
+        returns here rather than being closed when no config uses it any more.
     """
 
-    def __init__(self, bind: Callable[[ListenerConfig], socket.socket] = bind_listener) -> None:
+    def __init__(self, bind: Callable[[ListenerConfig], socket.socket] = bind_listener,
+                 activated: Mapping[tuple[str, int], socket.socket] | None = None) -> None:
         self.bind = bind
+        self.activated = dict(activated or {})
         self._open: dict[tuple, socket.socket] = {}
+        self._fromSystemd: dict[tuple, tuple[str, int]] = {}
 
     def acquire(self, listeners: Iterable[ListenerConfig]) -> tuple[dict[str, socket.socket], list]:
         """The socket of every listener, binding the ones not open yet.
@@ -154,7 +198,7 @@ class ListenerSockets:
             for listener in listeners:
                 key = socket_key(listener)
                 if key not in self._open:
-                    self._open[key] = self.bind(listener)
+                    self._open[key] = self._activatedFor(listener, key) or self.bind(listener)
                     fresh.append(key)
                 sockets[listener.name] = self._open[key]
                 log.info(
@@ -168,11 +212,24 @@ class ListenerSockets:
             raise
         return sockets, fresh
 
+    def _activatedFor(self, listener: ListenerConfig, key: tuple) -> socket.socket | None:
+        address = _address_key(listener.address, listener.port)
+        sock = self.activated.pop(address, None)
+        if sock is not None:
+            self._fromSystemd[key] = address
+            log.info("listener {name} uses the socket systemd passed", name=listener.name)
+        return sock
+
     def release(self, keys: Iterable) -> None:
-        """Close the sockets of C{keys} (bound for a generation that never served)."""
+        """Close the sockets of C{keys} (systemd's go back to C{activated} instead)."""
         for key in keys:
             sock = self._open.pop(key, None)
-            if sock is not None:
+            if sock is None:
+                continue
+            address = self._fromSystemd.pop(key, None)
+            if address is not None:
+                self.activated[address] = sock
+            else:
                 sock.close()
 
     def retainOnly(self, listeners: Iterable[ListenerConfig]) -> None:
@@ -182,6 +239,9 @@ class ListenerSockets:
 
     def closeAll(self) -> None:
         self.release(list(self._open))
+        for sock in self.activated.values():
+            sock.close()
+        self.activated.clear()
 
 
 class LineBuffer:

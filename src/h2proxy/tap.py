@@ -39,7 +39,7 @@ from h2proxy.config.load import load_config
 from h2proxy.config.model import Config
 from h2proxy.errors import ConfigError, ConfigProblem
 from h2proxy.sdnotify import Notifier
-from h2proxy.supervisor import ListenError, ListenerSockets, Supervisor
+from h2proxy.supervisor import ListenError, ListenerSockets, Supervisor, activated_sockets
 from h2proxy.tls import ServerTLS
 
 log = Logger()
@@ -230,7 +230,7 @@ def makeService(options: Options) -> service.IService:
         configPath=options["config"],
         loader=load_checked,
         notifier=Notifier.fromEnvironment(),
-        listeners=ListenerSockets(),
+        listeners=ListenerSockets(activated=activated_sockets(os.environ, os.getpid())),
         stopReactor=reactor.stop,
         reopenOwnLogs=errorLog.reopen if errorLog is not None else lambda: None,
     )

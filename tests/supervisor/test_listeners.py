@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
@@ -13,6 +14,7 @@ from h2proxy.supervisor import (
     LineBuffer,
     ListenError,
     ListenerSockets,
+    activated_sockets,
     bind_listener,
     describe_exit,
     socket_key,
@@ -117,3 +119,65 @@ def test_line_buffer_joins_pieces_and_cuts_long_lines():
     assert buffer.feed(b"c\nde\r\nf") == ["abc", "de"]
     assert buffer.feed(b"0123456789") == ["f0123456"]
     assert buffer.feed(b"abc\nxy\n") == ["xy"]
+
+
+@pytest.fixture
+def passed_by_systemd():
+    """Two listening sockets at consecutive descriptors, as systemd passes them."""
+    first, second = bind_listener(listener("x")), bind_listener(listener("y"))
+    start = 900
+    os.dup2(first.fileno(), start)
+    os.dup2(second.fileno(), start + 1)
+    ports = [first.getsockname()[1], second.getsockname()[1]]
+    first.close()
+    second.close()
+    yield start, ports
+    for fd in (start, start + 1):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def test_activated_sockets_are_found_by_address(passed_by_systemd):
+    """When LISTEN_PID is ours and LISTEN_FDS counts two sockets, both are taken, known
+    by their address and port, and made non-blocking."""
+    start, ports = passed_by_systemd
+    found = activated_sockets({"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "2"}, os.getpid(), start)
+    assert sorted(found) == sorted([("127.0.0.1", ports[0]), ("127.0.0.1", ports[1])])
+    assert all(sock.getblocking() is False for sock in found.values())
+    for sock in found.values():
+        sock.detach()
+
+
+def test_activated_sockets_meant_for_another_process_are_ignored():
+    """When LISTEN_PID names another process, no descriptor is touched."""
+    assert activated_sockets({"LISTEN_PID": "1", "LISTEN_FDS": "2"}, os.getpid(), 900) == {}
+
+
+def test_a_listener_uses_the_socket_systemd_passed(logged):
+    """When systemd passed a socket for a listener's address and port, it is used instead of
+    binding, and it goes back to the pool rather than being closed when unused."""
+    binder = FakeBinder()
+    passed = FakeSocketFor(("127.0.0.1", 443))
+    sockets = ListenerSockets(bind=binder, activated={("127.0.0.1", 443): passed})
+    got, _ = sockets.acquire([listener("public", 443), listener("other", 8080)])
+    assert got["public"] is passed
+    assert set(binder.sockets) == {"other"}
+    assert logged.matching("listener public uses the socket systemd passed")
+    sockets.retainOnly([listener("other", 8080)])
+    assert not passed.closed
+    again, _ = sockets.acquire([listener("public", 443)])
+    assert again["public"] is passed
+
+
+class FakeSocketFor:
+    def __init__(self, address) -> None:
+        self.address = address
+        self.closed = False
+
+    def getsockname(self):
+        return self.address
+
+    def close(self) -> None:
+        self.closed = True
