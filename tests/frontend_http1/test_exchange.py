@@ -264,3 +264,21 @@ def test_handler_answering_at_once_then_serving_pipelined_requests():
     assert len(h.handlers) == 3
     assert [r[0] for r in split_responses(h.output())] == [b"HTTP/1.1 200 OK"] * 3
     assert all(handler.kinds() == ["head"] for handler in h.handlers)
+
+
+def test_misuse_of_the_response_side_is_a_loud_error():
+    """When a handler writes a body before its head, sends two heads, or registers a pull producer, it gets an exception."""
+    import pytest
+
+    from tests.frontend_http1.harness import PausingProducer
+
+    h = connect()
+    h.feed(GET)
+    stream = h.handler.stream
+    with pytest.raises(RuntimeError):
+        stream.write(b"early")
+    with pytest.raises(ValueError):
+        stream.registerProducer(PausingProducer(), False)
+    stream.writeHeaders(ResponseHead(status=200))
+    with pytest.raises(RuntimeError):
+        stream.writeHeaders(ResponseHead(status=200))
