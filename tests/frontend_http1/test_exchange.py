@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from h2proxy.message import ResponseHead
 
-from tests.frontend_http1.harness import connect, respond_ok, split_responses
+from tests.frontend_http1.harness import PausingProducer, connect, respond_ok, split_responses
 
 GET = b"GET /x HTTP/1.1\r\nHost: example.org\r\n\r\n"
 
@@ -268,10 +270,6 @@ def test_handler_answering_at_once_then_serving_pipelined_requests():
 
 def test_misuse_of_the_response_side_is_a_loud_error():
     """When a handler writes a body before its head, sends two heads, or registers a pull producer, it gets an exception."""
-    import pytest
-
-    from tests.frontend_http1.harness import PausingProducer
-
     h = connect()
     h.feed(GET)
     stream = h.handler.stream
