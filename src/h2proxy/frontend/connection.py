@@ -1,0 +1,880 @@
+"""H2Connection: one client's HTTP/2 connection, on h2's state machine and a priority tree.
+
+The shape follows Twisted's C{twisted.web._http2.H2Connection} (same public names and
+duties: see shared/spec/H2Connection.txt), without its defects:
+
+- B{Send loop.} Each stream keeps its response in a queue of chunks (see
+  L{H2Stream}). Streams that can send something now (a head, or body bytes with
+  window left, or their end) are "ready": unblocked in the C{priority.PriorityTree},
+  blocked otherwise, so a stream waiting for data or window costs nothing. One pass
+  of the loop picks the next ready stream by priority (directly when only one is
+  ready), sends one frame of at most min(peer's max frame size, stream window,
+  connection window), and repeats until the transport pauses us, nothing is ready,
+  or L{SEND_PASS_BYTES} went out; the frames of a pass leave in one
+  C{transport.write}. Writes from streams schedule one pass per reactor turn (one
+  C{callLater(0)}, not one per frame); a read runs a pass at its end so that
+  responses and control frames leave together.
+- B{Backpressure.} The connection is an C{IPushProducer} registered with its
+  transport. While the transport is paused nothing is sent, stream queues fill to
+  their high-water mark and pause their producers: a slow reader holds the
+  backends back. WINDOW_UPDATEs and SETTINGS changes re-evaluate only the streams
+  that wait for window.
+- B{Control data.} Frames produced while the transport is paused (SETTINGS/PING
+  ACKs, RST_STREAM, WINDOW_UPDATE, GOAWAY) are buffered up to
+  C{settings.max_control_buffer} bytes; over it, the connection is aborted with a
+  log line naming the peer, the limit and the amount (a client flooding PINGs
+  without reading).
+- B{Errors.} Connection errors (h2's ProtocolError) send GOAWAY with the error code
+  and the last accepted stream id, then close after the GOAWAY is flushed. Stream
+  errors send RST_STREAM and the connection goes on. Malformed requests are stream
+  errors, unusable ones get a polite 400/431 (see L{h2proxy.frontend.validation}).
+  No exception leaves C{dataReceived}: a handler that raises has its stream reset
+  with INTERNAL_ERROR (and logged); anything else unexpected becomes GOAWAY
+  INTERNAL_ERROR.
+- B{Shutdown.} L{gracefulShutdown} is h2o's two-step GOAWAY; a client GOAWAY lets
+  the streams already opened finish; the idle timeout sends GOAWAY NO_ERROR and
+  closes, and whenever we close, C{abortTimeout} later the transport is aborted if
+  it is still there.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from h2.errors import ErrorCodes
+from h2.events import (
+    ConnectionTerminated,
+    DataReceived,
+    PingAckReceived,
+    PingReceived,
+    PriorityUpdated,
+    RemoteSettingsChanged,
+    RequestReceived,
+    SettingsAcknowledged,
+    StreamEnded,
+    StreamReset,
+    TrailersReceived,
+    UnknownFrameReceived,
+    WindowUpdated,
+)
+from h2.exceptions import ProtocolError
+from h2.settings import SettingCodes
+from priority import PriorityError, PriorityTree
+from twisted.internet.error import ConnectionLost, TimeoutError
+from twisted.internet.interfaces import IAddress, IDelayedCall, IProtocol, IPushProducer, IReactorTime
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from h2proxy.config.model import Http2Config
+from h2proxy.frontend.h2machine import ServerConnection
+from h2proxy.frontend.stream import END_AFTER_DATA, H2Stream, ResponseCompletedEarly, StreamResetError
+from h2proxy.frontend.validation import (
+    InvalidResponseField,
+    MalformedRequest,
+    UnusableRequest,
+    parse_request,
+    request_trailers,
+    response_fields,
+    trailer_fields,
+)
+from h2proxy.message import Headers, ResponseHead
+
+if TYPE_CHECKING:
+    from h2proxy.frontend.handler import HandlerFactory
+
+log = Logger()
+
+#: Body bytes one pass of the send loop may write before yielding to the reactor.
+SEND_PASS_BYTES = 256 * 1024
+
+#: Seconds between the two GOAWAY frames of a graceful shutdown (h2o's value).
+GRACEFUL_GOAWAY_DELAY = 1.0
+
+#: Highest stream id, announced by the first GOAWAY of a graceful shutdown.
+MAX_STREAM_ID = 2**31 - 1
+
+#: The hard limit on a decoded header list is this many times the advertised
+#: SETTINGS_MAX_HEADER_LIST_SIZE: between the two the client gets a polite 431, above
+#: it the header block is treated as an attack (ENHANCE_YOUR_CALM).
+HEADER_LIST_HARD_LIMIT_FACTOR = 4
+
+#: RFC 9113 6.9.2: every window starts at 65,535 octets.
+DEFAULT_WINDOW = 65535
+
+_REASONS = {400: "Bad Request", 431: "Request Header Fields Too Large"}
+
+
+class ConnectionTracker:
+    """What L{H2Connection} tells its factory about its life (see L{H2Factory})."""
+
+    def connectionOpened(self, connection: "H2Connection") -> None:
+        """The connection is up and has sent its preface."""
+
+    def connectionClosed(self, connection: "H2Connection") -> None:
+        """The connection is gone."""
+
+
+class _DiscardRequest:
+    """The handler of a request the front end answers itself: the body is read
+    (and its window credit returned) and dropped."""
+
+    def requestReceived(self, head: Any) -> None:
+        pass
+
+    def requestDataReceived(self, data: bytes) -> None:
+        pass
+
+    def requestEnded(self, trailers: Headers) -> None:
+        pass
+
+    def streamAborted(self, reason: Failure) -> None:
+        pass
+
+
+_DISCARD = _DiscardRequest()
+
+
+@implementer(IProtocol, IPushProducer)
+class H2Connection(Protocol, TimeoutMixin):
+    """A server-side HTTP/2 connection.
+
+    @ivar conn: the h2 state machine (L{ServerConnection}).
+    @ivar streams: stream id -> L{H2Stream}, for every stream not yet complete.
+    @ivar priority: the C{priority.PriorityTree}; holds exactly the live streams,
+        unblocked when they can send now.
+    @ivar abortTimeout: seconds between closing the transport ourselves and
+        aborting it if it has not gone away; C{None} waits forever.
+    @ivar timeOut: the idle timeout (L{TimeoutMixin}), reset by received frames and
+        by written data.
+    @ivar secure: whether the transport is TLS.
+    @ivar tracker: told when the connection opens and closes (the factory).
+    """
+
+    def __init__(
+        self,
+        *,
+        reactor: IReactorTime,
+        handlerFactory: "HandlerFactory",
+        settings: Http2Config,
+        idleTimeout: float | None,
+        abortTimeout: float | None,
+        secure: bool,
+    ) -> None:
+        self._reactor = reactor
+        self._handlerFactory = handlerFactory
+        self._settings = settings
+        self.timeOut = idleTimeout
+        self.abortTimeout = abortTimeout
+        self.secure = secure
+        self.tracker: ConnectionTracker | None = None
+        self.conn = ServerConnection(
+            local_settings={
+                SettingCodes.ENABLE_PUSH: 0,
+                SettingCodes.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
+                SettingCodes.INITIAL_WINDOW_SIZE: settings.initial_window_size,
+                SettingCodes.MAX_FRAME_SIZE: settings.max_frame_size,
+                SettingCodes.MAX_HEADER_LIST_SIZE: settings.max_header_list_size,
+            },
+            header_list_hard_limit=settings.max_header_list_size * HEADER_LIST_HARD_LIMIT_FACTOR,
+        )
+        self.streams: dict[int, H2Stream] = {}
+        self.priority = PriorityTree(maximum_streams=2 * settings.max_concurrent_streams + 1)
+        self._ready: set[int] = set()
+        self._windowBlocked: set[int] = set()
+        self._transportPaused = False
+        self._controlBuffer: list[bytes] = []
+        self._controlBuffered = 0
+        self._inRead = False
+        self._inSend = False
+        self._sendCall: IDelayedCall | None = None
+        self._abortingCall: IDelayedCall | None = None
+        self._gracefulCall: IDelayedCall | None = None
+        self._goingAway = False
+        self._finalGoAwayID: int | None = None
+        self._peerGoingAway = False
+        self._closing = False
+        self._lost = False
+        self._acceptedStreams = 0
+        self._eventHandlers: dict[type, Callable[[Any], None]] = {
+            RequestReceived: self._requestReceived,
+            DataReceived: self._requestDataReceived,
+            TrailersReceived: self._trailersReceived,
+            StreamEnded: self._streamEnded,
+            StreamReset: self._streamReset,
+            WindowUpdated: self._windowUpdated,
+            PriorityUpdated: self._priorityUpdated,
+            RemoteSettingsChanged: self._remoteSettingsChanged,
+            ConnectionTerminated: self._peerGoAway,
+            SettingsAcknowledged: _ignore,
+            PingReceived: _ignore,
+            PingAckReceived: _ignore,
+            UnknownFrameReceived: _ignore,
+        }
+
+    # -- IProtocol --------------------------------------------------------------
+
+    def callLater(self, period: float, func: Callable[[], None]) -> IDelayedCall:  # type: ignore[override]
+        """L{TimeoutMixin}'s timer, on the injected reactor."""
+        return self._reactor.callLater(period, func)
+
+    def connectionMade(self) -> None:
+        """Send our SETTINGS, raise the connection window, start the idle timer."""
+        self.transport.registerProducer(self, True)
+        self.conn.initiate_connection()
+        extra = self._settings.connection_window_size - DEFAULT_WINDOW
+        if extra > 0:
+            self.conn.increment_flow_control_window(extra)
+        self._flushOutput()
+        self.setTimeout(self.timeOut)
+        if self.tracker is not None:
+            self.tracker.connectionOpened(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        """Feed h2, dispatch its events, then send what they produced in one write."""
+        if self._closing:
+            return
+        self.resetTimeout()
+        self._inRead = True
+        try:
+            try:
+                events = self.conn.receive_data(data)
+            except ProtocolError as e:
+                self._connectionError(e)
+                return
+            for event in events:
+                if self._closing:
+                    return
+                self._dispatch(event)
+        except Exception:
+            self._internalError(Failure())
+            return
+        finally:
+            self._inRead = False
+        self._pump()
+
+    def timeoutConnection(self) -> None:
+        """The connection was idle for C{timeOut} seconds: GOAWAY NO_ERROR and close;
+        C{abortTimeout} later, abort the transport if it is still there."""
+        if self._closing:
+            return
+        log.info("closing idle HTTP/2 connection from {peer} after {timeout}s", peer=self._peer(), timeout=self.timeOut)
+        self.conn.send_goaway(self.conn.last_accepted_stream_id)
+        self._closeNow(Failure(TimeoutError(f"HTTP/2 connection idle for {self.timeOut}s")))
+
+    def forceAbortClient(self) -> None:
+        """The transport did not go away C{abortTimeout} seconds after we closed it
+        (a peer that does not read): abort it so the descriptor is not leaked."""
+        if self._abortingCall is not None and self._abortingCall.active():
+            self._abortingCall.cancel()
+        self._abortingCall = None
+        log.info("aborting HTTP/2 connection from {peer}: still open {timeout}s after close", peer=self._peer(), timeout=self.abortTimeout)
+        self.transport.abortConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Abort every open stream with C{reason}, cancel every timer, clear all state."""
+        if self._lost:
+            return
+        self._lost = True
+        self._closing = True
+        self._cancelTimers()
+        self.setTimeout(None)
+        if self._abortingCall is not None:
+            self._abortingCall.cancel()
+            self._abortingCall = None
+        self._abortAllStreams(reason)
+        self._controlBuffer.clear()
+        self._controlBuffered = 0
+        if self.tracker is not None:
+            self.tracker.connectionClosed(self)
+
+    # -- IPushProducer (driven by the transport) --------------------------------
+
+    def pauseProducing(self) -> None:
+        """The transport is full: stop the send loop (control frames get buffered)."""
+        self._transportPaused = True
+
+    def resumeProducing(self) -> None:
+        """The transport drained: flush buffered control frames, then send again."""
+        self._transportPaused = False
+        if self._closing:
+            return
+        if self._controlBuffer:
+            buffered, self._controlBuffer, self._controlBuffered = self._controlBuffer, [], 0
+            self.transport.writeSequence(buffered)
+        if not (self._inRead or self._inSend):
+            self._sendPass()
+
+    def stopProducing(self) -> None:
+        """The transport will take nothing more: the connection is over."""
+        self.connectionLost(Failure(ConnectionLost("the transport stopped taking data")))
+
+    # -- what streams call -------------------------------------------------------
+
+    def writeHeaders(self, streamID: int, head: ResponseHead, endStream: bool = False) -> None:
+        """Queue the final response head of a stream (not Twisted's signature: the
+        head is a L{ResponseHead}); C{endStream} when there is no body."""
+        stream = self._liveStream(streamID)
+        if stream is None:
+            return
+        if stream.finalHeadersQueued:
+            raise RuntimeError(f"stream {streamID}: response head already written")
+        if head.status < 200:
+            raise ValueError(f"stream {streamID}: use writeInformational for status {head.status}")
+        fields = self._responseFields(stream, lambda: response_fields(head))
+        if fields is None:
+            return
+        stream.finalHeadersQueued = True
+        stream.finishRequested = endStream
+        stream.outHeaders.append((fields, endStream))
+        self._streamChanged(stream)
+
+    def writeInformational(self, streamID: int, head: ResponseHead) -> None:
+        """Queue a 1xx head (not 101) before the final one."""
+        stream = self._liveStream(streamID)
+        if stream is None:
+            return
+        if stream.finalHeadersQueued:
+            raise RuntimeError(f"stream {streamID}: informational head after the final one")
+        if not 100 <= head.status < 200 or head.status == 101:
+            raise ValueError(f"stream {streamID}: {head.status} is not an informational status")
+        fields = self._responseFields(stream, lambda: response_fields(head))
+        if fields is not None:
+            stream.outHeaders.append((fields, False))
+            self._streamChanged(stream)
+
+    def writeDataToStream(self, streamID: int, data: bytes) -> None:
+        """Queue response body bytes on a stream; the send loop frames them."""
+        stream = self._liveStream(streamID)
+        if stream is None:
+            return
+        if stream.finishRequested:
+            raise RuntimeError(f"stream {streamID}: write after the response was finished")
+        if not stream.finalHeadersQueued:
+            raise RuntimeError(f"stream {streamID}: write before the response head")
+        if data:
+            stream.enqueue(data)
+            self._streamChanged(stream)
+
+    def writeTrailers(self, streamID: int, headers: Headers) -> None:
+        """End the response with trailers, sent after the queued body."""
+        stream = self._liveStream(streamID)
+        if stream is None:
+            return
+        self._checkFinishable(stream)
+        fields = self._responseFields(stream, lambda: trailer_fields(headers))
+        if fields is None:
+            return
+        if not fields:
+            self.endRequest(streamID)
+            return
+        stream.finishRequested = True
+        stream.endMarker = fields
+        self._streamChanged(stream)
+
+    def endRequest(self, streamID: int) -> None:
+        """End the response once its queued body is sent (END_STREAM)."""
+        stream = self._liveStream(streamID)
+        if stream is None:
+            return
+        self._checkFinishable(stream)
+        stream.finishRequested = True
+        if stream.outHeaders and not stream.queued:
+            fields, _ = stream.outHeaders.pop()
+            stream.outHeaders.append((fields, True))
+        else:
+            stream.endMarker = END_AFTER_DATA
+        self._streamChanged(stream)
+
+    def abortRequest(self, streamID: int, errorCode: ErrorCodes | int = ErrorCodes.INTERNAL_ERROR) -> None:
+        """Reset a stream now: RST_STREAM, queued data dropped, handler told."""
+        stream = self._liveStream(streamID)
+        if stream is None:
+            return
+        self.conn.reset_stream(streamID, errorCode)
+        self._abortStream(stream, Failure(StreamResetError(errorCode, byPeer=False)))
+        self._outputReady()
+
+    def remainingOutboundWindow(self, streamID: int) -> int:
+        """What the stream may still send under flow control, minus what it has
+        queued (negative when more is queued than the windows allow)."""
+        stream = self.streams[streamID]
+        return self.conn.local_flow_control_window(streamID) - stream.queued
+
+    def openStreamWindow(self, streamID: int, increment: int) -> None:
+        """Give back C{increment} flow-controlled bytes (padding included) of a
+        stream, once they have been handed on; h2 batches the WINDOW_UPDATEs."""
+        if self._closing or increment <= 0:
+            return
+        self.conn.acknowledge_received_data(increment, streamID)
+        self._outputReady()
+
+    def getPeer(self) -> IAddress:
+        return self.transport.getPeer()
+
+    def getHost(self) -> IAddress:
+        return self.transport.getHost()
+
+    def gracefulShutdown(self) -> None:
+        """h2o's graceful GOAWAY: GOAWAY(2^31-1, NO_ERROR) now, so that requests in
+        flight are not refused, then after L{GRACEFUL_GOAWAY_DELAY} GOAWAY naming the
+        last accepted stream; later streams are refused, and the connection closes
+        when its last stream completes."""
+        if self._goingAway or self._closing:
+            return
+        self._goingAway = True
+        self.conn.send_goaway(MAX_STREAM_ID)
+        self._outputReady()
+        self._gracefulCall = self.callLater(GRACEFUL_GOAWAY_DELAY, self._sendFinalGoAway)
+
+    # -- used by H2Stream --------------------------------------------------------
+
+    def callHandler(self, stream: H2Stream, method: Callable[..., None], *args: Any) -> None:
+        """Call a handler method; if it raises, log it and reset the stream."""
+        try:
+            method(*args)
+        except Exception:
+            log.failure(
+                "handler {method} raised for stream {stream} from {peer}; resetting the stream",
+                method=getattr(method, "__qualname__", method),
+                stream=stream.streamID,
+                peer=self._peer(),
+            )
+            self.abortRequest(stream.streamID, ErrorCodes.INTERNAL_ERROR)
+
+    def streamProtocolError(self, stream: H2Stream, message: str) -> None:
+        """A stream error found by the stream itself (content-length, trailers)."""
+        log.info("malformed request on stream {stream} from {peer}: {message}", stream=stream.streamID, peer=self._peer(), message=message)
+        self.conn.reset_stream(stream.streamID, ErrorCodes.PROTOCOL_ERROR)
+        self._abortStream(stream, Failure(StreamResetError(ErrorCodes.PROTOCOL_ERROR, byPeer=False, message=message)))
+        self._outputReady()
+
+    def requestDelivered(self, stream: H2Stream) -> None:
+        """The handler has the whole request; complete the stream if the response is sent."""
+        if stream.alive and self._responseSent(stream):
+            self._removeStream(stream)
+
+    # -- h2 events ---------------------------------------------------------------
+
+    def _dispatch(self, event: Any) -> None:
+        handler = self._eventHandlers.get(type(event))
+        if handler is None:
+            raise AssertionError(f"Unexpected event: {event!r}")
+        handler(event)
+
+    def _requestReceived(self, event: RequestReceived) -> None:
+        streamID = event.stream_id
+        if self._refusing(streamID):
+            self.conn.reset_stream(streamID, ErrorCodes.REFUSED_STREAM)
+            return
+        try:
+            parsed = parse_request(
+                event.headers,
+                end_stream=event.stream_ended is not None,
+                max_header_list_size=self._settings.max_header_list_size,
+            )
+        except MalformedRequest as e:
+            log.info("malformed request on stream {stream} from {peer}: {message}", stream=streamID, peer=self._peer(), message=str(e))
+            self.conn.reset_stream(streamID, ErrorCodes.PROTOCOL_ERROR)
+            return
+        except UnusableRequest as e:
+            self._answerDirectly(streamID, e.status, str(e))
+            return
+        stream = self._accept(streamID, parsed.head)
+        if parsed.expectsContinue and not parsed.head.end_stream:
+            stream.outHeaders.append(([(b":status", b"100")], False))
+            self._streamChanged(stream)
+        try:
+            stream.handler = self._handlerFactory(stream)
+        except Exception:
+            log.failure("handler factory failed for stream {stream} from {peer}", stream=streamID, peer=self._peer())
+            self.abortRequest(streamID, ErrorCodes.INTERNAL_ERROR)
+            return
+        self.callHandler(stream, stream.handler.requestReceived, parsed.head)
+
+    def _requestDataReceived(self, event: DataReceived) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is None:
+            # Reset earlier in this read: the bytes still count on the connection window.
+            self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            return
+        stream.dataReceived(event.data, event.flow_controlled_length)
+
+    def _trailersReceived(self, event: TrailersReceived) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is None:
+            return
+        try:
+            trailers = request_trailers(event.headers)
+        except MalformedRequest as e:
+            self.streamProtocolError(stream, str(e))
+            return
+        stream.trailersReceived(trailers)
+
+    def _streamEnded(self, event: StreamEnded) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is not None:
+            stream.endReceived()
+
+    def _streamReset(self, event: StreamReset) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is None:
+            return
+        if event.remote_reset:
+            log.debug("client reset stream {stream} with {code}", stream=event.stream_id, code=event.error_code)
+        else:
+            log.info("stream error on stream {stream} from {peer}: {code}", stream=event.stream_id, peer=self._peer(), code=event.error_code)
+        self._abortStream(stream, Failure(StreamResetError(event.error_code, byPeer=event.remote_reset)))
+
+    def _windowUpdated(self, event: WindowUpdated) -> None:
+        if event.stream_id:
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                self._streamChanged(stream)
+        else:
+            self._windowsChanged(self._windowBlocked)
+
+    def _remoteSettingsChanged(self, event: RemoteSettingsChanged) -> None:
+        if SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+            self._windowsChanged(self.streams)
+
+    def _priorityUpdated(self, event: PriorityUpdated) -> None:
+        """RFC 7540 priorities, for live streams only: a dependency on a stream we
+        do not hold (idle or closed) becomes a dependency on the root, so the tree
+        never holds anything but live streams."""
+        if event.stream_id not in self.streams:
+            return
+        dependsOn = event.depends_on if event.depends_on in self.streams else 0
+        try:
+            self.priority.reprioritize(event.stream_id, dependsOn or None, event.weight, event.exclusive)
+        except PriorityError as e:
+            log.debug("priority update ignored for stream {stream}: {error}", stream=event.stream_id, error=str(e))
+
+    def _peerGoAway(self, event: ConnectionTerminated) -> None:
+        """The client will open no more streams; those it opened still complete."""
+        self._peerGoingAway = True
+        if event.error_code != ErrorCodes.NO_ERROR:
+            log.info("client {peer} sent GOAWAY {code}: {data!r}", peer=self._peer(), code=event.error_code, data=event.additional_data)
+        self._maybeClose()
+
+    # -- accepting, answering and removing streams --------------------------------
+
+    def _refusing(self, streamID: int) -> bool:
+        if self._peerGoingAway:
+            return True
+        return self._finalGoAwayID is not None and streamID > self._finalGoAwayID
+
+    def _accept(self, streamID: int, head: Any) -> H2Stream:
+        stream = H2Stream(streamID=streamID, head=head, connection=self)
+        self.streams[streamID] = stream
+        self.priority.insert_stream(streamID)
+        self.priority.block(streamID)
+        self.conn.last_accepted_stream_id = streamID
+        self._acceptedStreams += 1
+        limit = self._settings.max_streams_per_connection
+        if limit and self._acceptedStreams >= limit and self._finalGoAwayID is None:
+            self._goingAway = True
+            self._sendFinalGoAway()
+        return stream
+
+    def _answerDirectly(self, streamID: int, status: int, message: str) -> None:
+        """A polite error response for a request no handler should see."""
+        log.info("refusing request on stream {stream} from {peer} with {status}: {message}", stream=streamID, peer=self._peer(), status=status, message=message)
+        stream = self._accept(streamID, None)
+        stream.handler = _DISCARD
+        body = f"{status} {_REASONS.get(status, 'Error')}: {message}\n".encode()
+        head = ResponseHead(
+            status=status,
+            headers=((b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))),
+        )
+        self.writeHeaders(streamID, head)
+        self.writeDataToStream(streamID, body)
+        self.endRequest(streamID)
+
+    def _responseSent(self, stream: H2Stream) -> bool:
+        return stream.finishRequested and not stream.outHeaders and not stream.queued and stream.endMarker is None
+
+    def _responseComplete(self, stream: H2Stream) -> None:
+        """END_STREAM went out. If the request is not all delivered, it never will be:
+        RST_STREAM NO_ERROR asks the client to stop sending (RFC 9113 8.1)."""
+        if stream.requestDelivered:
+            self._removeStream(stream)
+            return
+        machine = self.conn.streams.get(stream.streamID)
+        if machine is not None and machine.open:
+            self.conn.reset_stream(stream.streamID, ErrorCodes.NO_ERROR)
+        self._abortStream(stream, Failure(ResponseCompletedEarly(f"stream {stream.streamID}: response complete before the request body")))
+
+    def _abortStream(self, stream: H2Stream, reason: Failure) -> None:
+        """Remove a stream that did not complete normally and tell its handler once."""
+        handler = stream.handler
+        self._removeStream(stream)
+        if handler is None:
+            return
+        try:
+            handler.streamAborted(reason)
+        except Exception:
+            log.failure("streamAborted raised for stream {stream} from {peer}", stream=stream.streamID, peer=self._peer())
+
+    def _removeStream(self, stream: H2Stream) -> None:
+        """Forget a stream everywhere; undelivered request bytes are credited back
+        to the connection window (the stream's own window no longer matters)."""
+        streamID = stream.streamID
+        undelivered = stream.undeliveredFlowLength()
+        stream.discard()
+        del self.streams[streamID]
+        self.priority.remove_stream(streamID)
+        self._ready.discard(streamID)
+        self._windowBlocked.discard(streamID)
+        if undelivered and not self._closing:
+            self.conn.acknowledge_received_data(undelivered, streamID)
+        self._maybeClose()
+
+    def _abortAllStreams(self, reason: Failure) -> None:
+        for stream in list(self.streams.values()):
+            self._abortStream(stream, reason)
+
+    def _liveStream(self, streamID: int) -> H2Stream | None:
+        if self._closing:
+            return None
+        return self.streams.get(streamID)
+
+    def _checkFinishable(self, stream: H2Stream) -> None:
+        if stream.finishRequested:
+            raise RuntimeError(f"stream {stream.streamID}: response already finished")
+        if not stream.finalHeadersQueued:
+            raise RuntimeError(f"stream {stream.streamID}: response finished before its head")
+
+    def _responseFields(self, stream: H2Stream, build: Callable[[], list]) -> list | None:
+        """Build a field list; an invalid field from upstream resets the stream."""
+        try:
+            return build()
+        except InvalidResponseField as e:
+            log.error("cannot send response on stream {stream} from {peer}: {error}; resetting it", stream=stream.streamID, peer=self._peer(), error=str(e))
+            self.abortRequest(stream.streamID, ErrorCodes.INTERNAL_ERROR)
+            return None
+
+    # -- the send loop -----------------------------------------------------------
+
+    def _streamChanged(self, stream: H2Stream) -> None:
+        """Something was queued or a window changed: re-evaluate, send soon."""
+        if self._updateReady(stream):
+            self._scheduleSend()
+
+    def _windowsChanged(self, streamIDs: Any) -> None:
+        woken = False
+        for streamID in list(streamIDs):
+            stream = self.streams.get(streamID)
+            if stream is not None and self._updateReady(stream):
+                woken = True
+        if woken:
+            self._scheduleSend()
+
+    def _updateReady(self, stream: H2Stream) -> bool:
+        """Block or unblock a stream in the tree; return whether it can send now."""
+        streamID = stream.streamID
+        if stream.outHeaders or (not stream.queued and stream.endMarker is not None):
+            ready = True
+        elif stream.queued:
+            ready = self.conn.local_flow_control_window(streamID) > 0
+            if ready:
+                self._windowBlocked.discard(streamID)
+            else:
+                self._windowBlocked.add(streamID)
+        else:
+            ready = False
+        if ready != (streamID in self._ready):
+            if ready:
+                self._ready.add(streamID)
+                self.priority.unblock(streamID)
+            else:
+                self._ready.discard(streamID)
+                self.priority.block(streamID)
+        return ready
+
+    def _scheduleSend(self) -> None:
+        """One pass per reactor turn; a read or a running pass picks it up itself."""
+        if self._inRead or self._inSend or self._sendCall is not None or self._transportPaused:
+            return
+        self._sendCall = self.callLater(0, self._sendPass)
+
+    def _pump(self) -> None:
+        """End of a read: send what is ready now, with the read's control frames."""
+        if self._sendCall is not None:
+            self._sendCall.cancel()
+        self._sendPass()
+
+    def _sendPass(self) -> None:
+        """Send frames by priority until the transport pauses, nothing is ready or
+        L{SEND_PASS_BYTES} went out; then write them all at once."""
+        self._sendCall = None
+        if self._closing:
+            return
+        sent = 0
+        self._inSend = True
+        try:
+            while self._ready and not self._transportPaused and not self._closing and sent < SEND_PASS_BYTES:
+                sent += self._emit(self.streams[self._nextStream()])
+        except Exception:
+            self._inSend = False
+            self._internalError(Failure())
+            return
+        self._inSend = False
+        self._flushOutput()
+        if sent:
+            self.resetTimeout()
+        if self._ready and not self._closing:
+            self._scheduleSend()
+
+    def _nextStream(self) -> int:
+        if len(self._ready) == 1:
+            return next(iter(self._ready))
+        return next(self.priority)
+
+    def _emit(self, stream: H2Stream) -> int:
+        """Send what one stream can send now: its heads, then one DATA frame, then
+        its end. Returns the body bytes sent."""
+        streamID = stream.streamID
+        conn = self.conn
+        ended = False
+        while stream.outHeaders:
+            fields, endStream = stream.outHeaders.popleft()
+            conn.send_headers(streamID, fields, end_stream=endStream)
+            ended = endStream
+        size = 0
+        if stream.queued:
+            size = min(conn.local_flow_control_window(streamID), conn.max_outbound_frame_size, stream.queued)
+            if size > 0:
+                chunk = stream.takeData(size)
+                last = not stream.queued and stream.endMarker is END_AFTER_DATA
+                conn.send_data(streamID, chunk, end_stream=last)
+                ended = last
+            else:
+                size = 0
+        if not stream.queued and stream.endMarker is not None and not ended:
+            if stream.endMarker is END_AFTER_DATA:
+                conn.end_stream(streamID)
+            else:
+                conn.send_headers(streamID, stream.endMarker, end_stream=True)
+            ended = True
+        if ended:
+            stream.endMarker = None
+            self._responseComplete(stream)
+        else:
+            stream.afterSend()
+            if stream.alive:
+                self._updateReady(stream)
+        return size
+
+    # -- output ------------------------------------------------------------------
+
+    def _outputReady(self) -> None:
+        """Frames were queued outside a read or a pass: write them now."""
+        if not (self._inRead or self._inSend):
+            self._flushOutput()
+
+    def _flushOutput(self) -> None:
+        data = self.conn.data_to_send()
+        if not data or self._lost:
+            return
+        if self._transportPaused:
+            self._bufferControl(data)
+        else:
+            self.transport.write(data)
+
+    def _bufferControl(self, data: bytes) -> None:
+        self._controlBuffer.append(data)
+        self._controlBuffered += len(data)
+        limit = self._settings.max_control_buffer
+        if self._controlBuffered > limit:
+            log.warn(
+                "aborting HTTP/2 connection from {peer}: {value} bytes of control frames "
+                "buffered while it does not read, over the limit of {limit}",
+                peer=self._peer(),
+                value=self._controlBuffered,
+                limit=limit,
+            )
+            self._closing = True
+            self._cancelTimers()
+            self.setTimeout(None)
+            self._abortAllStreams(Failure(ConnectionLost("control frame buffer limit exceeded")))
+            self.transport.abortConnection()
+
+    def _writeAllNow(self) -> None:
+        """Closing: write buffered control frames and h2's output whatever the
+        transport's state (a few frames at most, and the transport is closing)."""
+        pending = self._controlBuffer + [self.conn.data_to_send()]
+        self._controlBuffer, self._controlBuffered = [], 0
+        self.transport.writeSequence([chunk for chunk in pending if chunk])
+
+    # -- closing -------------------------------------------------------------------
+
+    def _sendFinalGoAway(self) -> None:
+        """Second step of the graceful GOAWAY: streams above the last accepted one
+        are refused from now on."""
+        self._gracefulCall = None
+        if self._finalGoAwayID is not None or self._closing:
+            return
+        self._finalGoAwayID = self.conn.last_accepted_stream_id
+        self.conn.send_goaway(self._finalGoAwayID)
+        self._outputReady()
+        self._maybeClose()
+
+    def _maybeClose(self) -> None:
+        """Close once going away (either side) and no stream is left."""
+        if self._closing or self.streams:
+            return
+        if self._finalGoAwayID is None:
+            if not self._peerGoingAway:
+                return
+            self._finalGoAwayID = self.conn.last_accepted_stream_id
+            self.conn.send_goaway(self._finalGoAwayID)
+        self._closeNow(Failure(ConnectionLost("HTTP/2 connection closed after GOAWAY")))
+
+    def _connectionError(self, error: ProtocolError) -> None:
+        """h2 found a connection error and queued GOAWAY: send it and close."""
+        code = getattr(error, "error_code", ErrorCodes.PROTOCOL_ERROR)
+        log.info("HTTP/2 connection error from {peer}: {code}: {error}", peer=self._peer(), code=code, error=str(error))
+        self._closeNow(Failure(error))
+
+    def _internalError(self, failure: Failure) -> None:
+        """A bug of ours: log it, GOAWAY INTERNAL_ERROR, close."""
+        log.failure("internal error on HTTP/2 connection from {peer}", failure, peer=self._peer())
+        if self._closing:
+            return
+        self.conn.send_goaway(self.conn.last_accepted_stream_id, ErrorCodes.INTERNAL_ERROR)
+        self._closeNow(failure)
+
+    def _closeNow(self, reason: Failure) -> None:
+        """Abort the streams, flush what is queued, close the transport (and abort
+        it C{abortTimeout} later if it is still there)."""
+        if self._closing:
+            return
+        self._closing = True
+        self._cancelTimers()
+        self.setTimeout(None)
+        self._abortAllStreams(reason)
+        self._writeAllNow()
+        self.transport.loseConnection()
+        if self.abortTimeout is not None:
+            self._abortingCall = self.callLater(self.abortTimeout, self.forceAbortClient)
+
+    def _cancelTimers(self) -> None:
+        for call in (self._sendCall, self._gracefulCall):
+            if call is not None and call.active():
+                call.cancel()
+        self._sendCall = self._gracefulCall = None
+
+    def _peer(self) -> str:
+        transport = self.transport
+        if transport is None:
+            return "<not connected>"
+        peer = transport.getPeer()
+        host = getattr(peer, "host", None)
+        return f"{host}:{peer.port}" if host is not None else str(peer)
+
+
+def _ignore(event: Any) -> None:
+    """Events that need nothing from us (h2 already answered PINGs and SETTINGS)."""

@@ -1,0 +1,296 @@
+"""h2's connection state machine, adjusted to the error split RFC 9113 asks of a server.
+
+h2 (pinned <5) is a fine sans-I/O state machine, but as a server in front of many
+clients a few of its choices do not fit, and they all live in private hooks this
+module overrides (every override says which rule it restores):
+
+- Inbound header validation is off (``validate_inbound_headers=False``) and done by
+  L{h2proxy.frontend.validation}, because h2 turns a malformed request into a
+  *connection* error. For the same reason h2's content-length tracking is disabled
+  (the stream checks it, as a stream error), and trailers without END_STREAM, a
+  stream depending on itself and streams over SETTINGS_MAX_CONCURRENT_STREAMS are
+  stream errors here (RFC 9113 8.1, 5.3.1, 5.1.2) instead of connection errors.
+- Every field block is HPACK-decoded before any other check, even for a stream that
+  is then refused or already closed: skipping one would leave the decoder out of
+  step with the client (RFC 9113 4.3).
+- A client GOAWAY neither closes h2's state machine nor throws away queued output:
+  the streams the client already opened must still be answered (RFC 9113 6.8).
+- Frames that arrive for a stream *we* reset are ignored (RFC 9113 5.1, "closed");
+  frames after the client's own RST_STREAM get RST_STREAM STREAM_CLOSED; frames
+  after both sides ended the stream are a connection error STREAM_CLOSED.
+- Missing checks are added: the first frame must be SETTINGS (3.4); RST_STREAM on an
+  idle stream is a connection error (6.4); a zero WINDOW_UPDATE on a stream is a
+  stream error (6.9); SETTINGS ACK with a payload is FRAME_SIZE_ERROR (6.5).
+- The decoder's hard header-list limit stays at the "absurd" threshold given by the
+  front end, so that a merely-too-large request can get a polite 431 while an HPACK
+  bomb is still a connection error ENHANCE_YOUR_CALM.
+- GOAWAY on a connection error names the last stream the front end accepted, not
+  the last one the client tried to open.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from h2.config import H2Configuration
+from h2.connection import AllowedStreamIDs, ConnectionInputs, H2Connection, _decode_headers
+from h2.errors import ErrorCodes
+from h2.events import ConnectionTerminated, Event, StreamReset
+from h2.exceptions import (
+    FrameDataMissingError,
+    ProtocolError,
+    StreamClosedError,
+    StreamIDTooLowError,
+)
+from h2.frame_buffer import FrameBuffer
+from h2.settings import SettingCodes, Settings
+from h2.stream import H2Stream, StreamClosedBy, StreamInputs, StreamState
+from hyperframe.frame import (
+    ContinuationFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    PriorityFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
+
+_FRAME_HEADER = struct.Struct(">HBBBL")
+_WINDOW_INCREMENT = struct.Struct(">L")
+_SETTINGS_TYPE = 0x4
+_WINDOW_UPDATE_TYPE = 0x8
+_ACK_FLAG = 0x1
+
+
+#: Stream states in which a HEADERS frame from the client is a trailer block.
+_TRAILERS_STATES = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL})
+
+
+class StreamError(ProtocolError):
+    """A protocol error confined to one stream: answered with RST_STREAM."""
+
+    def __init__(self, stream_id: int, error_code: ErrorCodes, message: str) -> None:
+        super().__init__(message)
+        self.stream_id = stream_id
+        self.error_code = error_code
+
+
+class _ServerStream(H2Stream):
+    """h2's stream without its own request validation (see the module docstring)."""
+
+    def receive_headers(self, headers, end_stream, header_encoding):  # type: ignore[override]
+        """A request or trailer block; a server never receives 1xx heads, so h2's
+        informational branch (a connection error for a stray ``:status``) is
+        skipped and validation.py reports such a request as malformed."""
+        if not end_stream and self.state_machine.state in _TRAILERS_STATES:
+            raise StreamError(self.stream_id, ErrorCodes.PROTOCOL_ERROR, "trailers without END_STREAM")
+        events = self.state_machine.process_input(StreamInputs.RECV_HEADERS)
+        if end_stream:
+            ended = self.state_machine.process_input(StreamInputs.RECV_END_STREAM)
+            events[0].stream_ended = ended[0]  # type: ignore[attr-defined]
+            events += ended
+        events[0].headers = list(headers)  # type: ignore[attr-defined]
+        return [], events
+
+    def _track_content_length(self, length: int, end_stream: bool) -> None:
+        """Content-length is checked by the front end's stream, as a stream error."""
+
+
+class _FrameBuffer(FrameBuffer):
+    """h2's frame buffer, with two frame checks RFC 9113 words differently."""
+
+    def __next__(self) -> Frame:
+        data = self._data
+        if len(data) >= 9 and not self._headers_buffer:
+            high, low, kind, flags, streamID = _FRAME_HEADER.unpack_from(data)
+            length = (high << 8) + low
+            if kind == _SETTINGS_TYPE and flags & _ACK_FLAG and length:
+                # RFC 9113 6.5: hyperframe calls this PROTOCOL_ERROR.
+                raise FrameDataMissingError("SETTINGS ACK with a payload")
+            if kind == _WINDOW_UPDATE_TYPE and length == 4 and len(data) >= 13:
+                increment = _WINDOW_INCREMENT.unpack_from(data, 9)[0] & 0x7FFFFFFF
+                if increment == 0 and streamID & 0x7FFFFFFF:
+                    # RFC 9113 6.9: a stream error, which hyperframe cannot express.
+                    del data[:13]
+                    return WindowUpdateFrame(streamID & 0x7FFFFFFF, window_increment=0)
+        return super().__next__()
+
+
+class ServerConnection(H2Connection):
+    """The state machine of one server connection.
+
+    @ivar last_accepted_stream_id: the highest stream the front end handed to a
+        handler or answered itself; used as the last stream id of GOAWAY frames.
+    """
+
+    def __init__(self, *, local_settings: dict[SettingCodes, int], header_list_hard_limit: int) -> None:
+        super().__init__(
+            H2Configuration(
+                client_side=False,
+                header_encoding=None,
+                validate_inbound_headers=False,
+                normalize_inbound_headers=False,
+                validate_outbound_headers=False,
+                normalize_outbound_headers=False,
+            )
+        )
+        # Our SETTINGS apply from the start: h2 enforces only acknowledged values,
+        # and these are all at least as lenient as the defaults the client assumes
+        # until it reads them (except MAX_CONCURRENT_STREAMS, which refuses
+        # politely with REFUSED_STREAM).
+        self.local_settings = Settings(client=False, initial_values=local_settings)
+        self.max_inbound_frame_size = self.local_settings.max_frame_size
+        self.incoming_buffer = _FrameBuffer(server=True)
+        self._header_list_hard_limit = header_list_hard_limit
+        self.decoder.max_header_list_size = header_list_hard_limit
+        self.last_accepted_stream_id = 0
+        self._client_settings_seen = False
+
+    def send_goaway(self, last_stream_id: int, error_code: ErrorCodes = ErrorCodes.NO_ERROR) -> None:
+        """Queue a GOAWAY without closing the state machine, so that streams up to
+        C{last_stream_id} can still be answered (graceful shutdown)."""
+        frame = GoAwayFrame(0, last_stream_id=last_stream_id, error_code=error_code)
+        self._prepare_for_sending([frame])
+
+    def send_rst_frame(self, stream_id: int, error_code: ErrorCodes) -> None:
+        """Queue a RST_STREAM for a stream h2 has no state for (refused or idle)."""
+        self._prepare_for_sending([RstStreamFrame(stream_id, error_code=error_code)])
+
+    # -- overridden h2 hooks ------------------------------------------------
+
+    def _begin_new_stream(self, stream_id: int, allowed_ids: AllowedStreamIDs) -> H2Stream:
+        """h2's own, building L{_ServerStream}s."""
+        if (stream_id % 2) != int(allowed_ids):
+            raise ProtocolError("the client opened an even-numbered stream (RFC 9113 5.1.1)")
+        if stream_id <= self.highest_inbound_stream_id:
+            raise StreamIDTooLowError(stream_id, self.highest_inbound_stream_id)
+        stream = _ServerStream(
+            stream_id,
+            config=self.config,
+            inbound_window_size=self.local_settings.initial_window_size,
+            outbound_window_size=self.remote_settings.initial_window_size,
+        )
+        stream.max_outbound_frame_size = self.max_outbound_frame_size
+        self.streams[stream_id] = stream
+        self.highest_inbound_stream_id = stream_id
+        return stream
+
+    def _receive_frame(self, frame: Frame) -> list[Event]:
+        """h2's dispatch, with the stream/connection error split of the module docstring."""
+        if not self._client_settings_seen:
+            if not isinstance(frame, SettingsFrame) or "ACK" in frame.flags:
+                raise ProtocolError("the client preface must be followed by SETTINGS (RFC 9113 3.4)")
+            self._client_settings_seen = True
+        if isinstance(frame, ContinuationFrame):
+            raise ProtocolError("CONTINUATION outside a header block (RFC 9113 6.10)")
+        try:
+            frames, events = self._frame_dispatch_table[frame.__class__](frame)
+        except StreamError as e:
+            return self._reset_for_error(e.stream_id, e.error_code)
+        except StreamClosedError as e:
+            return self._frame_on_closed_stream(e.stream_id, e._events)
+        except StreamIDTooLowError as e:
+            return self._frame_on_closed_stream(e.stream_id, [])
+        self._prepare_for_sending(frames)
+        return events
+
+    def _receive_headers_frame(self, frame: HeadersFrame) -> tuple[list[Frame], list[Event]]:
+        """Decode first (HPACK stays in step), then open, refuse or reject the stream."""
+        headers = _decode_headers(self.decoder, frame.data)
+        stream_id = frame.stream_id
+        refuse = (
+            stream_id not in self.streams
+            and self.open_inbound_streams >= self.local_settings.max_concurrent_streams
+        )
+        events = self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
+        stream = self._get_or_create_stream(stream_id, AllowedStreamIDs.ODD)
+        frames, stream_events = stream.receive_headers(headers, "END_STREAM" in frame.flags, None)
+        if refuse:
+            # RFC 9113 5.1.2: a stream error; REFUSED_STREAM tells the client it may retry.
+            return stream.reset_stream(ErrorCodes.REFUSED_STREAM), events
+        if "PRIORITY" in frame.flags:
+            _, priority_events = self._receive_priority_frame(frame)
+            stream_events[0].priority_updated = priority_events[0]  # type: ignore[attr-defined]
+            stream_events.extend(priority_events)
+        return frames, events + stream_events
+
+    def _receive_priority_frame(self, frame: HeadersFrame | PriorityFrame) -> tuple[list[Frame], list[Event]]:
+        if frame.depends_on == frame.stream_id:
+            raise StreamError(frame.stream_id, ErrorCodes.PROTOCOL_ERROR, "stream depends on itself (RFC 9113 5.3.1)")
+        return super()._receive_priority_frame(frame)
+
+    def _receive_rst_stream_frame(self, frame: RstStreamFrame) -> tuple[list[Frame], list[Event]]:
+        if self._is_idle(frame.stream_id):
+            raise ProtocolError("RST_STREAM on an idle stream (RFC 9113 6.4)")
+        return super()._receive_rst_stream_frame(frame)
+
+    def _receive_window_update_frame(self, frame: WindowUpdateFrame) -> tuple[list[Frame], list[Event]]:
+        if frame.window_increment == 0:
+            if self._is_idle(frame.stream_id):
+                raise ProtocolError("WINDOW_UPDATE on an idle stream (RFC 9113 5.1)")
+            stream = self.streams.get(frame.stream_id)
+            if stream is None or stream.closed:
+                return [], []
+            raise StreamError(frame.stream_id, ErrorCodes.PROTOCOL_ERROR, "WINDOW_UPDATE of 0 (RFC 9113 6.9)")
+        return super()._receive_window_update_frame(frame)
+
+    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Frame], list[Event]]:
+        """Report the GOAWAY but keep the state machine open for the streams in flight."""
+        event = ConnectionTerminated()
+        event.error_code = _error_code(frame.error_code)
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
+    def _handle_data_on_closed_stream(self, events, exc, frame):  # type: ignore[no-untyped-def]
+        """DATA for a closed stream still counts against the connection window."""
+        increment = self._inbound_flow_control_window_manager.process_bytes(frame.flow_controlled_length)
+        if increment:
+            self._prepare_for_sending([WindowUpdateFrame(0, window_increment=increment)])
+        return [], events + self._frame_on_closed_stream(exc.stream_id, exc._events)
+
+    def _terminate_connection(self, error_code: ErrorCodes) -> None:
+        frame = GoAwayFrame(0, last_stream_id=self.last_accepted_stream_id, error_code=error_code)
+        self.state_machine.process_input(ConnectionInputs.SEND_GOAWAY)
+        self._prepare_for_sending([frame])
+
+    def _local_settings_acked(self):  # type: ignore[no-untyped-def]
+        changes = super()._local_settings_acked()
+        self.decoder.max_header_list_size = self._header_list_hard_limit
+        return changes
+
+    # -- helpers --------------------------------------------------------------
+
+    def _is_idle(self, stream_id: int) -> bool:
+        """RFC 9113 5.1: a stream id the client has not used yet (we never push)."""
+        if stream_id % 2 == 0:
+            return stream_id > self.highest_outbound_stream_id
+        return stream_id > self.highest_inbound_stream_id
+
+    def _reset_for_error(self, stream_id: int, error_code: ErrorCodes) -> list[Event]:
+        stream = self.streams.get(stream_id)
+        if stream is not None and stream.open:
+            self.reset_stream(stream_id, error_code)
+        else:
+            self.send_rst_frame(stream_id, error_code)
+        return [StreamReset(stream_id=stream_id, error_code=error_code, remote_reset=False)]
+
+    def _frame_on_closed_stream(self, stream_id: int, events: list[Event]) -> list[Event]:
+        """RFC 9113 5.1 "closed": what a frame on a closed stream calls for."""
+        closed_by = self._stream_closed_by(stream_id)
+        if events or closed_by is StreamClosedBy.RECV_RST_STREAM:
+            self.send_rst_frame(stream_id, ErrorCodes.STREAM_CLOSED)
+            return events
+        if closed_by is StreamClosedBy.SEND_RST_STREAM:
+            return []
+        if closed_by is None:
+            raise ProtocolError(f"stream {stream_id} was never opened and is below the highest (RFC 9113 5.1.1)")
+        raise StreamClosedError(stream_id)
+
+
+def _error_code(value: int) -> ErrorCodes | int:
+    try:
+        return ErrorCodes(value)
+    except ValueError:
+        return value

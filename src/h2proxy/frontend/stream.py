@@ -1,0 +1,298 @@
+"""H2Stream: one HTTP/2 request/response exchange as the bridge sees it.
+
+A stream is two things at once (see L{h2proxy.frontend.handler} for the contract):
+
+- the C{IPushProducer} of the request body: received DATA goes to the handler
+  unless the handler paused the stream, in which case it waits here; HTTP/2 window
+  credit (L{H2Connection.openStreamWindow}) is returned only for chunks handed to
+  the handler, after that call returned, so a paused stream holds the client back
+  by flow control and its buffer never exceeds the window we advertised;
+- the C{IConsumer} of the response body: bytes written wait in a queue of chunks
+  until the connection's send loop turns them into DATA frames, as windows and
+  the transport allow. While more than L{STREAM_HIGH_WATER} bytes are queued the
+  registered producer is paused, and it is resumed once the queue drains below
+  L{STREAM_LOW_WATER}: memory per stream is bounded whatever the window size, and
+  a full transport or a closed window reaches the backend.
+
+The stream owns its queues; the connection (which owns the h2 state machine, the
+priority tree and the transport) drives them. Once a stream is gone (complete,
+reset by either side, or its connection lost), every call on it is a no-op, and its
+handler has received exactly one C{streamAborted} if it did not complete normally.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from h2.errors import ErrorCodes
+from twisted.internet.interfaces import IAddress, IConsumer, IPushProducer
+from zope.interface import implementer
+
+from h2proxy.frontend.validation import Field, content_length_mismatch
+from h2proxy.message import Headers, RequestHead, ResponseHead
+
+if TYPE_CHECKING:
+    from h2proxy.frontend.connection import H2Connection
+    from h2proxy.frontend.handler import StreamHandler
+
+#: Queued response bytes above which the stream pauses its producer.
+STREAM_HIGH_WATER = 64 * 1024
+
+#: Queued response bytes below which a paused producer is resumed.
+STREAM_LOW_WATER = 16 * 1024
+
+
+class StreamResetError(Exception):
+    """The reason a stream's handler gets when the stream was reset.
+
+    @ivar errorCode: the RST_STREAM error code.
+    @ivar byPeer: C{True} when the client sent the RST_STREAM.
+    """
+
+    def __init__(self, errorCode: ErrorCodes | int, byPeer: bool, message: str = "") -> None:
+        self.errorCode = errorCode
+        self.byPeer = byPeer
+        who = "client" if byPeer else "proxy"
+        super().__init__(f"stream reset by the {who} with {_codeName(errorCode)}" + (f": {message}" if message else ""))
+
+
+class ResponseCompletedEarly(Exception):
+    """The response was complete before the request body was: the rest of the
+    request is not delivered (and the client is told to stop sending it with
+    RST_STREAM NO_ERROR, RFC 9113 8.1)."""
+
+
+class _End:
+    """Marker: END_STREAM goes on the last DATA frame (or an empty one)."""
+
+
+END_AFTER_DATA = _End()
+
+
+@implementer(IPushProducer, IConsumer)
+class H2Stream:
+    """One stream of an L{H2Connection}.
+
+    @ivar streamID: the HTTP/2 stream id.
+    @ivar head: the validated request, or C{None} for a request the front end
+        answers itself (a polite 400/431) without a handler.
+    @ivar connection: the L{H2Connection} the stream belongs to.
+    @ivar handler: the L{StreamHandler} driven by this stream.
+    """
+
+    def __init__(self, *, streamID: int, head: RequestHead | None, connection: "H2Connection") -> None:
+        self.streamID = streamID
+        self.head = head
+        self.connection = connection
+        self.handler: StreamHandler | None = None
+        self.alive = True
+        # Request side.
+        self._paused = False
+        self._inbound: deque[tuple[bytes, int]] = deque()
+        self._received = 0
+        self._requestEnded = False
+        self._requestTrailers: Headers = ()
+        self._endDelivered = False
+        # Response side, read and consumed by the connection's send loop.
+        self.outHeaders: deque[tuple[list[Field], bool]] = deque()
+        self.finalHeadersQueued = False
+        self.finishRequested = False
+        self.endMarker: _End | list[Field] | None = None
+        self.queue: deque[bytes | memoryview] = deque()
+        self.queued = 0
+        self._producer: Any = None
+        self._streaming = False
+        self._producerPaused = False
+
+    def __repr__(self) -> str:
+        return f"<H2Stream {self.streamID} alive={self.alive}>"
+
+    # -- request body: IPushProducer ------------------------------------------
+
+    def pauseProducing(self) -> None:
+        """Stop handing request DATA to the handler (and returning its credit)."""
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        """Hand buffered request DATA on, then the end of the request, if due."""
+        self._paused = False
+        while self._inbound and not self._paused and self.alive:
+            data, flowLength = self._inbound.popleft()
+            self._handOver(data, flowLength)
+        self._maybeDeliverEnd()
+
+    def stopProducing(self) -> None:
+        """The request body's consumer is gone for good: reset with CANCEL."""
+        self.reset(ErrorCodes.CANCEL)
+
+    # -- response: IConsumer and heads ----------------------------------------
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        """Register the response body's producer (the backend side).
+
+        A push producer (C{streaming=True}) is paused and resumed by queue
+        watermarks; a pull producer is asked for more whenever the queue is low.
+        """
+        if self._producer is not None:
+            raise RuntimeError(f"stream {self.streamID} already has a producer registered")
+        if not self.alive:
+            return
+        self._producer = producer
+        self._streaming = streaming
+        self._producerPaused = False
+        self.afterSend()
+        if streaming and self.queued > STREAM_HIGH_WATER:
+            self._pauseProducer()
+
+    def unregisterProducer(self) -> None:
+        self._producer = None
+        self._producerPaused = False
+
+    def write(self, data: bytes) -> None:
+        """Queue response body bytes; they go out as windows and the transport allow."""
+        self.connection.writeDataToStream(self.streamID, data)
+
+    def writeInformational(self, head: ResponseHead) -> None:
+        """Send a 1xx head (e.g. 103 Early Hints) before the final one."""
+        self.connection.writeInformational(self.streamID, head)
+
+    def writeHeaders(self, head: ResponseHead, endStream: bool = False) -> None:
+        """Send the final response head; C{endStream} when there is no body."""
+        self.connection.writeHeaders(self.streamID, head, endStream)
+
+    def writeTrailers(self, headers: Headers) -> None:
+        """Send trailers after the queued body; this ends the response."""
+        self.connection.writeTrailers(self.streamID, headers)
+
+    def finish(self) -> None:
+        """End the response once the queued body has been sent."""
+        self.connection.endRequest(self.streamID)
+
+    def reset(self, errorCode: ErrorCodes | int = ErrorCodes.INTERNAL_ERROR) -> None:
+        """Reset the stream now (RST_STREAM), dropping whatever is queued."""
+        self.connection.abortRequest(self.streamID, errorCode)
+
+    def getPeer(self) -> IAddress:
+        return self.connection.getPeer()
+
+    def getHost(self) -> IAddress:
+        return self.connection.getHost()
+
+    def isSecure(self) -> bool:
+        return self.connection.secure
+
+    # -- driven by the connection: request side -------------------------------
+
+    def dataReceived(self, data: bytes, flowLength: int) -> None:
+        """One DATA frame's payload and its flow-controlled length (with padding)."""
+        self._received += len(data)
+        problem = content_length_mismatch(self._declaredLength(), self._received, False)
+        if problem is not None:
+            self.connection.streamProtocolError(self, problem)
+            self.connection.openStreamWindow(self.streamID, flowLength)
+            return
+        if self._paused or self._inbound:
+            self._inbound.append((data, flowLength))
+        else:
+            self._handOver(data, flowLength)
+
+    def trailersReceived(self, trailers: Headers) -> None:
+        self._requestTrailers = trailers
+
+    def endReceived(self) -> None:
+        """The client's END_STREAM arrived."""
+        problem = content_length_mismatch(self._declaredLength(), self._received, True)
+        if problem is not None:
+            self.connection.streamProtocolError(self, problem)
+            return
+        self._requestEnded = True
+        self._maybeDeliverEnd()
+
+    @property
+    def requestDelivered(self) -> bool:
+        """The handler has been given the whole request, end included."""
+        return self._endDelivered
+
+    def undeliveredFlowLength(self) -> int:
+        """Flow-controlled bytes received but never credited back (for cleanup)."""
+        return sum(flowLength for _, flowLength in self._inbound)
+
+    def _declaredLength(self) -> int | None:
+        return None if self.head is None else self.head.content_length
+
+    def _handOver(self, data: bytes, flowLength: int) -> None:
+        if data and self.handler is not None:
+            self.connection.callHandler(self, self.handler.requestDataReceived, data)
+        self.connection.openStreamWindow(self.streamID, flowLength)
+
+    def _maybeDeliverEnd(self) -> None:
+        if not self._requestEnded or self._endDelivered or self._inbound or self._paused or not self.alive:
+            return
+        self._endDelivered = True
+        if self.handler is not None:
+            self.connection.callHandler(self, self.handler.requestEnded, self._requestTrailers)
+        self.connection.requestDelivered(self)
+
+    # -- driven by the connection: response side ------------------------------
+
+    def enqueue(self, data: bytes) -> None:
+        self.queue.append(data)
+        self.queued += len(data)
+        if self.queued > STREAM_HIGH_WATER and self._streaming and not self._producerPaused:
+            self._pauseProducer()
+
+    def takeData(self, size: int) -> bytes | memoryview:
+        """Remove and return the next C{size} queued bytes (C{size <= queued}),
+        slicing a large chunk with a memoryview instead of copying what remains."""
+        queue = self.queue
+        first = queue[0]
+        if len(first) > size:
+            view = first if isinstance(first, memoryview) else memoryview(first)
+            queue[0] = view[size:]
+            chunk: bytes | memoryview = view[:size]
+        elif len(first) == size:
+            chunk = queue.popleft()
+        else:
+            parts = []
+            need = size
+            while need:
+                part = queue[0]
+                if len(part) <= need:
+                    parts.append(queue.popleft())
+                    need -= len(part)
+                else:
+                    view = memoryview(part)
+                    parts.append(view[:need])
+                    queue[0] = view[need:]
+                    need = 0
+            chunk = b"".join(parts)
+        self.queued -= size
+        return chunk
+
+    def afterSend(self) -> None:
+        """The queue shrank: let the producer go on if it is low enough."""
+        if self._producer is None or self.queued >= STREAM_LOW_WATER:
+            return
+        if not self._streaming:
+            self._producer.resumeProducing()
+        elif self._producerPaused:
+            self._producerPaused = False
+            self._producer.resumeProducing()
+
+    def discard(self) -> None:
+        """The stream is gone: forget queues and producer."""
+        self.alive = False
+        self.queue.clear()
+        self.queued = 0
+        self.outHeaders.clear()
+        self._inbound.clear()
+        self._producer = None
+
+    def _pauseProducer(self) -> None:
+        self._producerPaused = True
+        self._producer.pauseProducing()
+
+
+def _codeName(code: ErrorCodes | int) -> str:
+    return code.name if isinstance(code, ErrorCodes) else f"error code {code}"

@@ -1,0 +1,350 @@
+"""Checking HTTP/2 requests before anything acts on them: pure functions, no I/O.
+
+h2 is configured with ``validate_inbound_headers=False`` because its own checks raise
+out of ``receive_data`` as a *connection* error, which would take every other stream
+of the connection down with one bad request (and drop the events of the other frames
+of the same read). The checks live here instead, and their outcome is one of three:
+
+1. **Malformed** (RFC 9113 8.1.1, 8.2, 8.3): L{MalformedRequest}. The request breaks
+   HTTP/2's own rules, so it is a *stream error*: the connection answers RST_STREAM
+   PROTOCOL_ERROR and the request never reaches a handler. This covers every field
+   that an HTTP/1.1 backend could read two ways:
+
+   - a field name that is empty, has uppercase letters, or is not an RFC 9110 token
+     (pseudo-header names aside);
+   - a field value with NUL, CR or LF anywhere, or with leading/trailing SP or HTAB;
+   - connection-specific fields: ``connection``, ``keep-alive``,
+     ``proxy-connection``, ``transfer-encoding``, ``upgrade``; ``te`` other than
+     ``trailers``;
+   - pseudo-headers that are unknown (``:protocol`` included: RFC 8441 is not
+     advertised), duplicated, after a regular field, or response-only (``:status``);
+   - missing ``:method``; missing ``:scheme`` or ``:path`` (except CONNECT, which
+     must carry ``:authority`` and neither of those); an empty ``:path``;
+   - ``content-length`` that is not a plain decimal integer, several that differ, or
+     one that is non-zero on a request whose HEADERS ended the stream (a mismatch
+     found later, against the DATA actually received, is checked by the stream);
+   - in trailers: any pseudo-header, and the field rules above.
+
+2. **Unusable** (L{UnusableRequest}): well-formed HTTP/2 that makes no sense as an
+   HTTP request to forward. The connection answers on that stream with a short text
+   response (the stream ends normally, the connection keeps serving others):
+
+   - 431 when the decoded header list is larger than the advertised
+     SETTINGS_MAX_HEADER_LIST_SIZE (RFC 9113 6.5.2 accounting: name + value + 32
+     per field, pseudo-headers included);
+   - 400 for: a ``:method`` that is not a token (spaces, controls); a ``:path`` with
+     bytes outside visible ASCII or a ``#``, or not starting with ``/`` (``*`` is
+     allowed for OPTIONS only); a ``:scheme`` other than ``http``/``https``; no
+     authority at all (neither ``:authority`` nor ``host``); an authority with
+     userinfo (``@``), characters outside RFC 3986's host syntax or a bad port; a
+     ``host`` field that differs from ``:authority``, or several ``host`` fields;
+     CONNECT (no tunnelling here, and RFC 8441 is not offered).
+
+3. **Acceptable**: L{parse_request} returns a L{ParsedRequest} whose
+   L{RequestHead} is what the handler sees. ``expect: 100-continue`` is removed
+   from it (the front end answers the 100 itself; L{ParsedRequest.expectsContinue}).
+
+Response fields from the bridge are checked too (L{response_fields},
+L{trailer_fields}): an invalid field raises L{InvalidResponseField} before anything is
+HPACK-encoded, because h2 encodes lazily and an error half-way through a header block
+would leave the client's HPACK table out of step with ours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from h2proxy.message import Headers, RequestHead, ResponseHead
+
+Field = tuple[bytes, bytes]
+
+#: RFC 9113 6.5.2: each field costs its name, its value and 32 octets of overhead.
+FIELD_OVERHEAD = 32
+
+#: RFC 9113 8.2.2: fields that only make sense on one HTTP/1.1 hop.
+CONNECTION_SPECIFIC = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+
+#: RFC 9113 8.3.1: the request pseudo-headers we understand.
+REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path"})
+
+#: Longest content-length we parse: 19 digits already exceed any real body.
+MAX_CONTENT_LENGTH_DIGITS = 19
+
+_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_NAME_CHARS = frozenset(c for c in _TCHAR if not (0x41 <= c <= 0x5A))
+_FORBIDDEN_IN_VALUE = frozenset(b"\x00\r\n")
+_EDGE_WHITESPACE = frozenset(b" \t")
+_PATH_CHARS = frozenset(range(0x21, 0x7F)) - frozenset(b"#")
+_HOST_CHARS = frozenset(
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%!$&'()*+,;="
+)
+_IP_LITERAL_CHARS = _HOST_CHARS | frozenset(b":")
+_DIGITS = frozenset(b"0123456789")
+
+
+class MalformedRequest(ValueError):
+    """The request breaks RFC 9113's rules: answer RST_STREAM PROTOCOL_ERROR."""
+
+
+class UnusableRequest(ValueError):
+    """The request is valid HTTP/2 but cannot be served: answer C{status} politely.
+
+    @ivar status: 400 or 431.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class InvalidResponseField(ValueError):
+    """A response field the bridge asked to send cannot be sent on HTTP/2."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRequest:
+    """An acceptable request.
+
+    @ivar head: what the handler is given.
+    @ivar expectsContinue: the client sent ``expect: 100-continue``.
+    """
+
+    head: RequestHead
+    expectsContinue: bool
+
+
+def header_list_size(fields: Iterable[Field]) -> int:
+    """The RFC 9113 6.5.2 size of a decoded field list."""
+    return sum(len(name) + len(value) + FIELD_OVERHEAD for name, value in fields)
+
+
+def parse_request(
+    fields: Sequence[Field], *, end_stream: bool, max_header_list_size: int
+) -> ParsedRequest:
+    """Check a decoded request field block and build the head handed on.
+
+    @raise UnusableRequest: for a polite 431/400 (see the module docstring).
+    @raise MalformedRequest: for RST_STREAM PROTOCOL_ERROR.
+    """
+    size = header_list_size(fields)
+    if size > max_header_list_size:
+        raise UnusableRequest(
+            431, f"request header fields total {size} bytes, over the limit of {max_header_list_size}"
+        )
+    pseudo, regular = _split_pseudo(fields)
+    for name, value in regular:
+        _check_regular_field(name, value)
+    contentLength = _content_length(regular)
+    if end_stream and contentLength:
+        raise MalformedRequest("content-length announces a body but HEADERS ended the stream")
+    method = _required(pseudo, b":method")
+    if method == b"CONNECT":
+        _check_connect(pseudo)
+    scheme = _required(pseudo, b":scheme")
+    path = _required(pseudo, b":path")
+    if not path:
+        raise MalformedRequest(":path is empty")
+    authority = _authority(pseudo.get(b":authority"), regular)
+    _check_method(method)
+    _check_path(method, path)
+    if scheme not in (b"http", b"https"):
+        raise UnusableRequest(400, "unsupported :scheme")
+    expectsContinue = any(
+        name == b"expect" and value.lower() == b"100-continue" for name, value in regular
+    )
+    if expectsContinue:
+        regular = [(n, v) for n, v in regular if n != b"expect"]
+    head = RequestHead(
+        method=method,
+        scheme=scheme,
+        authority=authority,
+        path=path,
+        headers=tuple(regular),
+        content_length=contentLength,
+        end_stream=end_stream,
+    )
+    return ParsedRequest(head, expectsContinue)
+
+
+def request_trailers(fields: Sequence[Field]) -> Headers:
+    """Check a request's trailer block (RFC 9113 8.1: no pseudo-headers).
+
+    @raise MalformedRequest: for RST_STREAM PROTOCOL_ERROR.
+    """
+    for name, value in fields:
+        if name.startswith(b":"):
+            raise MalformedRequest(f"pseudo-header {_show(name)} in trailers")
+        _check_regular_field(name, value)
+    return tuple(fields)
+
+
+def content_length_mismatch(declared: int | None, received: int, ended: bool) -> str | None:
+    """Why the DATA received so far contradicts ``content-length`` (RFC 9113 8.1.1),
+    or C{None} when it does not (yet)."""
+    if declared is None:
+        return None
+    if received > declared:
+        return f"received {received} body bytes, more than content-length {declared}"
+    if ended and received != declared:
+        return f"stream ended after {received} body bytes, content-length said {declared}"
+    return None
+
+
+def response_fields(head: ResponseHead) -> list[Field]:
+    """The field list to encode for a response head (final or 1xx).
+
+    Connection-specific fields are dropped (they mean nothing on HTTP/2).
+
+    @raise InvalidResponseField: for a field that cannot be sent.
+    """
+    if not 100 <= head.status <= 999:
+        raise InvalidResponseField(f"status {head.status} is not a three-digit code")
+    return [(b":status", b"%d" % head.status), *_outbound_regular(head.headers)]
+
+
+def trailer_fields(headers: Headers) -> list[Field]:
+    """The field list to encode as response trailers.
+
+    @raise InvalidResponseField: for a pseudo-header or a field that cannot be sent.
+    """
+    for name, _ in headers:
+        if name.startswith(b":"):
+            raise InvalidResponseField(f"pseudo-header {_show(name)} in trailers")
+    return _outbound_regular(headers)
+
+
+def _outbound_regular(headers: Headers) -> list[Field]:
+    fields: list[Field] = []
+    for name, value in headers:
+        if name in CONNECTION_SPECIFIC or name == b"te":
+            continue
+        if not name or not _NAME_CHARS.issuperset(name):
+            raise InvalidResponseField(f"invalid field name {_show(name)}")
+        if not _value_ok(value):
+            raise InvalidResponseField(f"invalid value for field {_show(name)}")
+        fields.append((name, value))
+    return fields
+
+
+def _split_pseudo(fields: Sequence[Field]) -> tuple[dict[bytes, bytes], list[Field]]:
+    """Separate pseudo-headers (which must come first, once each) from the rest."""
+    pseudo: dict[bytes, bytes] = {}
+    regular: list[Field] = []
+    for name, value in fields:
+        if not name.startswith(b":"):
+            regular.append((name, value))
+            continue
+        if regular:
+            raise MalformedRequest(f"pseudo-header {_show(name)} after a regular field")
+        if name not in REQUEST_PSEUDO:
+            raise MalformedRequest(f"unknown or response-only pseudo-header {_show(name)}")
+        if name in pseudo:
+            raise MalformedRequest(f"duplicated pseudo-header {_show(name)}")
+        if not _value_ok(value):
+            raise MalformedRequest(f"invalid value for {_show(name)}")
+        pseudo[name] = value
+    return pseudo, regular
+
+
+def _check_regular_field(name: bytes, value: bytes) -> None:
+    if not name or not _NAME_CHARS.issuperset(name):
+        raise MalformedRequest(f"invalid field name {_show(name)}")
+    if not _value_ok(value):
+        raise MalformedRequest(f"invalid value for field {_show(name)}")
+    if name in CONNECTION_SPECIFIC:
+        raise MalformedRequest(f"connection-specific field {_show(name)}")
+    if name == b"te" and value.strip().lower() != b"trailers":
+        raise MalformedRequest("te other than trailers")
+
+
+def _value_ok(value: bytes) -> bool:
+    if not value:
+        return True
+    if value[0] in _EDGE_WHITESPACE or value[-1] in _EDGE_WHITESPACE:
+        return False
+    return _FORBIDDEN_IN_VALUE.isdisjoint(value)
+
+
+def _content_length(regular: list[Field]) -> int | None:
+    values = {value for name, value in regular if name == b"content-length"}
+    if not values:
+        return None
+    if len(values) > 1:
+        raise MalformedRequest("several content-length fields that differ")
+    (value,) = values
+    if not value or len(value) > MAX_CONTENT_LENGTH_DIGITS or not _DIGITS.issuperset(value):
+        raise MalformedRequest("content-length is not a decimal integer")
+    return int(value)
+
+
+def _required(pseudo: dict[bytes, bytes], name: bytes) -> bytes:
+    try:
+        return pseudo[name]
+    except KeyError:
+        raise MalformedRequest(f"missing {_show(name)}") from None
+
+
+def _check_connect(pseudo: dict[bytes, bytes]) -> None:
+    """RFC 9113 8.5: CONNECT names only an authority. Well-formed, it is still refused."""
+    if b":scheme" in pseudo or b":path" in pseudo:
+        raise MalformedRequest("CONNECT with :scheme or :path")
+    if b":authority" not in pseudo:
+        raise MalformedRequest("CONNECT without :authority")
+    raise UnusableRequest(400, "CONNECT is not supported by this proxy")
+
+
+def _check_method(method: bytes) -> None:
+    if not method or not _TCHAR.issuperset(method):
+        raise UnusableRequest(400, ":method is not a valid token")
+
+
+def _check_path(method: bytes, path: bytes) -> None:
+    if not _PATH_CHARS.issuperset(path):
+        raise UnusableRequest(400, ":path has characters outside visible ASCII, or a fragment")
+    if path == b"*":
+        if method != b"OPTIONS":
+            raise UnusableRequest(400, ":path * is only for OPTIONS")
+        return
+    if not path.startswith(b"/"):
+        raise UnusableRequest(400, ":path must start with /")
+
+
+def _authority(authority: bytes | None, regular: list[Field]) -> bytes:
+    """The request's authority: ``:authority``, else the single ``host`` field."""
+    hosts = [value for name, value in regular if name == b"host"]
+    if len(hosts) > 1:
+        raise UnusableRequest(400, "several host fields")
+    if authority is None:
+        if not hosts:
+            raise UnusableRequest(400, "no :authority and no host")
+        authority = hosts[0]
+    elif hosts and hosts[0].lower() != authority.lower():
+        raise UnusableRequest(400, "host differs from :authority")
+    _check_authority(authority)
+    return authority
+
+
+def _check_authority(authority: bytes) -> None:
+    """RFC 3986 3.2 ``host [ ":" port ]``, without userinfo."""
+    if b"@" in authority:
+        raise UnusableRequest(400, "authority with userinfo")
+    if authority.startswith(b"["):
+        end = authority.find(b"]")
+        host, rest = authority[1:end], authority[end + 1 :]
+        hostOk = end > 1 and _IP_LITERAL_CHARS.issuperset(host)
+    else:
+        host, colon, port = authority.partition(b":")
+        rest = colon + port
+        hostOk = bool(host) and _HOST_CHARS.issuperset(host)
+    if not hostOk:
+        raise UnusableRequest(400, "invalid host in authority")
+    if rest and not (rest[:1] == b":" and 1 <= len(rest) - 1 <= 5 and _DIGITS.issuperset(rest[1:])):
+        raise UnusableRequest(400, "invalid port in authority")
+
+
+def _show(name: bytes) -> str:
+    """A field name for a message: printable, never long."""
+    return repr(name[:40])[1:]
