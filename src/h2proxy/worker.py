@@ -17,6 +17,7 @@ from h2proxy.bridge.bridge import BridgeContext
 from h2proxy.bridge.routing import Router
 from h2proxy.config.model import Config, Http2Config, ListenerConfig
 from h2proxy.frontend.factory import H2Factory
+from h2proxy.frontend.http1 import HTTP1Factory
 from h2proxy.frontend.negotiation import NegotiationFactory
 from h2proxy.tls import ServerConnectionCreator, ServerTLS
 from h2proxy.upstream.pool import UpstreamPool
@@ -55,6 +56,7 @@ class ProxyServer:
             maxRequestBody=config.limits.max_request_body,
         )
         self.h2Factories: dict[str, H2Factory] = {}
+        self.http1Factories: dict[str, HTTP1Factory] = {}
 
     def factoryFor(self, listener: ListenerConfig) -> IProtocolFactory:
         """The protocol factory to listen with for C{listener}."""
@@ -68,8 +70,17 @@ class ProxyServer:
             secure=listener.tls is not None,
         )
         self.h2Factories[listener.name] = h2
+        http1 = HTTP1Factory(
+            reactor=self.reactor,
+            handlerFactory=self.context.handlerFactory,
+            idleTimeout=timeouts.idle or None,
+            secure=listener.tls is not None,
+            maxHeaderBytes=effective_http2(listener, self.config).max_header_list_size,
+            abortTimeout=timeouts.abort or None,
+        )
+        self.http1Factories[listener.name] = http1
         negotiation = NegotiationFactory(
-            reactor=self.reactor, h2Factory=h2, deadline=timeouts.idle or None
+            reactor=self.reactor, h2Factory=h2, http1Factory=http1, deadline=timeouts.idle or None
         )
         if listener.tls is None:
             return negotiation
@@ -82,7 +93,8 @@ class ProxyServer:
         log.info(
             "draining {n} listener(s), up to {timeout}s", n=len(self.h2Factories), timeout=timeout
         )
-        drains = [factory.drain(timeout) for factory in self.h2Factories.values()]
+        factories = [*self.h2Factories.values(), *self.http1Factories.values()]
+        drains = [factory.drain(timeout) for factory in factories]
         done = defer.DeferredList(drains, consumeErrors=True)
         done.addCallback(lambda _: defer.DeferredList([p.close() for p in self.pools.values()]))
         return done

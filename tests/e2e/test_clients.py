@@ -48,11 +48,12 @@ def test_forwarded_request_headers(proxy, origin):
     assert headers["cookie"] == "a=1"
 
 
-def test_http11_client_on_tls_gets_a_clear_refusal(proxy):
-    """When a client can only speak HTTP/1.1, it gets a 505 naming HTTP/2, not a hang."""
-    result = run(["curl", "-sk", "--http1.1", "-w", "%{http_code}", proxy.url("tls", "/")], timeout=20)
-    assert result.stdout.endswith(b"505")
-    assert b"HTTP/2 only" in result.stdout
+def test_http11_clients_on_both_listeners(proxy):
+    """When curl speaks HTTP/1.1 (ALPN http/1.1 on TLS, plain on cleartext), it is served."""
+    for url in (proxy.url("tls", "/bytes/70000"), proxy.url("h2c", "/bytes/70000?chunked=1")):
+        result = curl("-k", "--http1.1", "-w", "%{http_version}", url)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout[:-3] == pattern_bytes(70000) and result.stdout[-3:] == b"1.1"
 
 
 def test_upload_with_curl_reaches_origin(proxy):
