@@ -43,6 +43,8 @@ class H2Client:
         self.flush()
         self.events: list = []
         self.closed = False
+        #: Return window credit for every DATA frame read (set False to hold it back).
+        self.auto_credit = True
 
     def flush(self) -> None:
         data = self.conn.data_to_send()
@@ -72,6 +74,10 @@ class H2Client:
             self.closed = True
             return []
         events = self.conn.receive_data(data)
+        if self.auto_credit:
+            for event in events:
+                if isinstance(event, h2.events.DataReceived) and event.flow_controlled_length:
+                    self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
         self.flush()
         self.events.extend(events)
         return events
@@ -84,7 +90,7 @@ class H2Client:
                 raise AssertionError(f"condition not met; events: {self.events[-10:]!r}")
             self.receive(min(remaining, 1.0))
 
-    def response(self, stream_id: int, timeout: float = 30.0, consume: bool = True):
+    def response(self, stream_id: int, timeout: float = 30.0):
         """Status, headers and body of a stream, read to its end."""
         body = bytearray()
         status = None
@@ -103,8 +109,6 @@ class H2Client:
                     status = int(dict(headers)[b":status"])
                 elif isinstance(event, h2.events.DataReceived):
                     body += event.data
-                    if consume:
-                        self.conn.acknowledge_received_data(event.flow_controlled_length, stream_id)
                 elif isinstance(event, h2.events.StreamEnded):
                     done = True
                 elif isinstance(event, h2.events.StreamReset):

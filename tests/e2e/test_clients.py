@@ -10,8 +10,8 @@ from h2proxy.devtools.origin import pattern_bytes
 from tests.e2e.harness import run
 
 
-def curl(*args: str, timeout: float = 60.0):
-    return run(["curl", "-sS", "--fail-with-body", *args], timeout=timeout)
+def curl(*args: str, timeout: float = 60.0, **kwargs):
+    return run(["curl", "-sS", "--fail-with-body", *args], timeout=timeout, **kwargs)
 
 
 def test_curl_tls_http2_gets_origin_bytes_exactly(proxy):

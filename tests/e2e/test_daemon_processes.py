@@ -58,9 +58,9 @@ def connection_on(proxy, pid: int, port: int, tls: bool = False) -> H2Client:
 
 def test_ps_shows_one_supervisor_and_two_workers(daemon):
     """When workers: 2, ps shows the supervisor (twistd) with exactly two worker children."""
-    supervisor = run(["ps", "-o", "args=", "-p", str(daemon.pid)]).stdout.decode()
+    supervisor = run(["ps", "-ww", "-o", "args=", "-p", str(daemon.pid)]).stdout.decode()
     assert "twistd" in supervisor and "h2proxy" in supervisor
-    children = run(["ps", "-o", "pid=,args=", "--ppid", str(daemon.pid)]).stdout.decode().splitlines()
+    children = run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(daemon.pid)]).stdout.decode().splitlines()
     workers = [line for line in children if "h2proxy.workerprocess" in line]
     assert len(workers) == 2, children
     assert {re.search(r"--slot=(\d)", line).group(1) for line in workers} == {"0", "1"}
@@ -113,20 +113,22 @@ def test_a_killed_worker_is_restarted_and_the_other_is_unaffected(daemon):
 def test_a_crash_loop_backs_off(daemon):
     """When the same worker is killed each time it comes back, each restart waits twice as
     long as the one before instead of spinning, and the other worker keeps its pid."""
-    survivor = slot_pid(daemon, 1)
+    # Slot 1 has not been killed yet: its first death restarts at once (it ran for a
+    # while) or after 1 s (it is younger than the threshold); then the waits double.
+    survivor = slot_pid(daemon, 0)
     delays = []
     for _ in range(3):
-        victim = slot_pid(daemon, 0)
+        victim = slot_pid(daemon, 1)
         start = daemon.mark()
         killed = time.monotonic()
         os.kill(victim, signal.SIGKILL)
-        match = daemon.wait_for(rf"worker 1\.0 \(pid {victim}\) died: .*; restarting in (\d+)s",
+        match = daemon.wait_for(rf"worker 1\.1 \(pid {victim}\) died: .*; restarting in (\d+)s",
                                 start=start)
         delays.append(int(match.group(1)))
-        daemon.wait_for(r"worker 1\.0 \(pid \d+\) is ready", start=start, timeout=30)
+        daemon.wait_for(r"worker 1\.1 \(pid \d+\) is ready", start=start, timeout=30)
         assert time.monotonic() - killed >= delays[-1]
     print(f"\ncrash loop restart delays: {delays}")
     assert delays[0] in (0, 1)
     assert delays[1] == max(1, 2 * delays[0])
     assert delays[2] == 2 * delays[1]
-    assert slot_pid(daemon, 1) == survivor
+    assert slot_pid(daemon, 0) == survivor
