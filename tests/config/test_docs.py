@@ -69,3 +69,14 @@ def test_every_documented_option_exists_in_the_schema():
 def test_the_row_parser_sees_every_row():
     """When the reference is parsed, it yields as many options as the schema has (the parser is not vacuous)."""
     assert len(documented_options(render())) == len(schema_options()) > 70
+
+
+def test_the_command_line_checks_and_rewrites_the_reference(tmp_path):
+    """When `python -m h2proxy.config.docs --check` sees a stale file it exits 1; rewriting makes it pass."""
+    from h2proxy.config.docs import main
+
+    target = tmp_path / "configuration.md"
+    target.write_text("stale\n")
+    assert main(["--check", str(target)]) == 1
+    assert main([str(target)]) == 0
+    assert main(["--check", str(target)]) == 0

@@ -317,15 +317,14 @@ class _Walker:
             self.report.error(path, f"expected {kind.low} to {kind.high} items, got {len(node.value)}")
             return INVALID
         items = [self.value(kind.item, item, f"{path}[{i}]") for i, item in enumerate(node.value)]
-        valid = tuple(item for item in items if item is not INVALID)
         if kind.unique:
-            self._unique(valid, node, path)
-        return valid
+            self._unique(items, node, path)
+        return tuple(item for item in items if item is not INVALID)
 
-    def _unique(self, items: tuple, node: SequenceNode, path: str) -> None:
+    def _unique(self, items: list, node: SequenceNode, path: str) -> None:
         seen: set = set()
         for index, item in enumerate(items):
-            if item in seen:
+            if item is not INVALID and item in seen:
                 self.report.error(f"{path}[{index}]", f"'{item}' is listed twice", _mark(node.value[index]))
             seen.add(item)
 
