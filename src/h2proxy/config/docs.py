@@ -147,11 +147,11 @@ configuration keeps serving.
 Each problem names the file, line, column and key path, then says what was expected:
 
 ```
-conf.yaml:12:11: listeners[0].port: expected an integer from 0 to 65535, got 'http'
-conf.yaml:14:9: listeners[0].tls.certificates[0].cert: file not found: /etc/h2proxy/tls/example.org.pem
-conf.yaml:20:5: upstreams.app.policy: expected one of round_robin, least_conn, random_two; did you mean 'least_conn'?
-conf.yaml:31:15: routes[2].upstream: no upstream named 'ap'; did you mean 'app'?
 conf.yaml:9:17: warning: listeners[0].tls.certificates[1].cert: certificate expires in 12 days, on 2026-03-01
+conf.yaml:12:11: listeners[0].port: expected an integer from 0 to 65535, got 'http'
+conf.yaml:14:17: listeners[0].tls.certificates[2].cert: file not found: /etc/h2proxy/tls/example.org.pem
+conf.yaml:20:13: upstreams.app.policy: expected one of round_robin, least_conn, random_two, got 'least_connections'; did you mean 'least_conn'?
+conf.yaml:31:15: routes[2].upstream: no upstream named 'ap'; did you mean 'app'?
 ```
 
 Errors stop the daemon from starting (or a reload from taking effect). Warnings
