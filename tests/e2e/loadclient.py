@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import h2.connection
 import h2.errors
 import h2.events
 
@@ -26,6 +27,19 @@ from tests.e2e.h2client import H2Client
 RESPONSE_DEADLINE = 30.0
 #: How many times a request that was not processed (above a GOAWAY's last id) is sent again.
 MAX_REISSUES = 5
+
+
+class GoawayTolerantStateMachine(h2.connection.H2ConnectionStateMachine):
+    """h2 4.x closes a client connection as soon as a GOAWAY arrives, so the responses
+    of the streams the server promised to finish (id <= last stream id) raise
+    ProtocolError. RFC 9113 section 6.8 keeps those streams alive; so does this: a
+    received GOAWAY leaves the connection open (the client opens no new stream)."""
+
+    _transitions = {
+        **h2.connection.H2ConnectionStateMachine._transitions,
+        (h2.connection.ConnectionState.CLIENT_OPEN, h2.connection.ConnectionInputs.RECV_GOAWAY):
+            (None, h2.connection.ConnectionState.CLIENT_OPEN),
+    }
 
 
 @dataclass
@@ -120,6 +134,9 @@ class LoadClient:
         """Serve requests on one new connection until it is told to go away or the load
         stops; return the requests to send again on the next connection."""
         client = H2Client(self.port, tls=self.tls, window=16 * 1024 * 1024)
+        machine = GoawayTolerantStateMachine()
+        machine.state = client.conn.state_machine.state
+        client.conn.state_machine = machine
         with self._lock:
             self.results.connections += 1
         streams: dict[int, _Stream] = {}

@@ -77,7 +77,8 @@ class Download:
 
     def __init__(self, url: str) -> None:
         self.process = subprocess.Popen(
-            ["curl", "-sS", "--http2-prior-knowledge", "--limit-rate", TRANSFER_RATE, "-o", "-", url],
+            ["curl", "-sS", "--http2-prior-knowledge", "--limit-rate", TRANSFER_RATE,
+             "--max-time", str(int(TRANSFER_DEADLINE)), "-o", "-", url],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         self.received = 0
@@ -101,7 +102,8 @@ class Upload:
 
     def __init__(self, url: str) -> None:
         self.process = subprocess.Popen(
-            ["curl", "-sS", "-k", "--http2", "--limit-rate", TRANSFER_RATE, "-X", "POST", "-T", "-", url],
+            ["curl", "-sS", "-k", "--http2", "--limit-rate", TRANSFER_RATE,
+             "--max-time", str(int(TRANSFER_DEADLINE)), "-X", "POST", "-T", "-", url],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         self.sent = 0
@@ -118,8 +120,10 @@ class Upload:
             pass
 
     def finish(self) -> tuple[int, bytes]:
-        out, err = self.process.communicate(timeout=TRANSFER_DEADLINE)
-        return self.process.returncode, out + err
+        self.thread.join(TRANSFER_DEADLINE)
+        out = self.process.stdout.read()
+        err = self.process.stderr.read()
+        return self.process.wait(TRANSFER_DEADLINE), out + err
 
 
 def wait_for_request(origin, target: str, timeout: float = 10.0) -> bool:
