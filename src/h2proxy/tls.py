@@ -9,38 +9,14 @@ plainly that the listener speaks HTTP/2 (see h2proxy.server).
 
 from __future__ import annotations
 
-from cryptography import x509
 from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from zope.interface import implementer
 
 from h2proxy.config.model import CertificateConfig, TlsConfig
+from h2proxy.config.tlscheck import dns_names
 
 _MIN_VERSIONS = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
-
-#: Modern AEAD suites with forward secrecy (TLS 1.2); TLS 1.3 suites are OpenSSL's.
-DEFAULT_CIPHERS = (
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
-)
-
-
-def _names_of(cert_path: str) -> list[str]:
-    """DNS names of a PEM certificate: its subjectAltName DNS entries, else its CN."""
-    with open(cert_path, "rb") as handle:
-        leaf = x509.load_pem_x509_certificate(handle.read())
-    try:
-        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names = [name.lower() for name in san.get_values_for_type(x509.DNSName)]
-    except x509.ExtensionNotFound:
-        names = []
-    if not names:
-        names = [
-            str(attr.value).lower()
-            for attr in leaf.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
-        ]
-    return names
 
 
 def _name_matches(pattern: str, host: str) -> bool:
@@ -67,7 +43,7 @@ class ServerTLS:
 
     def __init__(self, config: TlsConfig) -> None:
         self.alpn = tuple(p.encode("ascii") for p in config.alpn)
-        ciphers = getattr(config, "ciphers", None) or DEFAULT_CIPHERS
+        ciphers = config.ciphers
         self._byName: list[tuple[str, SSL.Context]] = []
         contexts = [
             self._context(cert, config.min_version, ciphers) for cert in config.certificates
@@ -87,7 +63,7 @@ class ServerTLS:
         context.check_privatekey()
         context.set_alpn_select_callback(_select_alpn(self.alpn))
         context.set_mode(SSL.MODE_RELEASE_BUFFERS)
-        for name in _names_of(cert.cert):
+        for name in dns_names(cert.cert):
             self._byName.append((name, context))
         return context
 

@@ -15,7 +15,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from h2proxy.bridge.bridge import BridgeContext
 from h2proxy.bridge.routing import Router
-from h2proxy.config.model import Config, Http2Config, ListenerConfig
+from h2proxy.config.model import Config, ListenerConfig
 from h2proxy.frontend.factory import H2Factory
 from h2proxy.frontend.http1 import HTTP1Factory
 from h2proxy.frontend.negotiation import NegotiationFactory
@@ -23,11 +23,6 @@ from h2proxy.tls import ServerConnectionCreator, ServerTLS
 from h2proxy.upstream.pool import UpstreamPool
 
 log = Logger()
-
-
-def effective_http2(listener: ListenerConfig, config: Config) -> Http2Config:
-    """The HTTP/2 settings of a listener: its own override, else the global ones."""
-    return getattr(listener, "http2", None) or config.http2
 
 
 class ProxyServer:
@@ -64,7 +59,7 @@ class ProxyServer:
         h2 = H2Factory(
             reactor=self.reactor,
             handlerFactory=self.context.handlerFactory,
-            settings=effective_http2(listener, self.config),
+            settings=self.config.http2_for(listener),
             idleTimeout=timeouts.idle or None,
             abortTimeout=timeouts.abort or None,
             secure=listener.tls is not None,
@@ -75,7 +70,7 @@ class ProxyServer:
             handlerFactory=self.context.handlerFactory,
             idleTimeout=timeouts.idle or None,
             secure=listener.tls is not None,
-            maxHeaderBytes=effective_http2(listener, self.config).max_header_list_size,
+            maxHeaderBytes=self.config.http2_for(listener).max_header_list_size,
             abortTimeout=timeouts.abort or None,
         )
         self.http1Factories[listener.name] = http1
