@@ -37,6 +37,7 @@ from h2.connection import AllowedStreamIDs, ConnectionInputs, H2Connection, _dec
 from h2.errors import ErrorCodes
 from h2.events import ConnectionTerminated, Event, StreamReset
 from h2.exceptions import (
+    DenialOfServiceError,
     FrameDataMissingError,
     ProtocolError,
     StreamClosedError,
@@ -58,6 +59,7 @@ from hyperframe.frame import (
 
 _FRAME_HEADER = struct.Struct(">HBBBL")
 _WINDOW_INCREMENT = struct.Struct(">L")
+_PRIORITY_TYPE = 0x2
 _SETTINGS_TYPE = 0x4
 _WINDOW_UPDATE_TYPE = 0x8
 _ACK_FLAG = 0x1
@@ -74,6 +76,12 @@ class StreamError(ProtocolError):
         super().__init__(message)
         self.stream_id = stream_id
         self.error_code = error_code
+
+
+class CompressionError(ProtocolError):
+    """A field block that cannot be decoded (RFC 9113 4.3); h2 calls it PROTOCOL_ERROR."""
+
+    error_code = ErrorCodes.COMPRESSION_ERROR
 
 
 class _ServerStream(H2Stream):
@@ -97,23 +105,34 @@ class _ServerStream(H2Stream):
         """Content-length is checked by the front end's stream, as a stream error."""
 
 
+class _MisSizedPriorityFrame(PriorityFrame):
+    """A PRIORITY frame whose length is not 5: a stream error (RFC 9113 6.3)."""
+
+
 class _FrameBuffer(FrameBuffer):
-    """h2's frame buffer, with two frame checks RFC 9113 words differently."""
+    """h2's frame buffer, with three frame checks RFC 9113 words differently."""
 
     def __next__(self) -> Frame:
         data = self._data
         if len(data) >= 9 and not self._headers_buffer:
             high, low, kind, flags, streamID = _FRAME_HEADER.unpack_from(data)
             length = (high << 8) + low
+            streamID &= 0x7FFFFFFF
+            if kind == _PRIORITY_TYPE and length != 5 and streamID and len(data) >= 9 + length:
+                # RFC 9113 6.3: hyperframe makes every size error a connection error.
+                if length > self.max_frame_size:
+                    return super().__next__()
+                del data[: 9 + length]
+                return _MisSizedPriorityFrame(streamID)
             if kind == _SETTINGS_TYPE and flags & _ACK_FLAG and length:
                 # RFC 9113 6.5: hyperframe calls this PROTOCOL_ERROR.
                 raise FrameDataMissingError("SETTINGS ACK with a payload")
             if kind == _WINDOW_UPDATE_TYPE and length == 4 and len(data) >= 13:
                 increment = _WINDOW_INCREMENT.unpack_from(data, 9)[0] & 0x7FFFFFFF
-                if increment == 0 and streamID & 0x7FFFFFFF:
+                if increment == 0 and streamID:
                     # RFC 9113 6.9: a stream error, which hyperframe cannot express.
                     del data[:13]
-                    return WindowUpdateFrame(streamID & 0x7FFFFFFF, window_increment=0)
+                    return WindowUpdateFrame(streamID, window_increment=0)
         return super().__next__()
 
 
@@ -142,10 +161,22 @@ class ServerConnection(H2Connection):
         self.local_settings = Settings(client=False, initial_values=local_settings)
         self.max_inbound_frame_size = self.local_settings.max_frame_size
         self.incoming_buffer = _FrameBuffer(server=True)
+        self._frame_dispatch_table[_MisSizedPriorityFrame] = self._receive_missized_priority_frame
         self._header_list_hard_limit = header_list_hard_limit
         self.decoder.max_header_list_size = header_list_hard_limit
         self.last_accepted_stream_id = 0
         self._client_settings_seen = False
+        self._terminated = False
+
+    def receive_data(self, data: bytes) -> list[Event]:  # type: ignore[override]
+        """h2's, plus a GOAWAY for the one error h2 raises without queuing one
+        (an invalid connection preface, RFC 9113 3.4)."""
+        try:
+            return super().receive_data(data)
+        except ProtocolError as e:
+            if not self._terminated:
+                self._terminate_connection(e.error_code)
+            raise
 
     def send_goaway(self, last_stream_id: int, error_code: ErrorCodes = ErrorCodes.NO_ERROR) -> None:
         """Queue a GOAWAY without closing the state machine, so that streams up to
@@ -197,7 +228,12 @@ class ServerConnection(H2Connection):
 
     def _receive_headers_frame(self, frame: HeadersFrame) -> tuple[list[Frame], list[Event]]:
         """Decode first (HPACK stays in step), then open, refuse or reject the stream."""
-        headers = _decode_headers(self.decoder, frame.data)
+        try:
+            headers = _decode_headers(self.decoder, frame.data)
+        except DenialOfServiceError:
+            raise
+        except ProtocolError as e:
+            raise CompressionError(str(e)) from e
         stream_id = frame.stream_id
         refuse = (
             stream_id not in self.streams
@@ -219,6 +255,9 @@ class ServerConnection(H2Connection):
         if frame.depends_on == frame.stream_id:
             raise StreamError(frame.stream_id, ErrorCodes.PROTOCOL_ERROR, "stream depends on itself (RFC 9113 5.3.1)")
         return super()._receive_priority_frame(frame)
+
+    def _receive_missized_priority_frame(self, frame: _MisSizedPriorityFrame) -> tuple[list[Frame], list[Event]]:
+        raise StreamError(frame.stream_id, ErrorCodes.FRAME_SIZE_ERROR, "PRIORITY frame not 5 octets long (RFC 9113 6.3)")
 
     def _receive_rst_stream_frame(self, frame: RstStreamFrame) -> tuple[list[Frame], list[Event]]:
         if self._is_idle(frame.stream_id):
@@ -251,6 +290,7 @@ class ServerConnection(H2Connection):
         return [], events + self._frame_on_closed_stream(exc.stream_id, exc._events)
 
     def _terminate_connection(self, error_code: ErrorCodes) -> None:
+        self._terminated = True
         frame = GoAwayFrame(0, last_stream_id=self.last_accepted_stream_id, error_code=error_code)
         self.state_machine.process_input(ConnectionInputs.SEND_GOAWAY)
         self._prepare_for_sending([frame])
