@@ -92,9 +92,11 @@ def origin() -> Iterator[tuple[SelectReactor, OriginFactory, UpstreamPool]]:
         for connection in reactor.getReaders() + reactor.getWriters():
             if hasattr(connection, "abortConnection"):
                 connection.abortConnection()
-        run_until(reactor, lambda: bool(closed) and reactor.getReaders() == [reactor.waker], 5)
-        for call in reactor.getDelayedCalls():
-            call.cancel()
+        run_until(
+            reactor,
+            lambda: bool(closed) and reactor.getReaders() == [reactor.waker] and not reactor.getDelayedCalls(),
+            5,
+        )
         reactor.waker.connectionLost(None)
 
 

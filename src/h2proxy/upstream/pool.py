@@ -121,7 +121,7 @@ class ServerPool:
         self._busy: set[HTTP11ClientProtocol] = set()
         self._connecting: dict[UpstreamExchange, defer.Deferred[HTTP11ClientProtocol]] = {}
         self._waiting: deque[UpstreamExchange] = deque()
-        self._waitTimers: dict[UpstreamExchange, DelayedCall] = {}
+        self._waitTimers: dict[UpstreamExchange, DelayedCall | None] = {}
         self._closing = False
         self._drained: list[defer.Deferred[None]] = []
 
@@ -295,12 +295,11 @@ class ServerPool:
             )
             return
         self._waiting.append(exchange)
-        if self._connectTimeout > 0:
-            self._waitTimers[exchange] = self._reactor.callLater(
-                self._connectTimeout, self._waitedTooLong, exchange
-            )
-        else:
-            self._waitTimers[exchange] = _NO_TIMER
+        self._waitTimers[exchange] = (
+            self._reactor.callLater(self._connectTimeout, self._waitedTooLong, exchange)
+            if self._connectTimeout > 0
+            else None
+        )
 
     def _waitedTooLong(self, exchange: UpstreamExchange) -> None:
         del self._waitTimers[exchange]
@@ -315,7 +314,7 @@ class ServerPool:
 
     def _cancelWait(self, exchange: UpstreamExchange) -> None:
         timer = self._waitTimers.pop(exchange)
-        if timer is not _NO_TIMER and timer.active():
+        if timer is not None and timer.active():
             timer.cancel()
 
     def _slotFreed(self) -> None:
@@ -336,19 +335,6 @@ class ServerPool:
 
     def _name(self) -> str:
         return f"{self._config.name} server {self.server.host}:{self.server.port}"
-
-
-class _NoTimer:
-    """Stands for the timer of a queued exchange when waiting is unbounded in time."""
-
-    def active(self) -> bool:
-        return False
-
-    def cancel(self) -> None:
-        """Nothing to cancel."""
-
-
-_NO_TIMER: DelayedCall = _NoTimer()  # type: ignore[assignment]
 
 
 class UpstreamPool:
