@@ -184,6 +184,8 @@ def test_wait_queue_is_bounded(monkeypatch):
     receivers = [Receiver() for _ in range(4)]
     for receiver in receivers:
         pool.request(get(), receiver)
+    assert [r.outcome for r in receivers] == [None, None, None, None]
+    clock.advance(0)
     assert [r.outcome for r in receivers[:3]] == [None, None, None]
     assert isinstance(receivers[3].error, NoHealthyBackend)
 
@@ -582,6 +584,28 @@ def test_close_with_nothing_in_flight_fires_at_once():
     fired: list[object] = []
     pool.close().addCallback(fired.append)
     assert fired == [None] and transport.disconnecting and clock.getDelayedCalls() == []
+
+
+def test_connect_failing_at_once_is_reported_on_the_next_turn():
+    """When the endpoint fails synchronously (e.g. an invalid host name), the failure
+    reaches the receiver only on the next reactor turn, after request() returned."""
+    from twisted.internet import defer
+
+    class BrokenEndpoint:
+        def connect(self, factory):
+            return defer.fail(ValueError("invalid host name"))
+
+    clock_pool, clock, _ = make_pool()
+    config = UpstreamConfig(name="bad", servers=(ServerConfig(host="bad..name", port=80),))
+    pool = UpstreamPool(
+        reactor=clock, config=config, connectTimeout=1, responseTimeout=1, endpointFactory=lambda s: BrokenEndpoint()
+    )
+    receiver = Receiver()
+    pool.request(get(), receiver)
+    assert receiver.events == []
+    clock.advance(0)
+    assert isinstance(receiver.error, BackendRefused) and "invalid host name" in str(receiver.error)
+    assert pool.servers[0].connectingCount == 0
 
 
 def test_default_endpoint_factory_picks_endpoint_by_address():

@@ -123,6 +123,7 @@ class ServerPool:
         self._waiting: deque[UpstreamExchange] = deque()
         self._waitTimers: dict[UpstreamExchange, DelayedCall | None] = {}
         self._closing = False
+        self._acquiring = False
         self._drained: list[defer.Deferred[None]] = []
 
     # -- introspection ---------------------------------------------------------
@@ -156,6 +157,13 @@ class ServerPool:
     def acquire(self, exchange: UpstreamExchange, fresh: bool = False) -> None:
         """Attach a connection to C{exchange}: an idle one unless C{fresh} (a retry
         after a stale one), else a new one, else a place in the queue."""
+        self._acquiring = True
+        try:
+            self._acquire(exchange, fresh)
+        finally:
+            self._acquiring = False
+
+    def _acquire(self, exchange: UpstreamExchange, fresh: bool) -> None:
         if self._idle and not fresh:
             connection = self._takeIdle(-1)
             self._busy.add(connection)
@@ -244,7 +252,7 @@ class ServerPool:
         connection = HTTP11ClientProtocol(
             reactor=self._reactor, responseTimeout=self._responseTimeout, owner=self
         )
-        attempt = self._endpoint.connect(_OneConnectionFactory(connection))
+        attempt = defer.maybeDeferred(self._endpoint.connect, _OneConnectionFactory(connection))
         if self._connectTimeout > 0:
             attempt.addTimeout(self._connectTimeout, self._reactor)
         self._connecting[exchange] = attempt
@@ -258,7 +266,7 @@ class ServerPool:
             return
         self.connectionsOpened += 1
         if connection.state is not ClientState.QUIESCENT:
-            exchange.fail(BackendRefused(f"{self._name()} closed the connection as soon as it opened"))
+            self._fail(exchange, BackendRefused(f"{self._name()} closed the connection as soon as it opened"))
             self._slotFreed()
             return
         self._busy.add(connection)
@@ -267,9 +275,18 @@ class ServerPool:
     def _connectFailed(self, failure: Failure, exchange: UpstreamExchange) -> None:
         if self._connecting.pop(exchange, None) is None:
             return None
-        exchange.fail(self._connectError(failure))
+        self._fail(exchange, self._connectError(failure))
         self._slotFreed()
         return None
+
+    def _fail(self, exchange: UpstreamExchange, error: UpstreamError) -> None:
+        """Fail C{exchange}; on the next reactor turn if we are inside L{acquire}, so
+        that a caller of C{UpstreamPool.request} never hears of a failure before it
+        holds the exchange."""
+        if self._acquiring:
+            self._reactor.callLater(0, exchange.fail, error)
+        else:
+            exchange.fail(error)
 
     def _connectError(self, failure: Failure) -> UpstreamError:
         if failure.check(defer.TimeoutError, ConnectTimeoutError):
@@ -290,8 +307,8 @@ class ServerPool:
                 n=len(self._waiting),
                 cap=self._config.max_connections,
             )
-            exchange.fail(
-                NoHealthyBackend(f"{self._name()}: {MAX_QUEUED_PER_SERVER} requests already waiting")
+            self._fail(
+                exchange, NoHealthyBackend(f"{self._name()}: {MAX_QUEUED_PER_SERVER} requests already waiting")
             )
             return
         self._waiting.append(exchange)
