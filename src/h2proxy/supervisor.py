@@ -551,10 +551,11 @@ class Supervisor:
 
     def reopenLogs(self) -> None:
         """SIGUSR1: reopen the supervisor's log files and tell every worker to reopen its own."""
-        log.info("reopening log files")
         self.reopenOwnLogs()
-        for worker in self.liveWorkers():
-            self._signal(worker, "USR1")
+        live = self.liveWorkers()
+        log.info("reopened log files; telling {n} worker(s) to reopen theirs", n=len(live))
+        for worker in live:
+            self._signal(worker, signal.SIGUSR1)
 
     def liveWorkers(self) -> list[Worker]:
         return [worker for generation in self.generations for worker in generation.live()]
@@ -721,7 +722,7 @@ class Supervisor:
         if worker.draining:
             return
         worker.draining = True
-        self._signal(worker, "TERM")
+        self._signal(worker, signal.SIGTERM)
         worker.killCall = self.reactor.callLater(window + self.killGrace, self._killLate, worker)
 
     def _killLate(self, worker: Worker) -> None:
@@ -731,13 +732,14 @@ class Supervisor:
         self._kill(worker)
 
     def _kill(self, worker: Worker) -> None:
-        self._signal(worker, "KILL")
+        self._signal(worker, signal.SIGKILL)
 
-    def _signal(self, worker: Worker, name: str) -> None:
+    def _signal(self, worker: Worker, signum: signal.Signals) -> None:
+        """Send C{signum} by number (Twisted maps only a few names, USR1 not among them)."""
         if worker.process is None:
             return
         try:
-            worker.process.signalProcess(name)
+            worker.process.signalProcess(int(signum))
         except (error.ProcessExitedAlready, OSError):
             pass
 

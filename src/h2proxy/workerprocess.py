@@ -160,6 +160,7 @@ class WorkerProcess:
 
     def reopenLogs(self) -> None:
         """SIGUSR1: reopen the server's log files, if it keeps any."""
+        log.info("reopening log files")
         reopen = getattr(self.server, "reopenLogs", None)
         if reopen is not None:
             reopen()

@@ -4,6 +4,7 @@ a notifier that remembers what it would have told systemd."""
 
 from __future__ import annotations
 
+import signal
 import socket
 
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
@@ -35,9 +36,12 @@ class DummyProcess:
     def writeToChild(self, fd: int, data: bytes) -> None:
         self.written[fd] = self.written.get(fd, b"") + data
 
-    def signalProcess(self, name: str) -> None:
+    def signalProcess(self, signum: int) -> None:
+        """Record the signal by name (C{"TERM"}); the real transport gets a number."""
         if self.pid is None:
             raise ProcessExitedAlready()
+        assert isinstance(signum, int), "Twisted maps only some names: send numbers"
+        name = signal.Signals(signum).name.removeprefix("SIG")
         self.signals.append(name)
         if name == "KILL":
             self.end(signal=9)
