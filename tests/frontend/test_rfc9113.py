@@ -8,7 +8,7 @@ from typing import Callable
 
 import pytest
 from h2.errors import ErrorCodes
-from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, PingFrame, RstStreamFrame, SettingsFrame
+from hyperframe.frame import DataFrame, GoAwayFrame, PingFrame, RstStreamFrame, SettingsFrame
 
 from h2proxy.config.model import Http2Config
 from h2proxy.message import ResponseHead

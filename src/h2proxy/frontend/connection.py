@@ -722,8 +722,7 @@ class H2Connection(Protocol, TimeoutMixin):
             self._internalError(Failure())
             return
         self._inSend = False
-        self._flushOutput()
-        if sent:
+        if self._flushOutput():
             self.resetTimeout()
         if self._ready and not self._closing:
             self._scheduleSend()
@@ -775,14 +774,17 @@ class H2Connection(Protocol, TimeoutMixin):
         if not (self._inRead or self._inSend):
             self._flushOutput()
 
-    def _flushOutput(self) -> None:
+    def _flushOutput(self) -> bool:
+        """Write h2's output, or buffer it behind a paused transport; return
+        whether anything was written."""
         data = self.conn.data_to_send()
         if not data or self._lost:
-            return
+            return False
         if self._transportPaused:
             self._bufferControl(data)
-        else:
-            self.transport.write(data)
+            return False
+        self.transport.write(data)
+        return True
 
     def _bufferControl(self, data: bytes) -> None:
         self._controlBuffer.append(data)
