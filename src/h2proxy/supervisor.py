@@ -46,7 +46,7 @@ from twisted.internet.interfaces import IDelayedCall, IProcessTransport
 from twisted.logger import Logger, LogLevel, InvalidLogLevelError
 from twisted.python.failure import Failure
 
-from h2proxy.config.model import Config, ListenerConfig
+from h2proxy.config.model import MAX_WORKERS, Config, ListenerConfig
 from h2proxy.errors import ConfigError, H2ProxyError
 from h2proxy.handover import (
     BOOT_FD,
@@ -428,6 +428,9 @@ class Supervisor:
         (the worker aborts what is left at the window itself; this is the backstop).
     @cvar readyTimeout: seconds a reload's new generation has to report ready before
         the reload is abandoned and the old generation keeps serving.
+    @cvar maxGenerations: generations alive at once (serving, starting and draining).
+        A reload that would exceed it is refused rather than cutting a drain short:
+        reloading faster than long streams drain would otherwise pile up processes.
 
     @ivar generations: every generation with live workers (or about to have them).
     @ivar serving: the generation accepting connections, if any yet.
@@ -439,6 +442,7 @@ class Supervisor:
     maxRestartDelay = 60.0
     killGrace = 5.0
     readyTimeout = 60.0
+    maxGenerations = 16
 
     def __init__(
         self,
@@ -507,6 +511,13 @@ class Supervisor:
             log.info("reload requested while generation {n} starts; it will follow",
                      n=self.starting.number)
             self._reloadQueued = True
+            return
+        if len(self.generations) >= self.maxGenerations:
+            log.error(
+                "reload refused: {n} generations are still alive (at most {max}); wait for the "
+                "old ones to finish draining, or lower timeouts.drain",
+                n=len(self.generations), max=self.maxGenerations,
+            )
             return
         log.info("reloading {path}", path=self.configPath)
         self._notify(self.notifier.reloading, f"reloading {self.configPath}")
@@ -583,7 +594,7 @@ class Supervisor:
 
     def _startGeneration(self, config: Config, sockets: dict[str, socket.socket], fresh: list) -> None:
         number = self.generations[-1].number + 1 if self.generations else 1
-        count = config.workers or self.cpuCount()
+        count = config.workers or min(self.cpuCount(), MAX_WORKERS)
         generation = Generation(
             number=number,
             config=config,

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.e2e.conftest import base_config
-from tests.e2e.harness import alive, start_proxy, write_config
+from tests.e2e.harness import alive, kill_leftovers, start_proxy, write_config
 from tests.e2e.test_daemon_reload import pattern_digest
 
 MIB = 1024 * 1024
@@ -118,3 +118,20 @@ def test_a_second_sigterm_forces_the_stop(tmp_path_factory, origin, certificate)
         download.process.kill()
     finally:
         proxy.stop()
+
+
+def test_a_killed_supervisor_leaves_no_worker_behind(tmp_path_factory, origin, certificate):
+    """When the supervisor itself is killed with SIGKILL, each worker sees its pipe close,
+    drains and exits, so no orphan keeps serving."""
+    proxy = daemon(tmp_path_factory, origin, certificate, "5s", "supervisor-killed")
+    workers = proxy.worker_pids()
+    try:
+        proxy.process.kill()
+        proxy.process.wait(10)
+        deadline = time.monotonic() + 5 + 10
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(alive(pid) for pid in workers)
+    finally:
+        proxy.stop()
+        kill_leftovers(workers)

@@ -316,6 +316,31 @@ def test_a_reload_during_a_reload_follows_it():
     assert len(harness.supervisor.starting.slots) == 3
 
 
+def test_reloads_are_refused_while_too_many_generations_drain(logged):
+    """When as many generations as maxGenerations are still alive (long drains), a reload
+    is refused with a message, and nothing already running is cut short."""
+    harness = Harness(make_config(workers=1, drain=600.0))
+    harness.startServing()
+    for _ in range(Supervisor.maxGenerations - 1):
+        harness.supervisor.reload()
+        harness.reactor.live()[-1].report("ready")
+    assert len(harness.supervisor.generations) == Supervisor.maxGenerations
+    spawned = len(harness.reactor.spawned)
+    harness.supervisor.reload()
+    assert len(harness.reactor.spawned) == spawned
+    assert logged.matching("reload refused: 16 generations are still alive")
+    assert all("KILL" not in p.signals for p in harness.reactor.spawned)
+
+
+def test_auto_workers_are_capped():
+    """When workers is auto on a machine with more CPUs than MAX_WORKERS, MAX_WORKERS start."""
+    from h2proxy.config.model import MAX_WORKERS
+
+    harness = Harness(make_config(workers=None))
+    harness.supervisor.cpuCount = lambda: MAX_WORKERS * 4
+    assert len(harness.start()) == MAX_WORKERS
+
+
 def test_a_dead_worker_of_the_serving_generation_restarts_during_a_reload():
     """When a serving worker dies while a reload is starting, it is still restarted, so the
     serving generation keeps its strength until the handover."""
