@@ -468,7 +468,7 @@ def test_client_goaway_lets_open_streams_finish_then_closes():
     client.flush()
     handler = server.handlers[first]
     assert handler.aborted == []
-    server.feed(FrameFactory_headers_after_goaway(client))
+    server.feed(headersInClientContext(client, 3))
     frames = server.frames()
     assert [(f.stream_id, f.error_code) for f in of(frames, RstStreamFrame)] == [(3, ErrorCodes.REFUSED_STREAM)]
     assert not server.transport.disconnecting
@@ -483,9 +483,9 @@ def test_client_goaway_lets_open_streams_finish_then_closes():
     assert of(frames, GoAwayFrame)[-1].last_stream_id == first
 
 
-def FrameFactory_headers_after_goaway(client: Client) -> bytes:
-    """A HEADERS frame on stream 3 encoded with the client's own HPACK context."""
-    frame = HeadersFrame(3, flags=["END_HEADERS", "END_STREAM"])
+def headersInClientContext(client: Client, streamID: int) -> bytes:
+    """A HEADERS frame the h2 client would refuse to send, encoded with its HPACK context."""
+    frame = HeadersFrame(streamID, flags=["END_HEADERS", "END_STREAM"])
     frame.data = client.conn.encoder.encode(requestHeaders())
     return frame.serialize()
 
@@ -522,19 +522,13 @@ def test_graceful_shutdown_two_step_goaway():
     server.clock.advance(GRACEFUL_GOAWAY_DELAY)
     goaways = of(server.frames(), GoAwayFrame)
     assert [(g.last_stream_id, g.error_code) for g in goaways] == [(second, ErrorCodes.NO_ERROR)]
-    server.feed(FrameFactory_headers_after_goaway_id(client, 5))
+    server.feed(headersInClientContext(client, 5))
     assert [(f.stream_id, f.error_code) for f in of(server.frames(), RstStreamFrame)] == [(5, ErrorCodes.REFUSED_STREAM)]
     assert 5 not in server.handlers
     for streamID in (first, second):
         server.handlers[streamID].respond(200, b"ok")
         server.clock.advance(0)
     assert server.transport.disconnecting
-
-
-def FrameFactory_headers_after_goaway_id(client: Client, streamID: int) -> bytes:
-    frame = HeadersFrame(streamID, flags=["END_HEADERS", "END_STREAM"])
-    frame.data = client.conn.encoder.encode(requestHeaders())
-    return frame.serialize()
 
 
 def test_graceful_shutdown_without_streams_closes_after_the_second_goaway():

@@ -66,6 +66,11 @@ CONNECTION_ERRORS: list[tuple[str, Build, ErrorCodes]] = [
     ("7541-4.2-table-size-update-after-a-field", lambda f: f.headers(1, block=f.encode(requestHeaders()) + b"\x20").serialize(), E.COMPRESSION_ERROR),
     ("7541-5.2-huffman-padding-not-eos", lambda f: f.headers(1, block=b"\x82\x86\x84\x41\x81\x00").serialize(), E.COMPRESSION_ERROR),
     ("7541-5.2-string-longer-than-block", lambda f: f.headers(1, block=b"\x82\x86\x84\x41\x7f\x00abc").serialize(), E.COMPRESSION_ERROR),
+    ("7541-6.2-literal-name-index-beyond-the-tables", lambda f: f.headers(1, block=b"\x82\x86\x84\x7f\x0a\x01a").serialize(), E.COMPRESSION_ERROR),
+    ("7541-5.2-huffman-padding-over-7-bits", lambda f: f.headers(1, block=b"\x82\x86\x84\x41\x82\x1f\xff").serialize(), E.COMPRESSION_ERROR),
+    ("7541-5.2-huffman-eos-symbol", lambda f: f.headers(1, block=b"\x82\x86\x84\x41\x84\xff\xff\xff\xff").serialize(), E.COMPRESSION_ERROR),
+    ("4.3-priority-inside-header-block", lambda f: headers(f, endHeaders=False) + f.priority(1).serialize(), E.PROTOCOL_ERROR),
+    ("4.3-headers-for-another-stream-inside-header-block", lambda f: headers(f, endHeaders=False) + headers(f, 3), E.PROTOCOL_ERROR),
     ("7541-5.1-integer-overflow", lambda f: f.headers(1, block=b"\x82\xff" + b"\xff" * 10 + b"\x01").serialize(), E.COMPRESSION_ERROR),
     # 5.1 stream states: idle
     ("5.1-idle-data", lambda f: f.data(1, b"x").serialize(), E.PROTOCOL_ERROR),
@@ -332,3 +337,46 @@ def test_reduced_initial_window_makes_windows_negative_then_recover():
     server.feed(factory.windowUpdate(1, 65535).serialize())
     server.clock.advance(0)
     assert sum(len(f.data) for f in server.frames() if isinstance(f, DataFrame)) == 1000
+
+
+ACCEPTED: list[tuple[str, Build]] = [
+    ("5.1-priority-on-an-idle-stream", lambda f: f.priority(9, dependsOn=0, weight=200).serialize()),
+    ("5.1-window-update-on-half-closed-remote", lambda f: headers(f, end=True) + f.windowUpdate(1, 10).serialize()),
+    ("5.1-priority-on-half-closed-remote", lambda f: headers(f, end=True) + f.priority(1, weight=1).serialize()),
+    ("5.3-priority-depending-on-an-unknown-stream", lambda f: f.headers(1, dependsOn=7, weight=100, flags=["END_HEADERS", "END_STREAM"]).serialize()),
+    ("6.1-padded-data", lambda f: headers(f) + f.data(1, b"abc", flags=["END_STREAM"], padLength=10).serialize()),
+    ("6.2-padded-headers", lambda f: rawFrame(0x1, 0x4 | 0x1 | 0x8, 1, b"\x03" + f.encode(requestHeaders()) + b"\0\0\0")),
+    ("6.5.3-several-initial-window-values", lambda f: f.settings({0x4: 100}).serialize() + f.settings({0x4: 1}).serialize() + headers(f, end=True)),
+]
+
+
+@pytest.mark.parametrize("case, build", ACCEPTED, ids=[c[0] for c in ACCEPTED])
+def test_allowed_frames_cause_no_error(case, build):
+    """When the client sends frames the given RFC section allows, no RST_STREAM or GOAWAY follows and the connection stays open."""
+    server, frames = session(build)
+    assert not [f for f in frames if isinstance(f, (RstStreamFrame, GoAwayFrame))]
+    assert not server.transport.disconnecting
+
+
+def test_initial_window_of_1_gets_one_byte_frames():
+    """When the client sets SETTINGS_INITIAL_WINDOW_SIZE to 1, the server sends a DATA frame of exactly 1 byte (RFC 9113 6.9.1)."""
+    server = Server()
+    factory = FrameFactory()
+    server.handshake(factory)
+    server.feed(factory.settings({0x4: 1}).serialize() + headers(factory, end=True))
+    server.handlers[1].respond(200, b"abc")
+    server.clock.advance(0)
+    assert [len(f.data) for f in server.frames() if isinstance(f, DataFrame)] == [1]
+
+
+def test_padded_data_is_credited_with_its_padding():
+    """When DATA is padded, the window credit returned includes the padding and the pad-length octet (RFC 9113 6.1, 6.9.1)."""
+    server = Server(settings=Http2Config(initial_window_size=65535, connection_window_size=65535))
+    factory = FrameFactory()
+    server.handshake(factory)
+    server.feed(headers(factory))
+    body = b"".join(factory.data(1, b"d" * 16000, padLength=255).serialize() for _ in range(3))
+    server.feed(body)
+    credited = sum(f.window_increment for f in server.frames() if getattr(f, "window_increment", 0) and f.stream_id == 1)
+    assert credited == 3 * (16000 + 255 + 1)
+    assert server.handlers[1].body == b"d" * 48000
