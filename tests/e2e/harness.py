@@ -225,15 +225,18 @@ def write_config(tmp: Path, config: dict) -> Path:
     return path
 
 
-def start_proxy(config_path: Path, listeners: list[str], ready: bool = True) -> Proxy:
+def start_proxy(config_path: Path, listeners: list[str], ready: bool = True,
+                env: dict[str, str] | None = None) -> Proxy:
     """Start ``twistd -n h2proxy -c CONFIG`` and wait until every listener is bound and,
-    with C{ready}, until the first generation of workers serves."""
+    with C{ready}, until the first generation of workers serves. C{env} adds to the
+    environment (e.g. NOTIFY_SOCKET)."""
     twistd = Path(sys.executable).with_name("twistd")
     process = subprocess.Popen(
         [str(twistd), "-n", "--pidfile=", "--logfile=-", "h2proxy", "-c", str(config_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         cwd=config_path.parent,
+        env={**os.environ, **(env or {})},
     )
     output = ProcessOutput(process)
     proxy = Proxy(process, output, config_path)
