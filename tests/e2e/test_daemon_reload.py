@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -243,3 +245,44 @@ def test_an_invalid_reload_is_logged_with_its_location_and_changes_nothing(daemo
     while worker_generations(daemon) != [generation] * 2 and time.monotonic() < deadline:
         time.sleep(0.05)  # older generations may still be finishing their drain
     assert worker_generations(daemon) == [generation] * 2
+
+
+def served_certificate(port: int) -> bytes:
+    """The DER certificate a TLS listener presents to a new connection."""
+    import ssl
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            return tls.getpeercert(binary_form=True)
+
+
+def test_a_reload_reads_renewed_certificates(tmp_path, origin):
+    """When the certificate and key files are replaced and the daemon reloaded, new
+    connections get the new certificate (same paths, new contents)."""
+    from tests.config.certs import make_self_signed
+
+    cert, key = make_self_signed(tmp_path / "tls", ["localhost"], name="site")
+    path = write_config(tmp_path, base_config(origin.port, (cert, key)))
+    proxy = start_proxy(path, ["tls", "h2c"])
+    try:
+        before = served_certificate(proxy.ports["tls"])
+        make_self_signed(tmp_path / "tls", ["localhost"], name="site")
+        assert proxy.reload().group(1) == "2"
+        after = served_certificate(proxy.ports["tls"])
+        assert after != before
+        assert after == ssl_der(cert)
+    finally:
+        proxy.stop()
+
+
+def ssl_der(cert_path: str) -> bytes:
+    """The first (leaf) certificate of a PEM file, in DER."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    leaf = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
+    return leaf.public_bytes(Encoding.DER)
