@@ -5,8 +5,11 @@ guesses the other's format:
 
 - the child's file descriptors: the boot message arrives on C{BOOT_FD} (the
   child's stdin, kept open afterwards: its end of file tells the worker that the
-  supervisor is gone), reports go out on C{REPORT_FD}, and the listening sockets
-  sit from C{FIRST_LISTENER_FD} on;
+  supervisor is gone); the child's stdout is the supervisor's own (so an access
+  log on C{-} is written as is, by every process, to the same place); its daemon
+  messages go out on C{LOG_FD} for the supervisor to relay under its name;
+  reports go out on C{REPORT_FD}; the listening sockets sit from
+  C{FIRST_LISTENER_FD} on;
 - the boot message: a L{WorkerBoot} (the validated config itself, not its path, so
   a file edited in the middle of a reload cannot split the generations), pickled
   behind an 8-byte length;
@@ -28,8 +31,10 @@ from h2proxy.config.model import Config
 
 #: The child's stdin: the boot message, then nothing until the supervisor goes away.
 BOOT_FD = 0
-#: The child's stdout and stderr: log lines, relayed by the supervisor.
-LOG_FDS = (1, 2)
+#: The child's stdout: the supervisor's own standard output, shared as is.
+STDOUT_FD = 1
+#: The child's stderr: its daemon messages (and any traceback), relayed by the supervisor.
+LOG_FD = 2
 #: Where a worker writes its L{Report} lines.
 REPORT_FD = 3
 #: The first listening socket; the others follow in the boot message's order.

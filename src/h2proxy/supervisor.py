@@ -51,9 +51,10 @@ from h2proxy.errors import ConfigError, H2ProxyError
 from h2proxy.handover import (
     BOOT_FD,
     FIRST_LISTENER_FD,
-    LOG_FDS,
+    LOG_FD,
     MAX_REPORT_LINE,
     REPORT_FD,
+    STDOUT_FD,
     InheritedListener,
     Report,
     WorkerBoot,
@@ -376,8 +377,7 @@ class WorkerProtocol(protocol.ProcessProtocol):
         self.supervisor = supervisor
         self.worker = worker
         self.boot = boot
-        self._lines = {fd: LineBuffer(MAX_LOG_LINE) for fd in LOG_FDS}
-        self._lines[REPORT_FD] = LineBuffer(MAX_REPORT_LINE)
+        self._lines = {LOG_FD: LineBuffer(MAX_LOG_LINE), REPORT_FD: LineBuffer(MAX_REPORT_LINE)}
 
     def connectionMade(self) -> None:
         """Send the boot message; the pipe stays open so the worker sees us die.
@@ -398,16 +398,17 @@ class WorkerProtocol(protocol.ProcessProtocol):
             if childFD == REPORT_FD:
                 self.supervisor.workerReported(self.worker, line)
             else:
-                self._relay(childFD, line)
+                self._relay(line)
 
-    def _relay(self, childFD: int, line: str) -> None:
-        """Log a worker's line under its name, at the level the worker gave it."""
+    def _relay(self, line: str) -> None:
+        """Log a worker's line under its name, at the level the worker gave it (a line
+        without one, like a traceback printed before logging started, is a warning)."""
         word, _, rest = line.partition(" ")
         try:
             level = LogLevel.levelWithName(word)
             text = rest
         except InvalidLogLevelError:
-            level = LogLevel.warn if childFD == 2 else LogLevel.info
+            level = LogLevel.warn
             text = line
         log.emit(level, "worker {worker}[{pid}]: {text}", worker=self.worker.name,
                  pid=self.worker.pid, text=text)
@@ -628,8 +629,8 @@ class Supervisor:
                 for i, name in enumerate(names)
             ),
         )
-        childFDs: dict[int, int | str] = {BOOT_FD: "w", REPORT_FD: "r"}
-        childFDs.update({fd: "r" for fd in LOG_FDS})
+        childFDs: dict[int, int | str] = {BOOT_FD: "w", STDOUT_FD: STDOUT_FD, LOG_FD: "r",
+                                          REPORT_FD: "r"}
         for i, name in enumerate(names):
             childFDs[FIRST_LISTENER_FD + i] = generation.sockets[name].fileno()
         args = [*self.workerCommand, f"--generation={generation.number}", f"--slot={slot.index}"]

@@ -2,8 +2,9 @@
 
 It reads its boot message (L{h2proxy.handover}), adopts the listening sockets it
 inherited, serves them with a L{ProxyServer}, and reports C{ready} on its report
-pipe. Everything it logs goes to its stdout, one line per event with the level
-first, where the supervisor relays it under the worker's name.
+pipe. Its daemon messages go to its stderr, one line per event with the level
+first, where the supervisor relays them under the worker's name; its stdout is
+the supervisor's own (for an access log on C{-}).
 
 Signals (installed once the reactor runs, so they override Twisted's own):
   - C{SIGTERM}: drain. Stop accepting (the shared socket stays open: an adopted
@@ -32,7 +33,15 @@ from twisted.internet.interfaces import IHalfCloseableProtocol, IListeningPort
 from twisted.logger import LogLevel, formatEvent, globalLogBeginner, Logger
 from zope.interface import implementer
 
-from h2proxy.handover import BOOT_FD, REPORT_FD, Report, WorkerBoot, format_report, read_boot
+from h2proxy.handover import (
+    BOOT_FD,
+    LOG_FD,
+    REPORT_FD,
+    Report,
+    WorkerBoot,
+    format_report,
+    read_boot,
+)
 
 log = Logger()
 
@@ -218,9 +227,9 @@ def main() -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     boot = read_boot(BOOT_FD)
-    stdout = os.fdopen(1, "wb", buffering=0, closefd=False)
+    messages = os.fdopen(LOG_FD, "wb", buffering=0, closefd=False)
     level = LogLevel.levelWithName(boot.config.logging.level)
-    globalLogBeginner.beginLoggingTo([LineLogObserver(stdout, level)], redirectStandardIO=False)
+    globalLogBeginner.beginLoggingTo([LineLogObserver(messages, level)], redirectStandardIO=False)
 
     from twisted.internet import reactor, stdio
 

@@ -51,6 +51,7 @@ def test_each_worker_gets_the_sockets_and_the_config():
     assert process.childFDs[FIRST_LISTENER_FD] == sockets["public"].fileno()
     assert process.childFDs[FIRST_LISTENER_FD + 1] == sockets["internal"].fileno()
     assert process.childFDs[BOOT_FD] == "w" and process.childFDs[REPORT_FD] == "r"
+    assert process.childFDs[1] == 1 and process.childFDs[2] == "r"
     boot = boot_of(process)
     assert boot.config == config
     assert (boot.generation, boot.slot) == (1, 0)
@@ -93,12 +94,13 @@ def test_an_unknown_report_is_logged_and_ignored(logged):
 
 
 def test_worker_output_is_logged_under_its_name_and_level(logged):
-    """When a worker writes log lines, the supervisor logs each with the worker's name and
-    the level the worker gave, and cuts an endless line at its cap."""
+    """When a worker writes log lines on its stderr, the supervisor logs each with the
+    worker's name and the level the worker gave (a warning when it gave none, as for a
+    traceback), and cuts an endless line at its cap."""
     harness = Harness(make_config(workers=1))
     (process,) = harness.start()
-    process.proto.childDataReceived(1, b"error something broke\ninfo par")
-    process.proto.childDataReceived(1, b"tial line\n")
+    process.proto.childDataReceived(2, b"error something broke\ninfo par")
+    process.proto.childDataReceived(2, b"tial line\n")
     process.proto.childDataReceived(2, b"Traceback (most recent call last):\n")
     texts = logged.matching("worker 1.0[")
     assert f"worker 1.0[{process.pid}]: something broke" in texts
@@ -107,7 +109,7 @@ def test_worker_output_is_logged_under_its_name_and_level(logged):
               if (formatted := e.get("text"))}
     assert levels["something broke"] == "error"
     assert levels["Traceback (most recent call last):"] == "warn"
-    process.proto.childDataReceived(1, b"x" * (200 * 1024))
+    process.proto.childDataReceived(2, b"x" * (200 * 1024))
     assert max(len(e.get("text", "")) for e in logged.events) <= 64 * 1024
 
 
