@@ -53,12 +53,15 @@ EXIT_GRACE = 2.0
 
 
 def open_streams(server) -> int:
-    """Streams still open on every HTTP/2 connection of C{server}."""
-    return sum(
+    """Requests still in flight in C{server}: the open streams of every HTTP/2
+    connection, plus one per HTTP/1.1 connection (it carries one request at a time,
+    and the idle ones close as soon as a drain starts)."""
+    h2 = sum(
         len(connection.streams)
         for factory in server.h2Factories.values()
         for connection in factory.connections
     )
+    return h2 + sum(len(factory.connections) for factory in server.http1Factories.values())
 
 
 @implementer(IHalfCloseableProtocol)

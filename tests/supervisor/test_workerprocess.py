@@ -64,11 +64,13 @@ class FakeServer:
     def __init__(self, config, reactor) -> None:
         self.config = config
         self.h2Factories: dict[str, FakeH2Factory] = {}
+        self.http1Factories: dict[str, FakeH2Factory] = {}
         self.drains: list[tuple[float, defer.Deferred]] = []
         self.reopened = 0
 
     def factoryFor(self, listener):
         self.h2Factories[listener.name] = FakeH2Factory()
+        self.http1Factories[listener.name] = FakeH2Factory()
         return ServerFactory()
 
     def drain(self, timeout: float) -> defer.Deferred:
@@ -192,14 +194,16 @@ def test_reopen_logs_reaches_the_server():
     assert worker.process.server.reopened == 1
 
 
-def test_open_streams_counts_across_listeners():
-    """When several listeners have connections, open_streams sums their streams."""
+def test_open_streams_counts_across_listeners_and_protocols():
+    """When several listeners have HTTP/2 and HTTP/1.1 connections, open_streams sums the
+    HTTP/2 streams and counts one per HTTP/1.1 connection."""
     server = FakeServer(None, None)
     server.factoryFor(make_config("a").listeners[0])
     server.factoryFor(make_config("b").listeners[0])
     server.h2Factories["a"].connections.add(FakeConnection(1))
     server.h2Factories["b"].connections.add(FakeConnection(4))
-    assert open_streams(server) == 5
+    server.http1Factories["b"].connections.update({object(), object()})
+    assert open_streams(server) == 7
 
 
 def test_log_lines_carry_their_level_first():
