@@ -372,9 +372,13 @@ class H2ProxyPeer(Peer):
         path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         twistd = shutil.which("twistd") or str(Path(sys.executable).with_name("twistd"))
         argv = [twistd, "-n", "--pidfile=", "--logfile=-", *extra_twistd, "h2proxy", "-c", str(path)]
-        pattern = re.compile(r"listener bench on [^ ]*:(\d+)")
-        self.child, match = self.launcher.start("h2proxy", argv, PROXY_CPU, pattern.search,
-                                                cwd=self.backends.workdir)
+        listening = re.compile(r"listener bench on [^ ]*:(\d+)")
+        serving = re.compile(r"worker .* is ready|serving with")   # the supervisor's word that a worker took over
+
+        def ready(text: str) -> re.Match | None:
+            return listening.search(text) if serving.search(text) else None
+
+        self.child, match = self.launcher.start("h2proxy", argv, PROXY_CPU, ready, cwd=self.backends.workdir)
         self.port = int(match.group(1))
 
 
@@ -917,6 +921,9 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         log("interrupted: stopping everything")
         return 130
+    except BenchError as error:
+        log(f"bench failed: {error}")
+        return 1
     finally:
         launcher.stop_all()
         if settings.keep_workdir:
@@ -934,6 +941,9 @@ def bench(launcher: Launcher, workdir: Path, settings: Settings, origin_binary: 
     check = origin_check(backends, settings, upload_file)
     log("origin alone (h2load --h1 on the load core): "
         + ", ".join(f"{k}={v:,.0f}" for k, v in check.items()))
+    ceiling = json.loads(run_client([sys.executable, str(BENCH / "h2_ceiling.py")], 120, cpu=PROXY_CPU)[0])
+    log(f"h2 library alone (no I/O, CPU {PROXY_CPU}): {ceiling['us_per_request']:.0f} us per small request, "
+        f"a ceiling of {ceiling['ceiling_rps']:,.0f} req/s on one core")
     peers = [PEERS[name](launcher, backends, settings) for name in settings.peers]
     for peer in peers:
         with contextlib.suppress(BenchError):
@@ -943,7 +953,8 @@ def bench(launcher: Launcher, workdir: Path, settings: Settings, origin_binary: 
     names = [p.name for p in peers]
     summary = summarize(raw, names)
     verdicts = targets(summary) if "h2proxy" in names else []
-    report = {"environment": env, "settings": settings.__dict__, "origin_check": check, "raw": raw,
+    report = {"environment": env, "settings": settings.__dict__, "origin_check": check,
+              "h2_ceiling": ceiling, "raw": raw,
               "summary": summary, "targets": verdicts, "seconds": time.monotonic() - started,
               "start_errors": {p.name: p.error for p in peers if p.error}}
     RESULTS.mkdir(exist_ok=True)
@@ -952,6 +963,11 @@ def bench(launcher: Launcher, workdir: Path, settings: Settings, origin_binary: 
     print(f"\nh2proxy bench, {env['date']}, {env['cpu']}, {env['cores']} cores, kernel {env['kernel']}")
     print(f"{settings.rounds} round(s); median (min–max) over rounds; ratios are h2proxy/peer per round, "
           f"then their median.\n")
+    print(f"origin alone, h2load --h1 on CPU {LOAD_CPU}: {check['small_rps']:,.0f} req/s small "
+          f"(origin CPU {check['small_origin_cpu_pct']:.0f}%), {check['download_mibps']:,.0f} MiB/s down, "
+          f"{check['upload_mibps']:,.0f} MiB/s up")
+    print(f"h2 alone, no I/O: {ceiling['us_per_request']:.0f} us per small request "
+          f"(ceiling {ceiling['ceiling_rps']:,.0f} req/s per core)\n")
     print(render_table(summary, names))
     if verdicts:
         print("\ntargets (issue 8):")

@@ -1,0 +1,101 @@
+"""Where h2proxy's time goes: cProfile of one worker's serving code under W1.
+
+``bench/run --profile`` uses this. A worker of the real daemon is a child of the
+supervisor (``python -m h2proxy.workerprocess``), out of reach of ``twistd
+--profile``; so this module serves the same config with the same wiring a worker
+uses (``load_config`` → ``ProxyServer.factoryFor`` → a TLS listener), minus the
+supervisor's socket hand-over, inside ``cProfile``. The orchestrator pins it to
+CPU 0, drives W1 (``h2load -c 32 -m 16``) at it from CPU 1, stops it with SIGINT
+and prints the functions with the most own time and the most cumulative time.
+
+cProfile roughly doubles the cost of every Python call, so the absolute req/s of a
+profiled run means nothing; the shares are what to read.
+
+Serve mode (run by the orchestrator): ``python bench/profile_h2proxy.py serve CONFIG OUT``.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import pstats
+import re
+import signal
+import sys
+from pathlib import Path
+
+#: Rows of each profile listing printed.
+TOP = 25
+
+
+def serve(config_path: str, out: str) -> None:
+    """Serve CONFIG's first listener under cProfile until SIGINT/SIGTERM; stats to OUT."""
+    from twisted.internet import endpoints, reactor
+
+    from h2proxy.config.load import load_config
+    from h2proxy.worker import ProxyServer
+
+    config = load_config(config_path)
+    server = ProxyServer(config, reactor)
+    listener = config.listeners[0]
+    endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, backlog=4096, interface=listener.address)
+    port = endpoint.listen(server.factoryFor(listener))
+    port.addCallback(lambda p: print(f"profiling listener on 127.0.0.1:{p.getHost().port}", flush=True))
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: reactor.callFromThread(reactor.stop))
+    profiler = cProfile.Profile()
+    profiler.enable()
+    reactor.run(installSignalHandlers=False)
+    profiler.disable()
+    profiler.dump_stats(out)
+
+
+def summary(stats_path: Path) -> str:
+    """The top functions by own time and by cumulative time, as text."""
+    text = io.StringIO()
+    stats = pstats.Stats(str(stats_path), stream=text)
+    stats.strip_dirs()
+    total = stats.total_tt
+    text.write(f"total profiled time {total:.2f}s\n\n== by own time (tottime) ==\n")
+    stats.sort_stats("tottime").print_stats(TOP)
+    text.write("\n== by cumulative time ==\n")
+    stats.sort_stats("cumulative").print_stats(TOP)
+    return text.getvalue()
+
+
+def profile_run(launcher, workdir: Path, settings, origin_binary: Path) -> int:
+    """Start the origins and a profiled h2proxy, drive W1 at it, print the profile."""
+    import bench
+
+    backends = bench.start_backends(launcher, workdir, origin_binary)
+    peer = bench.H2ProxyPeer(launcher, backends, settings)
+    import yaml
+
+    config_path = workdir / "h2proxy.yaml"
+    config_path.write_text(yaml.safe_dump(peer.config(), sort_keys=False))
+    stats_path = workdir / "h2proxy.prof"
+    argv = [sys.executable, str(Path(__file__)), "serve", str(config_path), str(stats_path)]
+    pattern = re.compile(r"profiling listener on 127\.0\.0\.1:(\d+)")
+    child, match = launcher.start("h2proxy-profiled", argv, bench.PROXY_CPU, pattern.search, cwd=workdir)
+    peer.child, peer.port = child, int(match.group(1))
+    run = bench.Run(peer, backends, settings, workdir, workdir / "unused")
+    result = bench.w1(run)
+    bench.log("profiled W1: " + ", ".join(f"{k}={v:.4g}" for k, v in result.items()))
+    child.process.send_signal(signal.SIGINT)
+    child.process.wait(60)
+    if not stats_path.exists():
+        raise bench.BenchError(f"the profiled proxy wrote no statistics:\n{child.tail()}")
+    report = summary(stats_path)
+    bench.RESULTS.mkdir(exist_ok=True)
+    out = bench.RESULTS / "profile-h2proxy.txt"
+    out.write_text(report)
+    print(report)
+    print(f"saved to {out.relative_to(bench.ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "serve":
+        serve(sys.argv[2], sys.argv[3])
+    else:
+        print(summary(Path(sys.argv[1])) if len(sys.argv) == 2 else __doc__)
