@@ -39,7 +39,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from twisted.internet import defer, error, protocol
 from twisted.internet.interfaces import IDelayedCall, IProcessTransport

@@ -10,8 +10,6 @@ import subprocess
 import threading
 import time
 
-import pytest
-
 from tests.e2e.conftest import base_config
 from tests.e2e.harness import alive, kill_leftovers, start_proxy, write_config
 from tests.e2e.test_daemon_reload import pattern_digest

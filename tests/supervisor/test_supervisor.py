@@ -7,8 +7,6 @@ import os
 import signal
 import socket
 
-import pytest
-
 from h2proxy.errors import ConfigError, ConfigProblem
 from h2proxy.handover import BOOT_FD, FIRST_LISTENER_FD, REPORT_FD, WorkerBoot, read_boot
 from h2proxy.supervisor import GenerationState, Supervisor
