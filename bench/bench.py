@@ -342,6 +342,13 @@ class Peer:
             self.error = str(error)
             raise
 
+    def restart(self) -> None:
+        """A fresh process, so memory figures are not inflated by earlier workloads."""
+        if self.child is not None:
+            self.launcher.stop(self.child)
+            self.child = None
+        self.ensure_running()
+
     def url(self, path: str) -> str:
         return f"https://127.0.0.1:{self.port}{path}"
 
@@ -645,6 +652,12 @@ def read_line(process: subprocess.Popen, timeout: float) -> str:
     return line.decode()
 
 
+#: Workloads that measure memory run on a freshly started proxy (after a short warm-up):
+#: an allocator keeps what earlier workloads freed, which would hide or inflate growth.
+FRESH = {"W3", "W4", "W5", "idle"}
+#: The warm-up: a few small requests, so lazy imports and first-use buffers are paid.
+WARM_UP = ["-n", "256", "-c", "4", "-m", "8"]
+
 WORKLOADS: dict[str, Callable[[Run], dict]] = {
     "W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "idle": idle,
 }
@@ -725,7 +738,12 @@ def one_measurement(workload: str, peer: Peer, backends: Backends, settings: Set
                     upload_file: Path, index: int) -> dict:
     label = f"[round {index + 1}/{settings.rounds}] {workload:<4} {peer.name:<8}"
     try:
-        peer.ensure_running()
+        if workload in FRESH:
+            peer.restart()
+            run_client(["h2load", *WARM_UP, peer.url("/small")], 60)
+            wait_quiet([peer], backends)
+        else:
+            peer.ensure_running()
         result = WORKLOADS[workload](Run(peer, backends, settings, workdir, upload_file))
     except BenchError as error:
         log(f"{label} FAILED: {headline(error)}")
