@@ -108,11 +108,42 @@ class BackendClosed(UpstreamError):
     reason = "connection_terminated"
 
 
+class BackendTLSError(UpstreamError):
+    """The TLS handshake with an https:// backend failed (no common protocol or cipher,
+    not TLS at all, the server refused our client certificate)."""
+
+    status = 502
+    reason = "tls_protocol_error"
+
+
+class BackendCertificateError(BackendTLSError):
+    """An https:// backend's certificate failed verification; the message says what did
+    not match (name, validity dates, issuer) and against what."""
+
+    reason = "tls_certificate_error"
+
+
 class NoHealthyBackend(UpstreamError):
-    """Every server of the upstream is down or the queue is full."""
+    """No server of the upstream can take the request now: every one is down or
+    ejected, or the upstream has none, or it is shutting down.
+
+    @ivar retry_after: whole seconds after which trying again may succeed, for the
+        client's ``Retry-After`` header; None when there is no sensible guess.
+    """
 
     status = 503
     reason = "destination_unavailable"
+
+    def __init__(self, message: str = "", retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class QueueFull(NoHealthyBackend):
+    """Every healthy server is at max_connections and the request could not wait: the
+    upstream's queue is full, or its deadline passed."""
+
+    reason = "connection_limit_reached"
 
 
 class RequestCancelled(UpstreamError):

@@ -67,12 +67,16 @@ class UpstreamRequest:
         ``transfer-encoding: chunked``) and ``connection`` itself.
     @ivar body_length: ``0`` for no body, a byte count for a Content-Length body, or
         ``None`` for a body of unknown length (sent chunked).
+    @ivar urgency: how urgent the client said the request is (RFC 9218: 0 most urgent
+        to 7 least, 3 by default); a request waiting for a backend connection leaves
+        the queue before every less urgent one.
     """
 
     method: bytes
     target: bytes
     headers: Headers = ()
     body_length: int | None = 0
+    urgency: int = 3
 
 
 @dataclass(frozen=True, slots=True)
