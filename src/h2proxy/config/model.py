@@ -96,6 +96,16 @@ class TlsConfig:
         "OpenSSL cipher string for TLS 1.2 (TLS 1.3 suites are always OpenSSL's defaults).",
         default=DEFAULT_CIPHERS,
     )
+    session_tickets: bool = option(
+        Boolean(),
+        "Offer session tickets, so returning clients skip the full handshake (keys are per worker: see docs/security.md).",
+        default=True,
+    )
+    ticket_key_rotation: float = option(
+        Duration(60.0, DAY),
+        "How long a worker encrypts session tickets with one key before it makes a new one.",
+        default=HOUR,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +143,26 @@ class Http2Config:
         Size(16 * 1024, 64 * 1024 * 1024),
         "Control frames (SETTINGS/PING acks, resets) buffered for a client that does not read; over it, the connection is dropped.",
         default=1024 * 1024,
+    )
+    reset_budget: int = option(
+        Integer(0, 1_000_000),
+        "Streams a client may reset before their response is complete, per budget_window (rapid reset, "
+        "CVE-2023-44487); over it, GOAWAY ENHANCE_YOUR_CALM and close. 0 = no limit.",
+        default=200,
+    )
+    glitch_budget: int = option(
+        Integer(0, 1_000_000),
+        "Suspicious frames a client may send per budget_window (stream errors, early resets, empty frames, tiny "
+        "WINDOW_UPDATEs, PRIORITY, repeated SETTINGS, unknown frames); over it, GOAWAY ENHANCE_YOUR_CALM and close. 0 = no limit.",
+        default=1000,
+    )
+    budget_window: float = option(
+        Duration(0.1, HOUR), "Time over which the reset and glitch budgets refill completely.", default=10.0
+    )
+    max_continuation_frames: int = option(
+        Integer(1, 1000),
+        "CONTINUATION frames accepted in one header block; more is a flood: GOAWAY ENHANCE_YOUR_CALM.",
+        default=32,
     )
 
 
@@ -380,7 +410,8 @@ class TimeoutsConfig:
 
     idle: float = option(
         Duration(0.0, DAY),
-        "A client connection that sends nothing for this long is closed with GOAWAY (H2Connection.timeOut); 0 disables.",
+        "A client connection with no request in progress that sends nothing for this long is closed with GOAWAY "
+        "(H2Connection.timeOut); a stream waiting on its backend does not count as idle. 0 disables.",
         default=60.0,
     )
     abort: float = option(
@@ -389,12 +420,24 @@ class TimeoutsConfig:
         default=15.0,
     )
     tls_handshake: float = option(
-        Duration(0.1, 300.0), "Longest TLS handshake before the connection is closed.", default=10.0
+        Duration(0.1, 300.0), "Longest TLS handshake, from the TCP accept, before the connection is dropped.", default=10.0
     )
     request_header: float = option(
         Duration(0.1, 600.0),
-        "Longest time a new connection may take to send its preface and first complete request headers.",
+        "Longest time a new connection may take, once TLS is up, to send its preface and first complete request headers.",
         default=30.0,
+    )
+    request_body: float = option(
+        Duration(0.0, HOUR),
+        "Longest silence of a client while the proxy waits for more of its request body (not while the proxy holds "
+        "it back); then 408, or a stream reset once the response started. 0 disables.",
+        default=60.0,
+    )
+    send: float = option(
+        Duration(0.0, HOUR),
+        "Longest time a client may leave response bytes unaccepted: its socket unread (the connection is closed) "
+        "or a stream's flow-control window shut (the stream is reset). 0 disables.",
+        default=60.0,
     )
     backend_connect: float = option(
         Duration(0.1, 300.0), "Longest wait for a backend connection; then 504 (or the next server, see retries).", default=5.0
@@ -423,7 +466,8 @@ class LimitsConfig:
     )
     max_connections: int = option(
         Integer(0, 1_000_000),
-        "Client connections each worker serves at once; more wait in the kernel's accept queue. 0 = no limit.",
+        "Client connections each worker holds at once, all listeners together; at the cap the longest idle one is "
+        "closed to make room, else the new one is refused (HTTP/2 GOAWAY, HTTP/1.1 503). 0 = no limit.",
         default=10_000,
     )
 
