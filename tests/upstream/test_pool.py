@@ -8,19 +8,18 @@ import pytest
 from twisted.internet.error import ConnectionRefusedError, DNSLookupError
 from twisted.internet.error import TimeoutError as TwistedTimeoutError
 
-from h2proxy.config.model import ServerConfig, UpstreamConfig
+from h2proxy.config.model import QueueConfig, ServerConfig, UpstreamConfig
 from h2proxy.errors import (
     BackendClosed,
     BackendConnectTimeout,
     BackendRefused,
     BackendTimeout,
     NoHealthyBackend,
+    QueueFull,
 )
-from h2proxy.upstream import pool as poolmodule
-from h2proxy.upstream.balancer import RoundRobin
 from h2proxy.upstream.exchange import MAX_EARLY_BODY, ExchangeState
 from h2proxy.upstream.http11 import RequestRefused
-from h2proxy.upstream.pool import UnsupportedScheme, UpstreamPool, default_endpoint_factory
+from h2proxy.upstream.pool import UpstreamPool, default_endpoint_factory
 from tests.upstream.helpers import OK, Producer, Receiver, closed_cleanly, get, make_pool, reset
 
 
@@ -125,13 +124,16 @@ def test_backend_closing_an_idle_connection_removes_it():
     assert endpoint.pending == 1
 
 
+QUEUE = QueueConfig(size=10, timeout=5)
+
+
 def test_max_connections_queues_and_hands_over():
     """When max_connections is reached, a request waits and gets the first connection freed."""
-    pool, clock, [endpoint] = make_pool(max_connections=1)
+    pool, clock, [endpoint] = make_pool(max_connections=1, queue=QUEUE)
     first, second = Receiver(), Receiver()
     pool.request(get(b"/1"), first)
     pool.request(get(b"/2"), second)
-    assert endpoint.pending == 1 and pool.servers[0].waitingCount == 1
+    assert endpoint.pending == 1 and pool.waitingCount == 1
     protocol, transport = endpoint.succeed()
     transport.clear()
     protocol.dataReceived(OK)
@@ -143,7 +145,7 @@ def test_max_connections_queues_and_hands_over():
 
 def test_freed_slot_starts_the_next_waiting_request():
     """When a capped connection closes instead of being reused, a waiting request connects anew."""
-    pool, clock, [endpoint] = make_pool(max_connections=1)
+    pool, clock, [endpoint] = make_pool(max_connections=1, queue=QUEUE)
     first, second = Receiver(), Receiver()
     pool.request(get(), first)
     pool.request(get(), second)
@@ -157,7 +159,7 @@ def test_freed_slot_starts_the_next_waiting_request():
 
 def test_failed_connect_starts_the_next_waiting_request():
     """When a connect fails at the cap, the freed slot goes to the next waiting request."""
-    pool, clock, [endpoint] = make_pool(max_connections=1)
+    pool, clock, [endpoint] = make_pool(max_connections=1, queue=QUEUE)
     first, second = Receiver(), Receiver()
     pool.request(get(), first)
     pool.request(get(), second)
@@ -166,28 +168,41 @@ def test_failed_connect_starts_the_next_waiting_request():
 
 
 def test_waiting_too_long_is_503():
-    """When a request waits for a free connection longer than the connect timeout, it fails with NoHealthyBackend."""
-    pool, clock, [endpoint] = make_pool(max_connections=1, connectTimeout=5)
+    """When a request waits for a free connection longer than queue.timeout, it fails with 503 and a Retry-After."""
+    pool, clock, [endpoint] = make_pool(max_connections=1, queue=QueueConfig(size=10, timeout=2))
     pool.request(get(), Receiver())
     endpoint.succeed()
     waiting = Receiver()
     pool.request(get(), waiting)
-    clock.advance(5)
-    assert isinstance(waiting.error, NoHealthyBackend) and waiting.error.status == 503
-    assert pool.servers[0].waitingCount == 0
+    clock.advance(1.9)
+    assert waiting.outcome is None
+    clock.advance(0.1)
+    assert isinstance(waiting.error, QueueFull) and waiting.error.status == 503
+    assert waiting.error.retry_after == 1 and "within 2s" in str(waiting.error)
+    assert pool.waitingCount == 0
 
 
-def test_wait_queue_is_bounded(monkeypatch):
-    """When the wait queue is full, a further request fails at once with 503."""
-    monkeypatch.setattr(poolmodule, "MAX_QUEUED_PER_SERVER", 2)
-    pool, clock, [endpoint] = make_pool(max_connections=1)
+def test_wait_queue_is_bounded():
+    """When the wait queue is full, a further request fails on the next turn with 503 and a Retry-After."""
+    pool, clock, [endpoint] = make_pool(max_connections=1, queue=QueueConfig(size=2, timeout=5))
     receivers = [Receiver() for _ in range(4)]
     for receiver in receivers:
         pool.request(get(), receiver)
     assert [r.outcome for r in receivers] == [None, None, None, None]
     clock.advance(0)
     assert [r.outcome for r in receivers[:3]] == [None, None, None]
-    assert isinstance(receivers[3].error, NoHealthyBackend)
+    assert isinstance(receivers[3].error, QueueFull) and receivers[3].error.retry_after == 1
+    assert "2 requests already wait" in str(receivers[3].error)
+
+
+def test_no_queue_by_default():
+    """When max_connections is reached and queue.size is left at 0, a further request gets 503 at once."""
+    pool, clock, [endpoint] = make_pool(max_connections=1)
+    pool.request(get(), Receiver())
+    refused = Receiver()
+    pool.request(get(), refused)
+    clock.advance(0)
+    assert isinstance(refused.error, QueueFull) and "queue.size is 0" in str(refused.error)
 
 
 def test_round_robin_over_servers():
@@ -197,12 +212,6 @@ def test_round_robin_over_servers():
         pool.request(get(), Receiver())
     assert [e.pending for e in endpoints] == [2, 2, 2]
 
-
-def test_round_robin_balancer_alone():
-    """When picking repeatedly, the round-robin balancer cycles in order; with no servers it gives None."""
-    balancer = RoundRobin(["a", "b", "c"])
-    assert [balancer.pick() for _ in range(5)] == ["a", "b", "c", "a", "b"]
-    assert RoundRobin([]).pick() is None
 
 
 # -- connect failures ------------------------------------------------------------
@@ -355,12 +364,12 @@ def test_cancel_while_connecting_cancels_the_attempt():
 
 def test_cancel_while_queued_leaves_the_queue():
     """When a queued exchange is cancelled, it leaves the queue and never gets a connection."""
-    pool, clock, [endpoint] = make_pool(max_connections=1)
+    pool, clock, [endpoint] = make_pool(max_connections=1, queue=QUEUE)
     pool.request(get(), Receiver())
     receiver = Receiver()
     exchange = pool.request(get(b"/q"), receiver)
     exchange.cancel()
-    assert pool.servers[0].waitingCount == 0
+    assert pool.waitingCount == 0
     protocol, transport = endpoint.succeed()
     protocol.dataReceived(OK)
     assert b"/q" not in transport.value() and receiver.events == []
@@ -530,17 +539,6 @@ def test_invalid_request_is_refused_on_the_next_turn():
     assert receiver.events == [] and endpoint.attempts == []
     clock.advance(0)
     assert isinstance(receiver.error, RequestRefused) and not producer.paused
-
-
-def test_https_server_is_refused_clearly():
-    """When the picked server uses https, the request fails with a clear configuration error."""
-    clock_pool, clock, _ = make_pool()
-    config = UpstreamConfig(name="secure", servers=(ServerConfig(host="127.0.0.1", port=443, scheme="https"),))
-    pool = UpstreamPool(reactor=clock, config=config, connectTimeout=1, responseTimeout=1, endpointFactory=lambda s: None)
-    receiver = Receiver()
-    pool.request(get(), receiver)
-    clock.advance(0)
-    assert isinstance(receiver.error, UnsupportedScheme) and "https" in str(receiver.error)
 
 
 def test_upstream_without_servers_is_503():

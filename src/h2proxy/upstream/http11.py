@@ -25,11 +25,13 @@ import re
 from enum import Enum
 from typing import Protocol as TypingProtocol
 
+from twisted.internet import defer
 from twisted.internet.base import DelayedCall
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IHandshakeListener, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from h2proxy.errors import BackendClosed, BackendProtocolError, BackendTimeout, UpstreamError
 from h2proxy.message import Headers, ResponseHead, UpstreamRequest
@@ -602,6 +604,7 @@ class ClientState(Enum):
     CLOSED = "closed"
 
 
+@implementer(IHandshakeListener)
 class HTTP11ClientProtocol(Protocol):
     """One HTTP/1.1 connection to a backend, carrying one exchange at a time.
 
@@ -622,9 +625,14 @@ class HTTP11ClientProtocol(Protocol):
         end or the failure.
 
     Timers (on the injected reactor): from the moment the request is completely sent
-    until the final head arrives, C{responseTimeout}; after the head, the same value
-    as the longest silence between two reads while not paused. Either fails the
-    exchange with L{BackendTimeout}. 0 disables them.
+    until the final head arrives, C{responseTimeout}; after the head, C{idleTimeout}
+    (C{responseTimeout} when not given) as the longest silence between two reads while
+    not paused. Either fails the exchange with L{BackendTimeout}. 0 disables them.
+
+    TLS: over a TLS transport the connection is usable only once the handshake is
+    done (and the certificate verified); L{whenSecured} fires then, or fails with the
+    reason the connection was lost, while the transport can still be asked about the
+    peer's certificates. The pool waits for it before sending anything.
 
     @ivar state: the current L{ClientState}.
     @ivar responseBytes: bytes received for the current exchange (0 means the backend
@@ -633,10 +641,16 @@ class HTTP11ClientProtocol(Protocol):
     """
 
     def __init__(
-        self, *, reactor: IReactorTime, responseTimeout: float, owner: ConnectionOwner | None = None
+        self,
+        *,
+        reactor: IReactorTime,
+        responseTimeout: float,
+        owner: ConnectionOwner | None = None,
+        idleTimeout: float | None = None,
     ) -> None:
         self._reactor = reactor
         self._timeout = responseTimeout
+        self._idleTimeout = responseTimeout if idleTimeout is None else idleTimeout
         self.owner = owner
         self.state = ClientState.CONNECTING
         self.responseBytes = 0
@@ -651,6 +665,8 @@ class HTTP11ClientProtocol(Protocol):
         self._lost = False
         self._gone = False
         self._processing = False
+        self._secured = False
+        self._securing: defer.Deferred[HTTP11ClientProtocol] | None = None
 
     # -- Twisted protocol ------------------------------------------------------
 
@@ -666,7 +682,7 @@ class HTTP11ClientProtocol(Protocol):
             return
         self.responseBytes += len(data)
         if self._headReceived and self._timer is not None:
-            self._timer.reset(self._timeout)
+            self._timer.reset(self._idleTimeout)
         self._parser.feed(data)
         if self._paused and self._parser.buffered > MAX_BUFFERED_WHILE_PAUSED:
             self._fail(
@@ -683,6 +699,9 @@ class HTTP11ClientProtocol(Protocol):
         self._lost = True
         self._stopTimer()
         self._stopProxying()
+        securing, self._securing = self._securing, None
+        if securing is not None:
+            securing.errback(reason)
         if self._parser is not None and self._listener is not None:
             self._parser.close(clean=reason.check(ConnectionDone) is not None)
             self._notifyGone()
@@ -690,6 +709,31 @@ class HTTP11ClientProtocol(Protocol):
         else:
             self.state = ClientState.CLOSED
             self._notifyGone()
+
+    # -- TLS -------------------------------------------------------------------
+
+    def handshakeCompleted(self) -> None:
+        """IHandshakeListener: the TLS handshake succeeded and the peer was verified."""
+        self._secured = True
+        securing, self._securing = self._securing, None
+        if securing is not None:
+            securing.callback(self)
+
+    def whenSecured(self) -> defer.Deferred["HTTP11ClientProtocol"]:
+        """Fires with this protocol once the TLS handshake is done; fails with the
+        reason the connection was lost before that. Cancelling it aborts the connection.
+        The failure is delivered synchronously from C{connectionLost}, while the TLS
+        transport still holds the peer's certificate chain."""
+        if self._secured:
+            return defer.succeed(self)
+        if self._lost or self._securing is not None:
+            return defer.fail(BackendClosed("backend connection closed before the TLS handshake completed"))
+        self._securing = defer.Deferred(lambda _: self._abortHandshake())
+        return self._securing
+
+    def _abortHandshake(self) -> None:
+        self._securing = None
+        self._shutdown(abort=True)
 
     # -- the exchange's side ---------------------------------------------------
 
@@ -876,8 +920,9 @@ class HTTP11ClientProtocol(Protocol):
 
     def _startTimer(self) -> None:
         self._stopTimer()
-        if self._timeout > 0 and not self._lost:
-            self._timer = self._reactor.callLater(self._timeout, self._timedOut)
+        timeout = self._idleTimeout if self._headReceived else self._timeout
+        if timeout > 0 and not self._lost:
+            self._timer = self._reactor.callLater(timeout, self._timedOut)
 
     def _stopTimer(self) -> None:
         timer, self._timer = self._timer, None
@@ -887,7 +932,7 @@ class HTTP11ClientProtocol(Protocol):
     def _timedOut(self) -> None:
         self._timer = None
         if self._headReceived:
-            message = f"backend sent nothing for {self._timeout:g}s in the middle of the response body"
+            message = f"backend sent nothing for {self._idleTimeout:g}s in the middle of the response body"
         else:
             message = f"backend sent no response head within {self._timeout:g}s of the request"
         self._fail(BackendTimeout(message))
