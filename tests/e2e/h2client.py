@@ -16,6 +16,19 @@ import h2.events
 import h2.settings
 
 
+class GoawayTolerantStateMachine(h2.connection.H2ConnectionStateMachine):
+    """h2 4.x closes a client connection as soon as a GOAWAY arrives, so the responses
+    of the streams the server promised to finish (id <= last stream id) raise
+    ProtocolError. RFC 9113 section 6.8 keeps those streams alive; so does this: a
+    received GOAWAY leaves the connection open (the client opens no new stream)."""
+
+    _transitions = {
+        **h2.connection.H2ConnectionStateMachine._transitions,
+        (h2.connection.ConnectionState.CLIENT_OPEN, h2.connection.ConnectionInputs.RECV_GOAWAY):
+            (None, h2.connection.ConnectionState.CLIENT_OPEN),
+    }
+
+
 class H2Client:
     def __init__(
         self,
@@ -36,6 +49,7 @@ class H2Client:
             raw = context.wrap_socket(raw, server_hostname="localhost")
         self.sock = raw
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        self.conn.state_machine = GoawayTolerantStateMachine()
         self.conn.local_settings = h2.settings.Settings(
             client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window}
         )

@@ -29,19 +29,6 @@ RESPONSE_DEADLINE = 30.0
 MAX_REISSUES = 5
 
 
-class GoawayTolerantStateMachine(h2.connection.H2ConnectionStateMachine):
-    """h2 4.x closes a client connection as soon as a GOAWAY arrives, so the responses
-    of the streams the server promised to finish (id <= last stream id) raise
-    ProtocolError. RFC 9113 section 6.8 keeps those streams alive; so does this: a
-    received GOAWAY leaves the connection open (the client opens no new stream)."""
-
-    _transitions = {
-        **h2.connection.H2ConnectionStateMachine._transitions,
-        (h2.connection.ConnectionState.CLIENT_OPEN, h2.connection.ConnectionInputs.RECV_GOAWAY):
-            (None, h2.connection.ConnectionState.CLIENT_OPEN),
-    }
-
-
 @dataclass
 class LoadResults:
     """What the load saw, added up over every connection.
@@ -134,9 +121,6 @@ class LoadClient:
         """Serve requests on one new connection until it is told to go away or the load
         stops; return the requests to send again on the next connection."""
         client = H2Client(self.port, tls=self.tls, window=16 * 1024 * 1024)
-        machine = GoawayTolerantStateMachine()
-        machine.state = client.conn.state_machine.state
-        client.conn.state_machine = machine
         with self._lock:
             self.results.connections += 1
         streams: dict[int, _Stream] = {}

@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import h2.events
 import pytest
 import yaml
 
@@ -137,13 +138,20 @@ def wait_for_request(origin, target: str, timeout: float = 10.0) -> bool:
     return False
 
 
-def probe(daemon, target: str) -> None:
-    client = H2Client(daemon.ports["h2c"])
-    try:
-        status, _, _, reset = client.response(client.request("GET", target))
-        assert status == 200 and reset is None
-    finally:
-        client.close()
+def probe(daemon, target: str, attempts: int = 5) -> None:
+    """One request on a fresh connection. A connection the old generation accepted just
+    before it began draining is answered on the old config and carries a GOAWAY: such
+    an answer does not count, and the probe asks again on a new connection."""
+    for _ in range(attempts):
+        client = H2Client(daemon.ports["h2c"])
+        try:
+            status, _, _, reset = client.response(client.request("GET", target))
+            assert status == 200 and reset is None
+            if not any(isinstance(e, h2.events.ConnectionTerminated) for e in client.events):
+                return
+        finally:
+            client.close()
+    raise AssertionError(f"every probe of {target} landed on a draining generation")
 
 
 def start_load(daemon) -> list[LoadClient]:
