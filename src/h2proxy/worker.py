@@ -11,9 +11,11 @@ from __future__ import annotations
 from twisted.internet import defer
 from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 from twisted.logger import Logger
+from twisted.protocols.haproxy._wrapper import HAProxyWrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
-from h2proxy.bridge.bridge import BridgeContext
+from h2proxy.bridge.bridge import HTTP2, HTTP11, BridgeContext
+from h2proxy.bridge.headers import ForwardingPolicy
 from h2proxy.bridge.routing import Router
 from h2proxy.config.model import Config, ListenerConfig
 from h2proxy.frontend.factory import H2Factory
@@ -54,11 +56,19 @@ class ProxyServer:
         self.http1Factories: dict[str, HTTP1Factory] = {}
 
     def factoryFor(self, listener: ListenerConfig) -> IProtocolFactory:
-        """The protocol factory to listen with for C{listener}."""
+        """The protocol factory to listen with for C{listener}.
+
+        From the socket inwards: the PROXY protocol header (when the listener
+        expects one: Twisted's wrapper reads it and makes C{getPeer} return the
+        client address it carries, so everything above sees the real client), then
+        TLS, then the choice between HTTP/2 and HTTP/1.1. Each front end gets a
+        handler factory with the listener's forwarding policy.
+        """
         timeouts = self.config.timeouts
+        forwarding = ForwardingPolicy.fromConfig(self.config.forwarding_for(listener))
         h2 = H2Factory(
             reactor=self.reactor,
-            handlerFactory=self.context.handlerFactory,
+            handlerFactory=self.context.handlersFor(forwarding, HTTP2).handlerFactory,
             settings=self.config.http2_for(listener),
             idleTimeout=timeouts.idle or None,
             abortTimeout=timeouts.abort or None,
@@ -67,20 +77,23 @@ class ProxyServer:
         self.h2Factories[listener.name] = h2
         http1 = HTTP1Factory(
             reactor=self.reactor,
-            handlerFactory=self.context.handlerFactory,
+            handlerFactory=self.context.handlersFor(forwarding, HTTP11).handlerFactory,
             idleTimeout=timeouts.idle or None,
             secure=listener.tls is not None,
             maxHeaderBytes=self.config.http2_for(listener).max_header_list_size,
             abortTimeout=timeouts.abort or None,
         )
         self.http1Factories[listener.name] = http1
-        negotiation = NegotiationFactory(
+        factory: IProtocolFactory = NegotiationFactory(
             reactor=self.reactor, h2Factory=h2, http1Factory=http1, deadline=timeouts.idle or None
         )
-        if listener.tls is None:
-            return negotiation
-        creator = ServerConnectionCreator(ServerTLS(listener.tls))
-        return TLSMemoryBIOFactory(creator, False, negotiation)
+        if listener.tls is not None:
+            factory = TLSMemoryBIOFactory(ServerConnectionCreator(ServerTLS(listener.tls)), False, factory)
+        if listener.proxy_protocol:
+            # proxyEndpoint() wraps an endpoint; our sockets are adopted, so the
+            # wrapping factory it uses is applied directly.
+            factory = HAProxyWrappingFactory(factory)
+        return factory
 
     def drain(self, timeout: float) -> defer.Deferred:
         """Graceful stop: every connection gets the two-step GOAWAY and its streams

@@ -1,31 +1,42 @@
 """StreamBridge: one client stream <-> one upstream exchange.
 
-The only place where the HTTP/2 front end and the HTTP/1.1 upstream side meet. A
-L{StreamBridge} is the front end's L{StreamHandler} for one stream and the upstream
-side's L{ResponseReceiver} for the matching exchange. It wires the two
+The only place where the front ends (HTTP/2 and HTTP/1.1) and the HTTP/1.1 upstream
+side meet. A L{StreamBridge} is the front end's L{StreamHandler} for one stream and
+the upstream side's L{ResponseReceiver} for the matching exchange. It wires the two
 producer/consumer pairs described in DESIGN.md:
 
-  - request body: the H2Stream (producer) is registered with the exchange
+  - request body: the stream (producer) is registered with the exchange
     (consumer), which pauses it while the backend socket is full or not yet
     connected; the stream returns HTTP/2 window credit only for bytes handed on.
-  - response body: the exchange (producer) is registered with the H2Stream
+    On a route with ``request_body: buffer``, a body of unknown length is read
+    whole first (L{BodyBuffer}: memory, then a temporary file) without pausing the
+    stream, and then sent with a Content-Length by a L{BufferedBodySender}.
+  - response body: the exchange (producer) is registered with the stream
     (consumer), which pauses it while the client's window or socket is full.
 
-Failures before the response head answer with the error's status and a short body
-(502/503/504, 404 for no route, 413 for an over-long body); after the head they reset
-the stream, since HTTP/2 has no other way to say "this body is incomplete".
+Every request gets an id (L{RequestIds}, or a trusted proxy's X-Request-Id). Failures
+before the response head answer with a short body, the id, and an RFC 9209
+``Proxy-Status`` naming the reason (404 no route, 400 refused, 413 body over the
+limit, 502/503/504 from the upstream side); after the head they reset the stream,
+since HTTP/2 has no other way to say "this body is incomplete".
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+import dataclasses
+import os
+import tempfile
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Protocol
 
 from h2.errors import ErrorCodes
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from h2proxy.bridge import headers as translate
-from h2proxy.bridge.routing import Router
+from h2proxy.bridge.body import BUFFER_IN_MEMORY, BodyBuffer, BodyTooLarge, BufferedBodySender
+from h2proxy.bridge.headers import ForwardingPolicy, RequestFacts, UnforwardableRequest
+from h2proxy.bridge.routing import Route, Router
 from h2proxy.errors import UpstreamError
 from h2proxy.message import Headers, RequestHead, ResponseHead, UpstreamRequest
 from h2proxy.upstream.interfaces import Exchange, ResponseReceiver
@@ -35,11 +46,40 @@ if TYPE_CHECKING:
 
 log = Logger()
 
+#: The protocol version Via names for requests from the HTTP/2 front end.
+HTTP2 = b"2"
+#: ... and from the HTTP/1.1 front end.
+HTTP11 = b"1.1"
+
+_STATUS_MESSAGES = {
+    400: "bad request",
+    404: "not found",
+    413: "content too large",
+    500: "internal error",
+    502: "bad gateway",
+    503: "service unavailable",
+    504: "gateway timeout",
+}
+
 
 class UpstreamPoolLike(Protocol):
     """What the bridge needs of an upstream pool (see h2proxy.upstream.pool)."""
 
     def request(self, req: UpstreamRequest, receiver: ResponseReceiver) -> Exchange: ...
+
+
+class RequestIds:
+    """Request ids of one worker: a random prefix per process and a counter, 16 hex
+    digits in all. Unique enough to find one request in the logs of a fleet, and
+    cheaper than reading the system's random source per request."""
+
+    def __init__(self, prefix: bytes | None = None) -> None:
+        self._prefix = prefix if prefix is not None else os.urandom(4).hex().encode("ascii")
+        self._counter = 0
+
+    def next(self) -> bytes:
+        self._counter = (self._counter + 1) & 0xFFFFFFFF
+        return self._prefix + b"%08x" % self._counter
 
 
 class BridgeContext:
@@ -48,32 +88,78 @@ class BridgeContext:
     @ivar router: picks the route of each request.
     @ivar pools: upstream name -> pool.
     @ivar maxRequestBody: largest request body accepted (0 = no limit); over it, 413.
+    @ivar forwarding: the policy of L{handlerFactory} (listeners get their own
+        through L{handlersFor}).
+    @ivar requestIds: where request ids come from.
+    @ivar openFile: makes the temporary file a buffered request body spills to.
+    @ivar bufferInMemory: bytes of a buffered request body kept in memory before it spills.
     @ivar active: the live bridges (for drain bookkeeping, metrics and leak tests).
     """
 
-    def __init__(self, *, router: Router, pools: dict[str, "UpstreamPoolLike"], maxRequestBody: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        router: Router,
+        pools: dict[str, "UpstreamPoolLike"],
+        maxRequestBody: int = 0,
+        forwarding: ForwardingPolicy | None = None,
+        requestIds: RequestIds | None = None,
+        openFile: Callable[[], IO[bytes]] = tempfile.TemporaryFile,
+        bufferInMemory: int = BUFFER_IN_MEMORY,
+    ) -> None:
         self.router = router
         self.pools = pools
         self.maxRequestBody = maxRequestBody
+        self.forwarding = forwarding or ForwardingPolicy()
+        self.requestIds = requestIds or RequestIds()
+        self.openFile = openFile
+        self.bufferInMemory = bufferInMemory
         self.active: set[StreamBridge] = set()
 
     def handlerFactory(self, stream: "H2Stream") -> "StreamBridge":
-        """The front end's C{handlerFactory}: one bridge per stream."""
-        return StreamBridge(stream, self)
+        """A front end's C{handlerFactory}: one bridge per stream, with this
+        context's forwarding policy, for HTTP/2."""
+        return StreamBridge(stream, self, self.forwarding, HTTP2)
+
+    def handlersFor(self, forwarding: ForwardingPolicy, protocol: bytes) -> "ListenerHandlers":
+        """The handler factory for one listener's front end."""
+        return ListenerHandlers(self, forwarding, protocol)
 
 
-def error_response(stream: "H2Stream", status: int, reason: str, message: str) -> None:
-    """Answer a request with a proxy-generated error: short text body and an RFC 9209
-    ``Proxy-Status`` field naming the reason."""
-    body = f"{status} {message}\n".encode()
+class ListenerHandlers:
+    """The C{handlerFactory} of one listener's front end: the shared context plus
+    what differs per listener (its forwarding policy) and per front end (the
+    protocol version Via names)."""
+
+    def __init__(self, context: BridgeContext, forwarding: ForwardingPolicy, protocol: bytes) -> None:
+        self.context = context
+        self.forwarding = forwarding
+        self.protocol = protocol
+
+    def handlerFactory(self, stream: "H2Stream") -> "StreamBridge":
+        return StreamBridge(stream, self.context, self.forwarding, self.protocol)
+
+
+def error_response(
+    stream: "H2Stream", status: int, reason: str, requestId: bytes, *, bodyless: bool = False
+) -> None:
+    """Answer a request with a proxy-generated error: a short text body, the request
+    id, and an RFC 9209 ``Proxy-Status`` field naming the reason. C{bodyless} (a HEAD
+    request) sends the same head without the body."""
+    rid = requestId.decode("ascii")
+    body = f"{status} {_STATUS_MESSAGES.get(status, 'error')} (request id {rid})\n".encode()
     head = ResponseHead(
         status=status,
         headers=(
             (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", str(len(body)).encode()),
-            (b"proxy-status", f"h2proxy; error={reason}".encode()),
+            (b"content-length", b"%d" % len(body)),
+            (b"proxy-status", f'h2proxy; error={reason}; details="request id {rid}"'.encode()),
+            (b"x-request-id", requestId),
         ),
     )
+    if bodyless:
+        stream.writeHeaders(head, endStream=True)
+        return
     stream.writeHeaders(head)
     stream.write(body)
     stream.finish()
@@ -82,61 +168,106 @@ def error_response(stream: "H2Stream", status: int, reason: str, message: str) -
 class StreamBridge:
     """One request's journey: stream -> route -> exchange -> stream.
 
-    States: C{_exchange is None} until a route is found; C{_responseStarted} once the
-    response head went to the client; C{_done} once either side finished for good.
+    States: C{_route is None} until a route is found; while a buffering route reads
+    the body, C{_buffer} holds it and C{_exchange is None}; C{_responseStarted} once
+    the response head went to the client; C{_done} once either side finished for
+    good (the buffer, if any, is closed then).
+
+    @ivar requestId: this request's id (set when the request arrives).
     """
 
-    def __init__(self, stream: "H2Stream", context: BridgeContext) -> None:
+    def __init__(
+        self,
+        stream: "H2Stream",
+        context: BridgeContext,
+        forwarding: ForwardingPolicy | None = None,
+        protocol: bytes = HTTP2,
+    ) -> None:
         self.stream = stream
         self.context = context
+        self.forwarding = forwarding or context.forwarding
+        self.protocol = protocol
+        self.requestId = b""
+        self._route: Route | None = None
         self._exchange: Exchange | None = None
+        self._buffer: BodyBuffer | None = None
+        self._pending: UpstreamRequest | None = None
+        self._sender: BufferedBodySender | None = None
         self._responseStarted = False
-        self._requestComplete = False
         self._done = False
+        self._bodyless = False
         self._bodyReceived = 0
         context.active.add(self)
 
     # -- StreamHandler: the client side --------------------------------------
 
     def requestReceived(self, head: RequestHead) -> None:
+        self._bodyless = head.method == b"HEAD"
+        facts = self._facts(head)
+        self.requestId = facts.requestId
         route = self.context.router.match(head.authority, head.path)
         if route is None:
-            self._fail(404, "no_route", "no route for this host and path")
+            self._fail(404, "destination_not_found")
             return
+        self._route = route
         limit = self.context.maxRequestBody
         if limit and head.content_length is not None and head.content_length > limit:
-            self._fail(413, "request_body_too_large", "request body too large")
+            self._fail(413, "http_request_denied")
             return
-        upstream = translate.to_upstream(
-            head,
-            client_address=_peer_host(self.stream),
-            secure=self.stream.isSecure(),
-            body_length=translate.request_body_length(head),
-        )
+        try:
+            upstream = translate.to_upstream(
+                head,
+                target=route.target(head.path),
+                facts=facts,
+                policy=self.forwarding,
+                edits=route.requestEdits,
+                body_length=translate.request_body_length(head),
+            )
+        except UnforwardableRequest as refused:
+            log.info("request {id} refused: {why}", id=self.requestId, why=str(refused))
+            self._fail(refused.status, refused.reason)
+            return
+        if route.buffer and upstream.body_length is None:
+            self._buffer = BodyBuffer(
+                limit=min(route.bufferLimit, limit) if limit else route.bufferLimit,
+                memoryLimit=self.context.bufferInMemory,
+                openFile=self.context.openFile,
+            )
+            self._pending = upstream
+            return
         self._exchange = self.context.pools[route.upstream].request(upstream, self)
         if not head.end_stream:
             self._exchange.registerProducer(self.stream, True)
 
     def requestDataReceived(self, data: bytes) -> None:
-        if self._done or self._exchange is None:
+        if self._done:
+            return
+        if self._buffer is not None:
+            self._bufferData(data)
+            return
+        if self._exchange is None:
             return
         self._bodyReceived += len(data)
         limit = self.context.maxRequestBody
         if limit and self._bodyReceived > limit:
-            self._abandon()
             if self._responseStarted:
+                self._abandon()
                 self.stream.reset(ErrorCodes.CANCEL)
             else:
-                self._fail(413, "request_body_too_large", "request body too large")
+                self._fail(413, "http_request_denied")
             return
         self._exchange.write(data)
 
     def requestEnded(self, trailers: Headers) -> None:
-        self._requestComplete = True
-        if self._done or self._exchange is None:
+        if self._done:
+            return
+        if self._buffer is not None:
+            self._sendBuffered()
+            return
+        if self._exchange is None:
             return
         self._exchange.unregisterProducer()
-        self._exchange.finishRequest(trailers)
+        self._exchange.finishRequest(translate.trailers_to_upstream(trailers))
 
     def streamAborted(self, reason: Failure) -> None:
         self._abandon()
@@ -151,7 +282,15 @@ class StreamBridge:
         if self._done:
             return
         self._responseStarted = True
-        self.stream.writeHeaders(translate.to_client(head))
+        route = self._route
+        self.stream.writeHeaders(
+            translate.to_client(
+                head,
+                policy=self.forwarding,
+                edits=route.responseEdits if route is not None else translate.NO_EDITS,
+                requestId=self.requestId,
+            )
+        )
         if self._exchange is not None:
             self.stream.registerProducer(self._exchange, True)
 
@@ -176,7 +315,8 @@ class StreamBridge:
         if self._done:
             return
         log.info(
-            "upstream failure for stream {stream}: {reason}: {error}",
+            "request {id}: upstream failure on stream {stream}: {reason}: {error}",
+            id=self.requestId,
             stream=self.stream.streamID,
             reason=error.reason,
             error=str(error) or type(error).__name__,
@@ -185,17 +325,63 @@ class StreamBridge:
             self.stream.reset(ErrorCodes.INTERNAL_ERROR)
             self._finish()
         else:
-            self._fail(error.status, error.reason, _status_message(error))
+            self._fail(error.status, error.reason)
 
     # -- internals -----------------------------------------------------------
 
-    def _fail(self, status: int, reason: str, message: str) -> None:
+    def _facts(self, head: RequestHead) -> RequestFacts:
+        """Who sent the request, whether to believe its forwarding fields, its id."""
+        peer = translate.client_address(getattr(self.stream.getPeer(), "host", None))
+        trusted = self.forwarding.trusts(peer)
+        requestId = translate.incoming_request_id(head.headers) if trusted else None
+        return RequestFacts(
+            peer=peer,
+            secure=self.stream.isSecure(),
+            protocol=self.protocol,
+            trusted=trusted,
+            requestId=requestId or self.context.requestIds.next(),
+        )
+
+    def _bufferData(self, data: bytes) -> None:
+        assert self._buffer is not None
+        try:
+            self._buffer.write(data)
+        except BodyTooLarge:
+            self._fail(413, "http_request_denied")
+        except OSError as error:
+            self._bufferFailed(error)
+
+    def _sendBuffered(self) -> None:
+        """The buffered body is complete: ask the backend, with its length."""
+        assert self._buffer is not None and self._pending is not None and self._route is not None
+        request = dataclasses.replace(self._pending, body_length=self._buffer.size)
+        self._pending = None
+        self._exchange = self.context.pools[self._route.upstream].request(request, self)
+        if self._done:
+            return
+        self._sender = BufferedBodySender(self._buffer, self._exchange, self._bufferFailed)
+        self._sender.start()
+
+    def _bufferFailed(self, error: OSError) -> None:
+        log.error(
+            "request {id}: cannot buffer the request body in a temporary file: {error} "
+            "(temporary files go to $TMPDIR, else /tmp)",
+            id=self.requestId,
+            error=error,
+        )
+        if self._responseStarted:
+            self._abandon()
+            self.stream.reset(ErrorCodes.INTERNAL_ERROR)
+        else:
+            self._fail(500, "proxy_internal_error")
+
+    def _fail(self, status: int, reason: str) -> None:
         """Answer with a proxy-generated error and stop the exchange, if any."""
         exchange, self._exchange = self._exchange, None
         if exchange is not None:
             exchange.cancel()
-        error_response(self.stream, status, reason, message)
         self._finish()
+        error_response(self.stream, status, reason, self.requestId, bodyless=self._bodyless)
 
     def _abandon(self) -> None:
         """The client side is gone or refused: cancel the backend work."""
@@ -207,13 +393,9 @@ class StreamBridge:
     def _finish(self) -> None:
         self._done = True
         self.context.active.discard(self)
-
-
-def _peer_host(stream: "H2Stream") -> str:
-    peer = stream.getPeer()
-    return getattr(peer, "host", "") or "unknown"
-
-
-def _status_message(error: UpstreamError) -> str:
-    messages = {502: "bad gateway", 503: "service unavailable", 504: "gateway timeout"}
-    return messages.get(error.status, "upstream error")
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            sender.stopProducing()
+        buffer, self._buffer = self._buffer, None
+        if buffer is not None:
+            buffer.close()

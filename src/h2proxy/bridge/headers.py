@@ -1,12 +1,35 @@
-"""Header translation between the HTTP/2 front end and HTTP/1.1 backends. Pure.
+"""Header translation between the front ends and HTTP/1.1 backends. Pure.
 
-The front end has already refused malformed requests (RFC 9113 8.1.1), so what
-arrives here is well-formed; this module decides what the backend and the client
-see. The request to the backend is re-serialised from validated fields only.
+The front ends have already refused malformed requests (RFC 9113 8.1.1, RFC 9112),
+so what arrives here is well-formed; this module decides what the backend and the
+client see. The request to the backend is rebuilt from validated fields in one pass
+over the client's fields:
+
+  - ``Host`` is ``:authority``; a ``host`` field that says otherwise is refused
+    (L{UnforwardableRequest}), never forwarded;
+  - connection-specific (hop-by-hop) fields and ``content-length`` are dropped (the
+    upstream side writes the framing itself);
+  - split ``cookie`` fields are joined with ``; `` (RFC 9113 8.2.3);
+  - forwarding fields (``X-Forwarded-*``, ``Forwarded``, ``X-Real-IP``,
+    ``X-Request-Id``) are believed and extended only when the peer is a trusted
+    proxy (L{ForwardingPolicy.trusts}); otherwise they are dropped and replaced by
+    what this proxy saw;
+  - ``Via`` gets this proxy appended;
+  - the route's own edits (remove, set, add) come last, so an operator's
+    configuration has the final word.
+
+Responses lose their connection-specific fields and get lowercase names (HTTP/2
+requires them), the route's edits, ``Via`` and ``X-Request-Id``.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from h2proxy.config.model import ForwardingConfig, HeaderEditsConfig
+from h2proxy.errors import H2ProxyError
 from h2proxy.message import Headers, RequestHead, ResponseHead, UpstreamRequest
 
 #: Connection-specific fields (RFC 9110 7.6.1, RFC 9113 8.2.2) never forwarded either way.
@@ -25,43 +48,268 @@ HOP_BY_HOP = frozenset(
     }
 )
 
-#: Fields the proxy sets itself, so a client's copy is dropped rather than trusted.
-PROXY_OWNED = frozenset({b"host", b"x-forwarded-for", b"x-forwarded-proto", b"expect"})
+#: What this proxy calls itself in Via (RFC 9110 7.6.3 allows a pseudonym).
+VIA_PSEUDONYM = b"h2proxy"
 
-#: Response fields that HTTP/2 forbids (connection-specific) plus our own framing.
-RESPONSE_DROPPED = HOP_BY_HOP
+#: Largest X-Request-Id accepted from a trusted proxy, and its characters: enough for
+#: UUIDs, ULIDs and base64 ids, nothing that needs quoting in a log or Proxy-Status.
+REQUEST_ID = re.compile(rb"[A-Za-z0-9._:+/=-]{1,128}")
+
+# What each special request field is, for the one-pass translation.
+_DROP, _HOST, _COOKIE, _XFF, _XFP, _XFH, _FORWARDED, _REAL_IP, _REQUEST_ID, _VIA = range(10)
+
+_SPECIAL_REQUEST_FIELDS: dict[bytes, int] = {
+    **{name: _DROP for name in HOP_BY_HOP},
+    b"content-length": _DROP,
+    b"host": _HOST,
+    b"cookie": _COOKIE,
+    b"x-forwarded-for": _XFF,
+    b"x-forwarded-proto": _XFP,
+    b"x-forwarded-host": _XFH,
+    b"forwarded": _FORWARDED,
+    b"x-real-ip": _REAL_IP,
+    b"x-request-id": _REQUEST_ID,
+    b"via": _VIA,
+}
+
+#: Trailer fields never forwarded to a backend: framing, routing and connection fields.
+_TRAILERS_DROPPED = HOP_BY_HOP | {b"content-length", b"host", b"expect"}
+
+
+class UnforwardableRequest(H2ProxyError):
+    """A request that must not reach a backend as it is (answered with 400).
+
+    @cvar status: the status answered.
+    @cvar reason: the RFC 9209 error type for Proxy-Status.
+    """
+
+    status = 400
+    reason = "http_request_error"
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderEdits:
+    """A route's header edits, ready to apply: every name to drop (removed and set
+    names), then the fields to append (set, then add).
+
+    @ivar drop: names whose fields are removed.
+    @ivar append: fields appended after the kept ones.
+    """
+
+    drop: frozenset[bytes] = frozenset()
+    append: Headers = ()
+
+    @classmethod
+    def fromConfig(cls, config: HeaderEditsConfig) -> "HeaderEdits":
+        """Compile the operator's remove/set/add lists (names already lowercase)."""
+        sets = tuple((name.encode("ascii"), value.encode("ascii")) for name, value in config.set)
+        adds = tuple((name.encode("ascii"), value.encode("ascii")) for name, value in config.add)
+        drop = frozenset(name.encode("ascii") for name in config.remove) | {name for name, _ in sets}
+        return cls(drop=drop, append=sets + adds)
+
+    def __bool__(self) -> bool:
+        return bool(self.drop or self.append)
+
+    def apply(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """C{headers} with the edits made (a new list when anything is dropped)."""
+        if self.drop:
+            headers = [item for item in headers if item[0] not in self.drop]
+        headers.extend(self.append)
+        return headers
+
+
+NO_EDITS = HeaderEdits()
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardingPolicy:
+    """What one listener tells backends about its clients, compiled from a
+    L{ForwardingConfig}.
+
+    The default instance is the bridge's behaviour before forwarding was
+    configurable (X-Forwarded-For and -Proto only, nobody trusted); the worker
+    always builds the policy from the listener's configuration.
+
+    @ivar xForwarded: set X-Forwarded-For and X-Forwarded-Proto.
+    @ivar xForwardedHost: set X-Forwarded-Host.
+    @ivar forwarded: set the RFC 7239 Forwarded field.
+    @ivar via: append this proxy to Via, both ways.
+    @ivar requestId: send X-Request-Id to backends and return it on responses.
+    @ivar trusted: networks whose peers' forwarding fields are believed.
+    """
+
+    xForwarded: bool = True
+    xForwardedHost: bool = False
+    forwarded: bool = False
+    via: bool = False
+    requestId: bool = False
+    trusted: tuple[IPNetwork, ...] = field(default=())
+
+    @classmethod
+    def fromConfig(cls, config: ForwardingConfig) -> "ForwardingPolicy":
+        return cls(
+            xForwarded=config.x_forwarded,
+            xForwardedHost=config.x_forwarded,
+            forwarded=config.forwarded,
+            via=config.via,
+            requestId=config.request_id,
+            trusted=tuple(ipaddress.ip_network(text) for text in config.trusted_proxies),
+        )
+
+    def trusts(self, address: str) -> bool:
+        """Whether the peer at C{address} (as L{client_address} gives it) is a trusted proxy."""
+        if not self.trusted:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.trusted)
+
+
+def client_address(host: str | None) -> str:
+    """The client's address as backends see it: IPv4-mapped IPv6 addresses (a dual-stack
+    ``::`` listener) become plain IPv4; no address (a UNIX socket) is ``unknown``."""
+    if not host:
+        return "unknown"
+    if host.startswith("::ffff:"):
+        try:
+            mapped = ipaddress.IPv6Address(host).ipv4_mapped
+        except ValueError:
+            return host
+        if mapped is not None:
+            return str(mapped)
+    return host
+
+
+def incoming_request_id(headers: Headers) -> bytes | None:
+    """The first X-Request-Id among C{headers} if it is acceptable, else None."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            return value if REQUEST_ID.fullmatch(value) else None
+    return None
+
+
+@dataclass(slots=True)
+class RequestFacts:
+    """What the proxy knows about one request's client, beyond its head.
+
+    @ivar peer: the client's address (L{client_address}); behind the PROXY protocol,
+        the address the load balancer reported.
+    @ivar secure: the client connection is TLS.
+    @ivar protocol: the protocol version the request came in with, for Via
+        (``b"2"``, ``b"1.1"``).
+    @ivar trusted: the peer is a trusted proxy.
+    @ivar requestId: this request's id.
+    """
+
+    peer: str
+    secure: bool
+    protocol: bytes
+    trusted: bool
+    requestId: bytes
 
 
 def to_upstream(
-    head: RequestHead, client_address: str, secure: bool, body_length: int | None
+    head: RequestHead,
+    *,
+    target: bytes,
+    facts: RequestFacts,
+    policy: ForwardingPolicy,
+    edits: HeaderEdits = NO_EDITS,
+    body_length: int | None,
 ) -> UpstreamRequest:
-    """Build the HTTP/1.1 request for C{head}.
+    """Build the HTTP/1.1 request for C{head} (see the module docstring).
 
-    ``:authority`` becomes ``Host``; split ``cookie`` fields are joined with ``; ``
-    (RFC 9113 8.2.3); ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are replaced
-    with what this proxy saw, since a client may not be trusted to set them.
+    @param target: the request-target to send (the path, perhaps with a prefix stripped).
+    @raise UnforwardableRequest: a ``host`` field that differs from ``:authority``.
     """
-    headers: list[tuple[bytes, bytes]] = [(b"host", head.authority)]
+    authority = head.authority
+    headers: list[tuple[bytes, bytes]] = [(b"host", authority)]
     cookies: list[bytes] = []
-    for name, value in head.headers:
-        if name in HOP_BY_HOP or name in PROXY_OWNED:
-            continue
-        if name == b"cookie":
-            cookies.append(value)
-            continue
-        if name == b"content-length":
-            continue
-        headers.append((name, value))
+    vias: list[bytes] = []
+    seen: dict[int, list[bytes]] = {}
+    trusted = facts.trusted
+    special = _SPECIAL_REQUEST_FIELDS
+    for item in head.headers:
+        kind = special.get(item[0])
+        if kind is None:
+            headers.append(item)
+        elif kind == _COOKIE:
+            cookies.append(item[1])
+        elif kind == _HOST:
+            if item[1].lower() != authority.lower():
+                raise UnforwardableRequest("the host field differs from :authority")
+        elif kind == _VIA:
+            vias.append(item[1])
+        elif kind == _REAL_IP:
+            if trusted:
+                headers.append(item)
+        elif kind != _DROP and trusted:
+            seen.setdefault(kind, []).append(item[1])
     if cookies:
         headers.append((b"cookie", b"; ".join(cookies)))
-    headers.append((b"x-forwarded-for", client_address.encode("ascii")))
-    headers.append((b"x-forwarded-proto", b"https" if secure else b"http"))
-    return UpstreamRequest(
-        method=head.method,
-        target=head.path or b"/",
-        headers=tuple(headers),
-        body_length=body_length,
-    )
+    _add_forwarding(headers, head, facts, policy, seen)
+    if policy.via:
+        vias.append(facts.protocol + b" " + VIA_PSEUDONYM)
+    if vias:
+        headers.append((b"via", b", ".join(vias)))
+    if edits:
+        headers = edits.apply(headers)
+    return UpstreamRequest(method=head.method, target=target, headers=tuple(headers), body_length=body_length)
+
+
+def _add_forwarding(
+    headers: list[tuple[bytes, bytes]],
+    head: RequestHead,
+    facts: RequestFacts,
+    policy: ForwardingPolicy,
+    seen: dict[int, list[bytes]],
+) -> None:
+    """Append the forwarding fields. C{seen} holds a trusted peer's incoming values
+    by kind (empty when the peer is not trusted): a field this proxy sets extends
+    or keeps them; a field it does not set passes them on unchanged."""
+    peer = facts.peer.encode("ascii", "replace")
+    scheme = b"https" if facts.secure else b"http"
+    xff, xfp, xfh = seen.get(_XFF), seen.get(_XFP), seen.get(_XFH)
+    forwarded, requestId = seen.get(_FORWARDED), seen.get(_REQUEST_ID)
+    if policy.xForwarded:
+        headers.append((b"x-forwarded-for", b", ".join([*(xff or ()), peer])))
+        headers.append((b"x-forwarded-proto", xfp[0] if xfp else scheme))
+    else:
+        _pass_on(headers, b"x-forwarded-for", xff)
+        _pass_on(headers, b"x-forwarded-proto", xfp)
+    if policy.xForwardedHost:
+        headers.append((b"x-forwarded-host", xfh[0] if xfh else head.authority))
+    else:
+        _pass_on(headers, b"x-forwarded-host", xfh)
+    if policy.forwarded:
+        element = forwarded_element(facts.peer, head.authority, scheme)
+        headers.append((b"forwarded", b", ".join([*(forwarded or ()), element])))
+    else:
+        _pass_on(headers, b"forwarded", forwarded)
+    if policy.requestId:
+        headers.append((b"x-request-id", facts.requestId))
+    else:
+        _pass_on(headers, b"x-request-id", requestId)
+
+
+def _pass_on(headers: list[tuple[bytes, bytes]], name: bytes, values: list[bytes] | None) -> None:
+    if values:
+        headers.append((name, b", ".join(values)))
+
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def forwarded_element(peer: str, authority: bytes, scheme: bytes) -> bytes:
+    """One RFC 7239 ``Forwarded`` element: ``for=...;host=...;proto=...``. IPv6
+    addresses are bracketed and quoted (section 6); a host with a port is quoted."""
+    node = f'"[{peer}]"' if ":" in peer else peer
+    host = authority if _TOKEN.fullmatch(authority) else b'"' + authority.replace(b'"', b"") + b'"'
+    return b"for=" + node.encode("ascii", "replace") + b";host=" + host + b";proto=" + scheme
 
 
 def request_body_length(head: RequestHead) -> int | None:
@@ -71,14 +319,52 @@ def request_body_length(head: RequestHead) -> int | None:
     return head.content_length
 
 
-def to_client(head: ResponseHead) -> ResponseHead:
-    """Drop connection-specific response fields that HTTP/2 forbids."""
-    kept = tuple((n, v) for n, v in head.headers if n not in RESPONSE_DROPPED)
-    if len(kept) == len(head.headers):
+def trailers_to_upstream(trailers: Headers) -> Headers:
+    """Request trailers a backend may see as chunked trailers (no framing or routing fields)."""
+    return tuple(item for item in trailers if item[0] not in _TRAILERS_DROPPED)
+
+
+def to_client(
+    head: ResponseHead,
+    *,
+    policy: ForwardingPolicy | None = None,
+    edits: HeaderEdits = NO_EDITS,
+    requestId: bytes = b"",
+) -> ResponseHead:
+    """The response head the client gets: connection-specific fields dropped, names
+    lowercased (HTTP/2 requires it), then the route's edits, Via and X-Request-Id
+    (when the backend did not send one). Without a policy (1xx heads) only the
+    cleaning is done. Returns C{head} itself when nothing changes."""
+    kept: list[tuple[bytes, bytes]] = []
+    changed = False
+    hasRequestId = False
+    for name, value in head.headers:
+        lower = name.lower()
+        if lower != name:
+            changed = True
+        if lower in HOP_BY_HOP:
+            changed = True
+            continue
+        if lower == b"x-request-id":
+            hasRequestId = True
+        kept.append((lower, value))
+    if edits:
+        kept = edits.apply(kept)
+        changed = True
+    if policy is not None:
+        if policy.via:
+            kept.append((b"via", b"1.1 " + VIA_PSEUDONYM))
+            changed = True
+        if policy.requestId and requestId and not hasRequestId:
+            kept.append((b"x-request-id", requestId))
+            changed = True
+    if not changed:
         return head
-    return ResponseHead(status=head.status, headers=kept)
+    return ResponseHead(status=head.status, headers=tuple(kept))
 
 
 def trailers_to_client(trailers: Headers) -> Headers:
-    """Trailer fields safe to send in HTTP/2 (no pseudo or connection-specific ones)."""
-    return tuple((n, v) for n, v in trailers if n not in HOP_BY_HOP and not n.startswith(b":"))
+    """Trailer fields safe to send in HTTP/2 (no pseudo or connection-specific ones),
+    with lowercase names."""
+    lowered = ((name.lower(), value) for name, value in trailers)
+    return tuple(item for item in lowered if item[0] not in HOP_BY_HOP and not item[0].startswith(b":"))

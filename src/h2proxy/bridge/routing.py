@@ -1,73 +1,152 @@
 """Choosing a route for a request: pure, no I/O, no Twisted.
 
-A route matches a host pattern and a path prefix. Hosts are tried from the most
-specific pattern to the least (exact name, then ``*.suffix`` wildcards by longest
-suffix, then ``*``); among the routes of the chosen host, the longest matching path
-prefix wins. The table is built once per config, so matching is a dictionary
-lookup plus a short scan of that host's prefixes.
+A route matches a host pattern and a path. Hosts are tried from the most specific
+pattern to the least (exact name, then ``*.suffix`` wildcards by longest suffix,
+then ``*``); among the routes of one host pattern, an exact path route wins over
+prefixes, and among prefixes the longest one matching on a segment boundary wins.
+When no route of a host pattern matches the path, the next pattern is tried, so a
+``host: "*"``, ``path: /`` route is the default for everything. The table is built
+once per config, so matching is a dictionary lookup plus a short scan of prefixes.
+
+Paths are matched as the client sent them (no percent-decoding or dot-segment
+removal): the path sent to the backend is the path that was matched.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from h2proxy.bridge.headers import HeaderEdits
 from h2proxy.config.model import RouteConfig
 
 
 def host_without_port(authority: bytes) -> str:
-    """The lowercase host part of an ``:authority`` (IPv6 literals keep brackets)."""
+    """The lowercase host part of an ``:authority``, without a trailing dot (IPv6
+    literals keep their brackets)."""
     text = authority.decode("ascii", "replace").lower()
     if text.startswith("["):
         end = text.find("]")
         return text[: end + 1] if end != -1 else text
-    return text.rpartition(":")[0] if ":" in text else text
+    host = text.rpartition(":")[0] if ":" in text else text
+    return host[:-1] if host.endswith(".") else host
 
 
 def path_matches(prefix: str, path: str) -> bool:
-    """True when ``path`` is under ``prefix`` on a segment boundary (``/api`` matches
-    ``/api``, ``/api/x`` and ``/api?q`` but not ``/apix``)."""
+    """True when ``path`` (without its query) is under ``prefix`` on a segment
+    boundary (``/api`` matches ``/api`` and ``/api/x`` but not ``/apix``)."""
     if prefix == "/" or path == prefix:
         return True
     if not path.startswith(prefix):
         return False
-    if prefix.endswith("/"):
-        return True
-    return path[len(prefix)] in "/?"
+    return prefix.endswith("/") or path[len(prefix)] == "/"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One route, compiled for the bridge.
+
+    @ivar config: the route as configured.
+    @ivar upstream: the upstream's name.
+    @ivar requestEdits: header edits for the request.
+    @ivar responseEdits: header edits for the final response.
+    @ivar buffer: a body of unknown length is read whole before the backend is asked.
+    @ivar bufferLimit: the largest body read that way.
+    """
+
+    config: RouteConfig
+    upstream: str
+    requestEdits: HeaderEdits
+    responseEdits: HeaderEdits
+    buffer: bool
+    bufferLimit: int
+
+    @classmethod
+    def fromConfig(cls, config: RouteConfig) -> "Route":
+        return cls(
+            config=config,
+            upstream=config.upstream,
+            requestEdits=HeaderEdits.fromConfig(config.request_headers),
+            responseEdits=HeaderEdits.fromConfig(config.response_headers),
+            buffer=config.request_body == "buffer",
+            bufferLimit=config.buffer_limit,
+        )
+
+    def target(self, path: bytes) -> bytes:
+        """The request-target for the backend: C{path}, or with C{strip_prefix} the
+        path without the matched prefix (always starting with ``/``)."""
+        if not self.config.strip_prefix or path == b"*":
+            return path or b"/"
+        cut = len(self.config.path.rstrip("/"))
+        rest = path[cut:]
+        return rest if rest[:1] == b"/" else b"/" + rest
+
+
+class _HostRoutes:
+    """The routes of one host pattern: exact paths by path, prefixes longest first."""
+
+    def __init__(self) -> None:
+        self.exact: dict[str, Route] = {}
+        self.prefixes: list[Route] = []
+
+    def add(self, route: Route) -> None:
+        """Add a route; call L{ready} once all are added."""
+        if route.config.exact:
+            self.exact.setdefault(route.config.path, route)
+        else:
+            self.prefixes.append(route)
+
+    def ready(self) -> None:
+        self.prefixes.sort(key=lambda r: -len(r.config.path))
+
+    def find(self, path: str) -> Route | None:
+        route = self.exact.get(path)
+        if route is not None:
+            return route
+        for route in self.prefixes:
+            if path_matches(route.config.path, path):
+                return route
+        return None
 
 
 class Router:
-    """Matches ``(authority, path)`` to the L{RouteConfig} that serves it."""
+    """Matches ``(authority, path)`` to the L{Route} that serves it."""
 
     def __init__(self, routes: tuple[RouteConfig, ...]) -> None:
-        self._exact: dict[str, list[RouteConfig]] = {}
-        self._wildcards: list[tuple[str, list[RouteConfig]]] = []
-        self._default: list[RouteConfig] = []
-        wildcards: dict[str, list[RouteConfig]] = {}
-        for route in routes:
-            host = route.host.lower()
+        self._exact: dict[str, _HostRoutes] = {}
+        wildcards: dict[str, _HostRoutes] = {}
+        self._default = _HostRoutes()
+        for config in routes:
+            route = Route.fromConfig(config)
+            host = config.host.lower()
             if host == "*":
-                self._default.append(route)
+                self._default.add(route)
             elif host.startswith("*."):
-                wildcards.setdefault(host[1:], []).append(route)
+                wildcards.setdefault(host[1:], _HostRoutes()).add(route)
             else:
-                self._exact.setdefault(host, []).append(route)
+                self._exact.setdefault(host, _HostRoutes()).add(route)
         self._wildcards = sorted(wildcards.items(), key=lambda item: -len(item[0]))
         for table in (*self._exact.values(), *wildcards.values(), self._default):
-            table.sort(key=lambda r: -len(r.path))
+            table.ready()
 
-    def match(self, authority: bytes, path: bytes) -> RouteConfig | None:
+    def match(self, authority: bytes, path: bytes) -> Route | None:
         """The route for this request, or ``None`` (the caller answers 404)."""
         host = host_without_port(authority)
-        text_path = path.decode("latin-1")
-        for candidates in self._candidates(host):
-            for route in candidates:
-                if path_matches(route.path, text_path):
-                    return route
+        text = path.decode("latin-1")
+        query = text.find("?")
+        if query != -1:
+            text = text[:query]
+        for table in self._candidates(host):
+            route = table.find(text)
+            if route is not None:
+                return route
         return None
 
-    def _candidates(self, host: str):
+    def _candidates(self, host: str) -> Iterator[_HostRoutes]:
         exact = self._exact.get(host)
-        if exact:
+        if exact is not None:
             yield exact
-        for suffix, routes in self._wildcards:
+        for suffix, table in self._wildcards:
             if host.endswith(suffix) and len(host) > len(suffix):
-                yield routes
+                yield table
         yield self._default

@@ -18,6 +18,7 @@ from h2proxy.config import tlscheck
 from h2proxy.config.model import (
     AdminConfig,
     CertificateConfig,
+    ForwardingConfig,
     HealthCheckConfig,
     Http2Config,
     ListenerConfig,
@@ -78,6 +79,25 @@ def _health_check(check: HealthCheckConfig, path: str, report: Report, now: date
         )
 
 
+def _route(route: RouteConfig, path: str, report: Report, now: datetime.datetime) -> None:
+    if route.strip_prefix and route.path == "/":
+        report.warning(child(path, "strip_prefix"), "stripping the path / changes nothing")
+    if route.request_body == "stream" and route.buffer_limit != _DEFAULT_ROUTE.buffer_limit:
+        report.warning(child(path, "buffer_limit"), "has no effect unless request_body is buffer")
+
+
+_DEFAULT_ROUTE = RouteConfig(upstream="default")
+
+
+def _forwarding(forwarding: ForwardingConfig, path: str, report: Report, now: datetime.datetime) -> None:
+    for index, network in enumerate(forwarding.trusted_proxies):
+        if network.endswith("/0"):
+            report.warning(
+                f"{child(path, 'trusted_proxies')}[{index}]",
+                f"{network} trusts every client: anyone can forge X-Forwarded-For and the other forwarding fields",
+            )
+
+
 def _upstream(upstream: UpstreamConfig, path: str, report: Report, now: datetime.datetime) -> None:
     first: dict[tuple[str, int, str], int] = {}
     for index, server in enumerate(upstream.servers):
@@ -101,6 +121,8 @@ _SECTION_CHECKS: dict[type, Callable[[Any, str, Report, datetime.datetime], None
     Http2Config: _http2,
     HealthCheckConfig: _health_check,
     UpstreamConfig: _upstream,
+    RouteConfig: _route,
+    ForwardingConfig: _forwarding,
 }
 
 
@@ -175,14 +197,15 @@ def _route_targets(routes: tuple[RouteConfig, ...], names: tuple[str, ...], path
 
 
 def _route_duplicates(routes: tuple[RouteConfig, ...], path_of: PathOf, report: Report) -> None:
-    first: dict[tuple[str, str], str] = {}
+    first: dict[tuple[str, str, bool], str] = {}
     for route in routes:
         where = path_of(route)
-        match = (route.host, route.path)
+        match = (route.host, route.path, route.exact)
         if match in first:
+            exact = " (exact)" if route.exact else ""
             report.error(
                 child(where, "path"),
-                f"host '{route.host}' and path '{route.path}' are already routed by {first[match]}; this route is never used",
+                f"host '{route.host}' and path '{route.path}'{exact} are already routed by {first[match]}; this route is never used",
             )
         first.setdefault(match, where)
 

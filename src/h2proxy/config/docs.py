@@ -69,11 +69,22 @@ def _row(f: Field, path: str) -> Row:
     if nested is not None:
         section, suffix = nested
         if section.inherits:
-            description += " Same options as [http2](#http2)."
+            provider = _provider_key(section.cls)
+            description += f" Same options as [{provider}](#{_anchor(provider)})."
         else:
             description += f" See [`{key}{suffix}`](#{_anchor(key + suffix)})."
     what = kind.what + (" or null" if f.option.nullable else "")
     return Row(key, what, default_text(f), kind.bounds(), description)
+
+
+def _provider_key(cls: type) -> str:
+    """The top-level key whose section gives C{inherits} sections of C{cls} their
+    defaults (``http2`` for a listener's ``http2``)."""
+    for f in options_of(Config):
+        kind = f.option.kind
+        if isinstance(kind, Section) and kind.provides_defaults and kind.cls is cls:
+            return f.key
+    raise ValueError(f"no top-level section provides defaults for {cls.__name__}")
 
 
 def default_text(f: Field) -> str:
@@ -170,8 +181,11 @@ Besides each value's own type and bounds, the loader checks:
   that has expired, is not yet valid or expires within 30 days, a key file readable
   by every user, and a certificate whose names are all served by an earlier one
   (SNI would never select it); the cipher string selects at least one suite;
-- routes: each names an existing upstream; no two routes with the same host and path;
-  warning for an upstream no route uses;
+- routes: each names an existing upstream; no two routes with the same host, path
+  and `exact`; warnings for an upstream no route uses, `strip_prefix` on the path
+  `/` (nothing to strip), and `buffer_limit` on a route that does not buffer;
+- forwarding: warning for a trusted network that covers every address (`/0`): any
+  client could then forge forwarding fields;
 - upstreams: no server listed twice; a health check's timeout is shorter than its
   interval; warnings for a queue without `max_connections` and a `tls` section
   without any `https://` server;
@@ -195,6 +209,10 @@ Besides each value's own type and bounds, the loader checks:
 - **Environment variables**: `${NAME}` anywhere in a value is replaced by the
   variable's value before the value is read (`cert: ${TLS_DIR}/example.org.pem`,
   `port: ${PORT}`); an unset variable is an error. Use it for secrets' paths.
+- **Header fields** to set or add are written `"name: value"`, in quotes: unquoted,
+  YAML reads `name: value` as a mapping. Names are case-insensitive (sent lowercase).
+- **Networks** (`trusted_proxies`) are CIDR (`10.0.0.0/8`, `2001:db8::/32`) or a
+  single address; a network with host bits set (`10.0.0.1/8`) is refused.
 - `null` (or an empty value) is accepted only where the table says "or null".
 
 ## Options

@@ -37,6 +37,7 @@ from h2proxy.config.spec import (
     Workers,
     option,
 )
+from h2proxy.config.httpkinds import HeaderField, HeaderName, Network
 
 #: Caps on how many of each thing one file may declare (a config is not a database).
 MAX_WORKERS = 256
@@ -46,6 +47,8 @@ MAX_UPSTREAMS = 1024
 MAX_SERVERS = 256
 MAX_ROUTES = 10_000
 MAX_CIPHERS_LENGTH = 4096
+MAX_HEADER_EDITS = 64
+MAX_TRUSTED_NETWORKS = 1024
 
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -167,6 +170,32 @@ class Http2Config:
 
 
 @dataclass(frozen=True, slots=True)
+class ForwardingConfig:
+    """What the proxy tells backends about the client. Forwarding fields a client
+    sent (X-Forwarded-*, Forwarded, X-Real-IP, X-Request-Id) are kept only from a
+    peer inside trusted_proxies, and dropped otherwise. A listener may override any
+    of these options in its own ``forwarding`` section."""
+
+    x_forwarded: bool = option(
+        Boolean(), "Set X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host.", default=True
+    )
+    forwarded: bool = option(Boolean(), "Set the standard Forwarded header (RFC 7239).", default=False)
+    via: bool = option(
+        Boolean(), "Add a Via field naming this proxy to requests and responses (RFC 9110 7.6.3).", default=True
+    )
+    trusted_proxies: tuple[str, ...] = option(
+        ListOf(Network(), 0, MAX_TRUSTED_NETWORKS, unique=True),
+        "Peers whose forwarding fields are believed and extended (their X-Forwarded-For is appended to); empty = nobody.",
+        default=(),
+    )
+    request_id: bool = option(
+        Boolean(),
+        "Send X-Request-Id to backends (a trusted proxy's valid one is kept, else a new one) and return it on every response.",
+        default=True,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class ListenerConfig:
     """One listening socket, shared by every worker."""
 
@@ -185,6 +214,11 @@ class ListenerConfig:
         Boolean(),
         "Expect a PROXY protocol (v1 or v2) header first, as sent by a load balancer in front; the client address comes from it.",
         default=False,
+    )
+    forwarding: ForwardingConfig | None = option(
+        Section(ForwardingConfig, inherits=True),
+        "Overrides of the top-level forwarding options for this listener; options left out keep the top-level values.",
+        default=None,
     )
 
 
@@ -392,15 +426,80 @@ class UpstreamConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HeaderEditsConfig:
+    """Changes to header fields, in this order: remove, then set, then add. Host,
+    Content-Length and connection-specific fields belong to the proxy and cannot be
+    named. (The base of the request and response sections below.)"""
+
+    remove: tuple[str, ...] = option(
+        ListOf(HeaderName(), 0, MAX_HEADER_EDITS, unique=True), "Field names removed.", default=()
+    )
+    set: tuple[tuple[str, str], ...] = option(
+        ListOf(HeaderField(), 0, MAX_HEADER_EDITS),
+        'Fields written "name: value" that replace every field of that name.',
+        default=(),
+    )
+    add: tuple[tuple[str, str], ...] = option(
+        ListOf(HeaderField(), 0, MAX_HEADER_EDITS),
+        'Fields written "name: value" added after the existing ones.',
+        default=(),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHeadersConfig(HeaderEditsConfig):
+    """Changes a route makes to the request's header fields, after the forwarding
+    fields are set: remove, then set, then add. Host, Content-Length and
+    connection-specific fields belong to the proxy and cannot be named."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHeadersConfig(HeaderEditsConfig):
+    """Changes a route makes to the header fields of the backend's final response:
+    remove, then set, then add. Host, Content-Length and connection-specific fields
+    belong to the proxy and cannot be named."""
+
+
+@dataclass(frozen=True, slots=True)
 class RouteConfig:
-    """Which upstream serves a host and path. Host patterns are tried from the most
-    specific (exact, then the longest ``*.`` wildcard, then ``*``); among a host's
-    routes the longest matching path prefix wins. No match: 404."""
+    """Which upstream serves a host and path, and how the request gets there. Host
+    patterns are tried from the most specific (exact, then the longest ``*.``
+    wildcard, then ``*``); among a host's routes an exact path match wins, then the
+    longest matching path prefix. A host with no matching route falls through to
+    the next pattern; a route with ``host: "*"`` and ``path: /`` is the default. No
+    match at all: 404."""
 
     upstream: str = option(NAME, "Name of the upstream that serves matching requests.")
     host: str = option(HOST_PATTERN, "Host matched against :authority (port ignored).", default="*")
     path: str = option(
         PATH_PREFIX, "Path prefix matched on a segment boundary: /api matches /api and /api/x, not /apix.", default="/"
+    )
+    exact: bool = option(
+        Boolean(), "Match the path exactly (the query string aside) instead of as a prefix.", default=False
+    )
+    strip_prefix: bool = option(
+        Boolean(), "Remove the matched path from the request path before forwarding: /api/x becomes /x.", default=False
+    )
+    request_headers: RequestHeadersConfig = option(
+        Section(RequestHeadersConfig),
+        "Changes to the request's fields, made after the forwarding fields are set.",
+        default_factory=RequestHeadersConfig,
+    )
+    response_headers: ResponseHeadersConfig = option(
+        Section(ResponseHeadersConfig),
+        "Changes to the fields of the backend's final response.",
+        default_factory=ResponseHeadersConfig,
+    )
+    request_body: str = option(
+        Choice(("stream", "buffer")),
+        "stream: pass the body on as it arrives; buffer: read a body of unknown length whole first "
+        "(spilling to a temporary file) so the backend gets a Content-Length.",
+        default="stream",
+    )
+    buffer_limit: int = option(
+        Size(1024, 1024 * GiB),
+        "Largest body request_body: buffer reads; over it, 413 and the backend sees nothing.",
+        default=64 * 1024 * 1024,
     )
 
 
@@ -500,17 +599,6 @@ class AdminConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class ForwardingConfig:
-    """What the proxy tells backends about the client, replacing any client-sent copy."""
-
-    x_forwarded: bool = option(
-        Boolean(), "Set X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host.", default=True
-    )
-    forwarded: bool = option(Boolean(), "Set the standard Forwarded header (RFC 7239).", default=False)
-    via: bool = option(Boolean(), "Add a Via header naming this proxy (RFC 9110 7.6.3).", default=True)
-
-
-@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration of one daemon.
 
@@ -542,7 +630,9 @@ class Config:
         Section(AdminConfig), "Metrics and status listener; omit to have none.", default=None
     )
     forwarding: ForwardingConfig = option(
-        Section(ForwardingConfig), "Headers describing the client to backends.", default_factory=ForwardingConfig
+        Section(ForwardingConfig, provides_defaults=True),
+        "Headers describing the client to backends, for every listener.",
+        default_factory=ForwardingConfig,
     )
     user: str | None = option(
         SystemAccount(), "User the workers run as after binding (when started as root); null = unchanged.",
@@ -562,3 +652,8 @@ class Config:
         override is always complete.
         """
         return listener.http2 or self.http2
+
+    def forwarding_for(self, listener: ListenerConfig) -> ForwardingConfig:
+        """The forwarding options a listener runs with: its override (already merged
+        over the top level by the loader), else the top level."""
+        return listener.forwarding or self.forwarding
