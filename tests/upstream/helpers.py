@@ -3,6 +3,8 @@ controllable endpoint, and a connected protocol on a StringTransport."""
 
 from __future__ import annotations
 
+import random
+
 from twisted.internet import defer
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -182,11 +184,15 @@ class FakeEndpoint:
 def make_pool(
     *,
     servers: int = 1,
+    weights: tuple[int, ...] | None = None,
+    scheme: str = "http",
     connectTimeout: float = 5.0,
     responseTimeout: float = 30.0,
+    idleTimeout: float | None = None,
+    rng: random.Random | None = None,
     **config,
 ) -> tuple[UpstreamPool, MemoryReactorClock, list[FakeEndpoint]]:
-    """A pool over C{servers} fake servers on a fake clock."""
+    """A pool over C{servers} fake servers (ports 8000, 8001, ...) on a fake clock."""
     clock = MemoryReactorClock()
     endpoints: list[FakeEndpoint] = []
 
@@ -195,9 +201,12 @@ def make_pool(
         endpoints.append(endpoint)
         return endpoint
 
+    weights = weights or (1,) * servers
     upstream = UpstreamConfig(
         name="app",
-        servers=tuple(ServerConfig(host="127.0.0.1", port=8000 + i) for i in range(servers)),
+        servers=tuple(
+            ServerConfig(host="127.0.0.1", port=8000 + i, scheme=scheme, weight=w) for i, w in enumerate(weights)
+        ),
         **config,
     )
     pool = UpstreamPool(
@@ -205,7 +214,9 @@ def make_pool(
         config=upstream,
         connectTimeout=connectTimeout,
         responseTimeout=responseTimeout,
+        idleTimeout=idleTimeout,
         endpointFactory=factory,
+        rng=rng,
     )
     return pool, clock, endpoints
 
