@@ -85,6 +85,7 @@ class Settings:
     peers: tuple[str, ...] = ("h2proxy", "nginx", "twisted")
     workloads: tuple[str, ...] = ("W1", "W2", "W3", "W4", "W5", "W6", "idle")
     http2: dict = field(default_factory=dict)   # h2proxy http2: overrides (tuning runs)
+    overrides: dict = field(default_factory=dict)   # h2proxy config "dotted.path": value (tuning runs)
     keep_workdir: bool = False
 
 
@@ -370,6 +371,12 @@ class H2ProxyPeer(Peer):
         }
         if self.settings.http2:
             config["http2"] = dict(self.settings.http2)
+        for dotted, value in self.settings.overrides.items():
+            *parents, leaf = dotted.split(".")
+            node = config
+            for key in parents:
+                node = node.setdefault(key, {})
+            node[leaf] = value
         return config
 
     def start(self, extra_twistd: tuple[str, ...] = ()) -> None:
@@ -872,7 +879,8 @@ def environment() -> dict:
             "host": platform.node(), "kernel": platform.release(), "cpu": cpu, "cores": os.cpu_count(),
             "python": platform.python_version(), "twisted": twisted.__version__, "h2": h2.__version__,
             "nginx": first_line(["nginx", "-v"]), "h2load": first_line(["h2load", "--version"]),
-            "git": first_line(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])}
+            "git": first_line(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+            "src_changes_not_committed": first_line(["sh", "-c", f"git -C {ROOT} status --porcelain src | wc -l"])}
 
 
 def log(message: str) -> None:
@@ -892,6 +900,8 @@ def parse_args(argv: list[str]) -> tuple[Settings, argparse.Namespace]:
     parser.add_argument("--idle-count", type=int)
     parser.add_argument("--http2", action="append", default=[], metavar="KEY=VALUE",
                         help="h2proxy http2: setting for a tuning run, e.g. initial_window_size=4MiB")
+    parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                        help="any h2proxy config value for a tuning run, e.g. upstreams.origin.keepalive=512")
     parser.add_argument("--origin-binary", default=str(BENCH / "build" / "origin"))
     parser.add_argument("--keep-workdir", action="store_true", help="keep configs and logs after the run")
     parser.add_argument("--profile", action="store_true",
@@ -912,6 +922,9 @@ def parse_args(argv: list[str]) -> tuple[Settings, argparse.Namespace]:
     if unknown:
         parser.error(f"unknown peer or workload: {', '.join(unknown)}")
     settings.http2 = dict(item.split("=", 1) for item in args.http2)
+    import yaml
+
+    settings.overrides = {path: yaml.safe_load(value) for path, value in (i.split("=", 1) for i in args.set)}
     settings.keep_workdir = args.keep_workdir
     return settings, args
 
