@@ -419,32 +419,32 @@ def test_idle_timeout_sends_goaway_then_aborts_after_abort_timeout():
     assert server.transport.disconnected
 
 
-def test_idle_timeout_is_reset_by_frames_and_written_data():
-    """When frames arrive or response data is written, the idle timer starts over."""
+def test_idle_timeout_is_reset_by_frames_while_no_stream_is_open():
+    """When frames arrive on a connection with no stream open, the idle timer starts over."""
     server, client = connected(idleTimeout=10)
     server.clock.advance(8)
     client.conn.ping(b"12345678")
     client.flush()
     server.clock.advance(8)
     assert not server.transport.disconnecting
-    streamID = client.request(end=False)
-    stream = server.handlers[streamID].stream
-    stream.writeHeaders(ResponseHead(200))
-    for _ in range(3):
-        server.clock.advance(8)
-        stream.write(b"tick")
-        client.flush()
-    assert not server.transport.disconnecting
-    server.clock.advance(10)
+    server.clock.advance(2)
     assert server.transport.disconnecting
 
 
-def test_idle_timeout_aborts_open_streams():
-    """When the idle timeout fires with streams open, their handlers are aborted with a TimeoutError."""
+def test_an_open_stream_waiting_on_its_handler_does_not_make_the_connection_idle():
+    """When a stream waits on its backend longer than the idle timeout (a long poll), the connection stays open; the idle timer starts when the last stream completes."""
     server, client = connected(idleTimeout=10)
-    handler = server.handlers[client.request(end=False)]
-    server.clock.advance(10)
-    assert handler.aborted[0].check(TimeoutError)
+    streamID = client.request()
+    handler = server.handlers[streamID]
+    server.clock.advance(100)
+    assert not server.transport.disconnecting and handler.aborted == []
+    handler.respond(200, b"late")
+    client.flush()
+    assert client.response(streamID)["body"] == b"late"
+    server.clock.advance(9.9)
+    assert not server.transport.disconnecting
+    server.clock.advance(0.1)
+    assert server.transport.disconnecting
 
 
 def test_no_abort_when_the_connection_goes_away_in_time():

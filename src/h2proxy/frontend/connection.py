@@ -35,6 +35,26 @@ duties: see shared/spec/H2Connection.txt), without its defects:
   the streams already opened finish; the idle timeout sends GOAWAY NO_ERROR and
   closes, and whenever we close, C{abortTimeout} later the transport is aborted if
   it is still there.
+- B{Hostile clients.} (See docs/security.md for the whole list.)
+
+  - A request reaches its handler only at the end of the read that completed its
+    headers, and only if the stream is still open then: a HEADERS and RST_STREAM
+    pair in one read (rapid reset) never starts backend work.
+  - Two leaky-bucket budgets (L{h2proxy.frontend.budget}): streams the client
+    resets before their response is complete (C{reset_budget}), and "glitches"
+    (C{glitch_budget}): stream errors, refused or malformed requests, premature
+    resets, empty DATA or header fragments, WINDOW_UPDATEs under
+    L{TINY_WINDOW_UPDATE} while a stream waits for window, PRIORITY frames,
+    SETTINGS after the first, unknown frame types. Over either, GOAWAY
+    ENHANCE_YOUR_CALM and close at once.
+  - Timers: the idle timeout runs only while no stream is open (a stream waiting
+    on its backend is governed by the backend timeouts), and is reset by reads;
+    C{requestHeaderTimeout} bounds the time to the first complete request
+    headers; C{sendTimeout} bounds how long the transport may stay paused (the
+    client does not read) and how long a stream may wait for window with data
+    queued; C{requestBodyTimeout} bounds the silence of a client whose request
+    body the proxy is waiting for. The per-stream ones share one watchdog timer
+    per connection (L{_watch}), so a DATA frame costs a clock read, not a timer.
 """
 
 from __future__ import annotations
@@ -60,7 +80,7 @@ from h2.events import (
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes
 from priority import PriorityError, PriorityTree
-from twisted.internet.error import ConnectionLost, TimeoutError
+from twisted.internet.error import ConnectionAborted, ConnectionLost, TimeoutError
 from twisted.internet.interfaces import IAddress, IDelayedCall, IProtocol, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
@@ -69,6 +89,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from h2proxy.config.model import Http2Config
+from h2proxy.frontend.budget import Budget
 from h2proxy.frontend.h2machine import ServerConnection
 from h2proxy.frontend.stream import END_AFTER_DATA, H2Stream, ResponseCompletedEarly, StreamResetError
 from h2proxy.frontend.validation import (
@@ -101,10 +122,20 @@ MAX_STREAM_ID = 2**31 - 1
 #: it the header block is treated as an attack (ENHANCE_YOUR_CALM).
 HEADER_LIST_HARD_LIMIT_FACTOR = 4
 
+#: Seconds of float error tolerated when the watchdog compares a deadline with the
+#: clock (it was scheduled for that very deadline).
+_CLOCK_SLACK = 1e-6
+
 #: RFC 9113 6.9.2: every window starts at 65,535 octets.
 DEFAULT_WINDOW = 65535
 
-_REASONS = {400: "Bad Request", 431: "Request Header Fields Too Large"}
+#: A WINDOW_UPDATE smaller than this, for a stream (or the connection) that has
+#: response bytes waiting for window, is a glitch: the data dribble of CVE-2019-9511
+#: makes the proxy cut its queue into frames of a few bytes. Clients batch their
+#: updates (h2, nghttp2, browsers: half a window at a time), far above this.
+TINY_WINDOW_UPDATE = 1024
+
+_REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}
 
 
 class ConnectionTracker:
@@ -147,8 +178,16 @@ class H2Connection(Protocol, TimeoutMixin):
         unblocked when they can send now.
     @ivar abortTimeout: seconds between closing the transport ourselves and
         aborting it if it has not gone away; C{None} waits forever.
-    @ivar timeOut: the idle timeout (L{TimeoutMixin}), reset by received frames and
-        by written data.
+    @ivar timeOut: the running idle timeout (L{TimeoutMixin}): C{idleTimeout} while
+        no stream is open, reset by received frames; C{None} while streams are open.
+    @ivar idleTimeout: the configured idle timeout.
+    @ivar requestHeaderTimeout: seconds from C{connectionMade} to the first complete
+        request headers, else GOAWAY and close; C{None}: no deadline. The protocol
+        negotiation may lower it before the connection is made (time already spent).
+    @ivar requestBodyTimeout: longest silence of a client whose request body a
+        handler is waiting for; C{None}: none.
+    @ivar sendTimeout: longest time the transport may stay paused, or a stream with
+        queued response bytes may wait for window; C{None}: none.
     @ivar secure: whether the transport is TLS.
     @ivar tracker: told when the connection opens and closes (the factory).
     """
@@ -162,11 +201,18 @@ class H2Connection(Protocol, TimeoutMixin):
         idleTimeout: float | None,
         abortTimeout: float | None,
         secure: bool,
+        requestHeaderTimeout: float | None = None,
+        requestBodyTimeout: float | None = None,
+        sendTimeout: float | None = None,
     ) -> None:
         self._reactor = reactor
         self._handlerFactory = handlerFactory
         self._settings = settings
         self.timeOut = idleTimeout
+        self.idleTimeout = idleTimeout
+        self.requestHeaderTimeout = requestHeaderTimeout
+        self.requestBodyTimeout = requestBodyTimeout
+        self.sendTimeout = sendTimeout
         self.abortTimeout = abortTimeout
         self.secure = secure
         self.tracker: ConnectionTracker | None = None
@@ -179,6 +225,7 @@ class H2Connection(Protocol, TimeoutMixin):
                 SettingCodes.MAX_HEADER_LIST_SIZE: settings.max_header_list_size,
             },
             header_list_hard_limit=settings.max_header_list_size * HEADER_LIST_HARD_LIMIT_FACTOR,
+            max_continuation_frames=settings.max_continuation_frames,
         )
         self.streams: dict[int, H2Stream] = {}
         self.priority = PriorityTree(maximum_streams=2 * settings.max_concurrent_streams + 1)
@@ -198,6 +245,13 @@ class H2Connection(Protocol, TimeoutMixin):
         self._closing = False
         self._lost = False
         self._acceptedStreams = 0
+        self._starting: list[H2Stream] = []
+        self._resets = Budget(settings.reset_budget, settings.budget_window, reactor)
+        self._glitches = Budget(settings.glitch_budget, settings.budget_window, reactor)
+        self._settingsFrames = 0
+        self._headerCall: IDelayedCall | None = None
+        self._sendStallCall: IDelayedCall | None = None
+        self._watchCall: IDelayedCall | None = None
         self._eventHandlers: dict[type, Callable[[Any], None]] = {
             RequestReceived: self._requestReceived,
             DataReceived: self._requestDataReceived,
@@ -208,10 +262,10 @@ class H2Connection(Protocol, TimeoutMixin):
             PriorityUpdated: self._priorityUpdated,
             RemoteSettingsChanged: self._remoteSettingsChanged,
             ConnectionTerminated: self._peerGoAway,
+            UnknownFrameReceived: self._unknownFrame,
             SettingsAcknowledged: _ignore,
             PingReceived: _ignore,
             PingAckReceived: _ignore,
-            UnknownFrameReceived: _ignore,
         }
 
     # -- IProtocol --------------------------------------------------------------
@@ -228,12 +282,15 @@ class H2Connection(Protocol, TimeoutMixin):
         if extra > 0:
             self.conn.increment_flow_control_window(extra)
         self._flushOutput()
-        self.setTimeout(self.timeOut)
+        self.setTimeout(self.idleTimeout)
+        if self.requestHeaderTimeout is not None:
+            self._headerCall = self.callLater(self.requestHeaderTimeout, self._requestHeaderTimedOut)
         if self.tracker is not None:
             self.tracker.connectionOpened(self)
 
     def dataReceived(self, data: bytes) -> None:
-        """Feed h2, dispatch its events, then send what they produced in one write."""
+        """Feed h2, dispatch its events, start the handlers of the requests that are
+        still open, then send what all that produced in one write."""
         if self._closing:
             return
         self.resetTimeout()
@@ -244,10 +301,14 @@ class H2Connection(Protocol, TimeoutMixin):
             except ProtocolError as e:
                 self._connectionError(e)
                 return
+            glitches = self.conn.takeGlitches()
+            if glitches:
+                self._glitch(self.conn.lastGlitch, glitches)
             for event in events:
                 if self._closing:
                     return
                 self._dispatch(event)
+            self._startHandlers()
         except Exception:
             self._internalError(Failure())
             return
@@ -285,6 +346,7 @@ class H2Connection(Protocol, TimeoutMixin):
             self._abortingCall.cancel()
             self._abortingCall = None
         self._abortAllStreams(reason)
+        self._starting.clear()
         self._controlBuffer.clear()
         self._controlBuffered = 0
         if self.tracker is not None:
@@ -293,12 +355,18 @@ class H2Connection(Protocol, TimeoutMixin):
     # -- IPushProducer (driven by the transport) --------------------------------
 
     def pauseProducing(self) -> None:
-        """The transport is full: stop the send loop (control frames get buffered)."""
+        """The transport is full: stop the send loop (control frames get buffered)
+        and give the client C{sendTimeout} seconds to read."""
         self._transportPaused = True
+        if self.sendTimeout is not None and self._sendStallCall is None and not self._closing:
+            self._sendStallCall = self.callLater(self.sendTimeout, self._sendTimedOut)
 
     def resumeProducing(self) -> None:
         """The transport drained: flush buffered control frames, then send again."""
         self._transportPaused = False
+        if self._sendStallCall is not None:
+            self._sendStallCall.cancel()
+            self._sendStallCall = None
         if self._closing:
             return
         if self._controlBuffer:
@@ -429,6 +497,20 @@ class H2Connection(Protocol, TimeoutMixin):
         self._outputReady()
         self._gracefulCall = self.callLater(GRACEFUL_GOAWAY_DELAY, self._sendFinalGoAway)
 
+    def isIdle(self) -> bool:
+        """No stream is open and the connection is not closing: closing it now
+        loses nothing (the worker's connection cap closes such connections first)."""
+        return not self.streams and not self._closing
+
+    def closeIdle(self) -> None:
+        """Close an idle connection to make room for another: GOAWAY NO_ERROR naming
+        the last accepted stream, then close."""
+        if not self.isIdle():
+            return
+        log.info("closing idle HTTP/2 connection from {peer} to make room for a new one", peer=self._peer())
+        self.conn.send_goaway(self.conn.last_accepted_stream_id)
+        self._closeNow(Failure(ConnectionLost("idle connection closed at the connection cap")))
+
     # -- used by H2Stream --------------------------------------------------------
 
     def callHandler(self, stream: H2Stream, method: Callable[..., None], *args: Any) -> None:
@@ -450,6 +532,17 @@ class H2Connection(Protocol, TimeoutMixin):
         self.conn.reset_stream(stream.streamID, ErrorCodes.PROTOCOL_ERROR)
         self._abortStream(stream, Failure(StreamResetError(ErrorCodes.PROTOCOL_ERROR, byPeer=False, message=message)))
         self._outputReady()
+        self._glitch(f"malformed request body: {message}")
+
+    def bodyWaitStarted(self, stream: H2Stream) -> None:
+        """The stream's handler waits for request body bytes again (started or
+        resumed): make sure the watchdog looks at it C{requestBodyTimeout} later."""
+        if self.requestBodyTimeout is not None and not self._closing:
+            self._watch(stream.lastBodyProgress + self.requestBodyTimeout)
+
+    def now(self) -> float:
+        """The injected clock's time (streams stamp their progress with it)."""
+        return self._reactor.seconds()
 
     def requestDelivered(self, stream: H2Stream) -> None:
         """The handler has the whole request; complete the stream if the response is sent."""
@@ -465,7 +558,12 @@ class H2Connection(Protocol, TimeoutMixin):
         handler(event)
 
     def _requestReceived(self, event: RequestReceived) -> None:
+        """Validate a request and accept its stream; its handler starts at the end
+        of this read (L{_startHandlers}), if the stream is still open then."""
         streamID = event.stream_id
+        if self._headerCall is not None:
+            self._headerCall.cancel()
+            self._headerCall = None
         if self._refusing(streamID):
             self.conn.reset_stream(streamID, ErrorCodes.REFUSED_STREAM)
             return
@@ -478,23 +576,46 @@ class H2Connection(Protocol, TimeoutMixin):
         except MalformedRequest as e:
             log.info("malformed request on stream {stream} from {peer}: {message}", stream=streamID, peer=self._peer(), message=str(e))
             self.conn.reset_stream(streamID, ErrorCodes.PROTOCOL_ERROR)
+            self._glitch(f"malformed request: {e}")
             return
         except UnusableRequest as e:
             self._answerDirectly(streamID, e.status, str(e))
+            self._glitch(f"request refused with {e.status}: {e}")
             return
         stream = self._accept(streamID, parsed.head)
         if parsed.expectsContinue and not parsed.head.end_stream:
             stream.outHeaders.append(([(b":status", b"100")], False))
             self._streamChanged(stream)
+        self._starting.append(stream)
+
+    def _startHandlers(self) -> None:
+        """End of a read: hand the requests it completed to their handlers, except
+        those the client has reset meanwhile (rapid reset: no backend work at all)."""
+        if not self._starting:
+            return
+        starting, self._starting = self._starting, []
+        for stream in starting:
+            if self._closing:
+                return
+            if stream.alive:
+                self._startHandler(stream)
+
+    def _startHandler(self, stream: H2Stream) -> None:
         try:
             stream.handler = self._handlerFactory(stream)
         except Exception:
-            log.failure("handler factory failed for stream {stream} from {peer}", stream=streamID, peer=self._peer())
-            self.abortRequest(streamID, ErrorCodes.INTERNAL_ERROR)
+            log.failure("handler factory failed for stream {stream} from {peer}", stream=stream.streamID, peer=self._peer())
+            self.abortRequest(stream.streamID, ErrorCodes.INTERNAL_ERROR)
             return
-        self.callHandler(stream, stream.handler.requestReceived, parsed.head)
+        self.callHandler(stream, stream.handler.requestReceived, stream.head)
+        if stream.alive:
+            stream.start()
 
     def _requestDataReceived(self, event: DataReceived) -> None:
+        if not event.data and event.stream_ended is None:
+            self._glitch("empty DATA frame")
+            if self._closing:
+                return
         stream = self.streams.get(event.stream_id)
         if stream is None:
             # Reset earlier in this read: the bytes still count on the connection window.
@@ -527,18 +648,39 @@ class H2Connection(Protocol, TimeoutMixin):
         else:
             log.info("stream error on stream {stream} from {peer}: {code}", stream=event.stream_id, peer=self._peer(), code=event.error_code)
         self._abortStream(stream, Failure(StreamResetError(event.error_code, byPeer=event.remote_reset)))
+        if event.remote_reset:
+            self._prematureReset()
 
     def _windowUpdated(self, event: WindowUpdated) -> None:
-        if event.stream_id:
-            stream = self.streams.get(event.stream_id)
-            if stream is not None:
-                self._streamChanged(stream)
+        streamID = event.stream_id
+        if streamID:
+            stream = self.streams.get(streamID)
+            if stream is None:
+                return
+            if event.delta < TINY_WINDOW_UPDATE and streamID in self._windowBlocked:
+                self._glitch("tiny WINDOW_UPDATE")
+                if self._closing:
+                    return
+            self._streamChanged(stream)
         else:
+            if event.delta < TINY_WINDOW_UPDATE and self._windowBlocked:
+                self._glitch("tiny WINDOW_UPDATE")
+                if self._closing:
+                    return
             self._windowsChanged(self._windowBlocked)
 
     def _remoteSettingsChanged(self, event: RemoteSettingsChanged) -> None:
+        self._settingsFrames += 1
+        if self._settingsFrames > 1:
+            self._glitch("SETTINGS frame after the first")
+            if self._closing:
+                return
         if SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
             self._windowsChanged(self.streams)
+
+    def _unknownFrame(self, event: UnknownFrameReceived) -> None:
+        """Extension frames are ignored (RFC 9113 5.5), but a flood of them is not free."""
+        self._glitch("frame of an unknown type")
 
     def _priorityUpdated(self, event: PriorityUpdated) -> None:
         """RFC 7540 priorities, for live streams only: a dependency on a stream we
@@ -559,6 +701,133 @@ class H2Connection(Protocol, TimeoutMixin):
             log.info("client {peer} sent GOAWAY {code}: {data!r}", peer=self._peer(), code=event.error_code, data=event.additional_data)
         self._maybeClose()
 
+    # -- budgets and timers against hostile clients -------------------------------
+
+    def _prematureReset(self) -> None:
+        """The client reset a stream whose response was not complete."""
+        if self._resets.charge():
+            self._calmDown(f"{self._resets.spent} streams reset before their response", "reset_budget", self._resets.capacity)
+            return
+        self._glitch("stream reset before its response")
+
+    def _glitch(self, what: str, units: int = 1) -> None:
+        """Charge the glitch budget; over it, close the connection."""
+        if self._glitches.charge(units):
+            self._calmDown(f"{self._glitches.spent} glitches (the last: {what})", "glitch_budget", self._glitches.capacity)
+
+    def _calmDown(self, what: str, option: str, limit: int) -> None:
+        """A budget is spent: GOAWAY ENHANCE_YOUR_CALM and close now."""
+        if self._closing:
+            return
+        log.warn(
+            "closing HTTP/2 connection from {peer}: {what}, over http2.{option} ({limit} per {window}s); "
+            "GOAWAY ENHANCE_YOUR_CALM",
+            peer=self._peer(),
+            what=what,
+            option=option,
+            limit=limit,
+            window=self._settings.budget_window,
+        )
+        self.conn.send_goaway(
+            self.conn.last_accepted_stream_id, ErrorCodes.ENHANCE_YOUR_CALM, f"http2.{option} exceeded".encode()
+        )
+        self._closeNow(Failure(ConnectionAborted(f"http2.{option} exceeded: {what}")))
+
+    def _requestHeaderTimedOut(self) -> None:
+        """No complete request headers within C{requestHeaderTimeout} of the start."""
+        self._headerCall = None
+        if self._closing:
+            return
+        log.info(
+            "closing HTTP/2 connection from {peer}: no complete request headers within {timeout}s",
+            peer=self._peer(),
+            timeout=self.requestHeaderTimeout,
+        )
+        self.conn.send_goaway(self.conn.last_accepted_stream_id)
+        self._closeNow(Failure(TimeoutError(f"no request headers within {self.requestHeaderTimeout}s")))
+
+    def _sendTimedOut(self) -> None:
+        """The transport stayed paused C{sendTimeout} seconds: the client does not read."""
+        self._sendStallCall = None
+        if self._closing:
+            return
+        log.info(
+            "aborting HTTP/2 connection from {peer}: it read nothing for {timeout}s", peer=self._peer(), timeout=self.sendTimeout
+        )
+        self._abortNow(Failure(TimeoutError(f"client read nothing for {self.sendTimeout}s")))
+
+    def _watch(self, deadline: float) -> None:
+        """Make sure the watchdog runs no later than C{deadline}."""
+        delay = max(0.0, deadline - self._reactor.seconds())
+        call = self._watchCall
+        if call is None:
+            self._watchCall = self.callLater(delay, self._watchdog)
+        elif call.getTime() > deadline:
+            call.reset(delay)
+
+    def _watchdog(self) -> None:
+        """Deal with the streams whose request body or response window has stalled
+        past its timeout; run again at the next deadline, if there is one."""
+        self._watchCall = None
+        if self._closing:
+            return
+        now = self._reactor.seconds() + _CLOCK_SLACK
+        nextDeadline: float | None = None
+        for stream in list(self.streams.values()):
+            windowDeadline, bodyDeadline = self._deadlines(stream)
+            if windowDeadline is not None and windowDeadline <= now:
+                self._windowTimedOut(stream)
+            elif bodyDeadline is not None and bodyDeadline <= now:
+                self._requestBodyTimedOut(stream)
+            else:
+                for deadline in (windowDeadline, bodyDeadline):
+                    if deadline is not None and (nextDeadline is None or deadline < nextDeadline):
+                        nextDeadline = deadline
+            if self._closing:
+                return
+        if nextDeadline is not None:
+            self._watch(nextDeadline)
+
+    def _deadlines(self, stream: H2Stream) -> tuple[float | None, float | None]:
+        """When C{stream}'s wait for window, and its wait for request body, time out."""
+        window = body = None
+        if self.sendTimeout is not None and stream.streamID in self._windowBlocked:
+            window = stream.windowWaitSince + self.sendTimeout
+        if self.requestBodyTimeout is not None and stream.awaitingBody:
+            body = stream.lastBodyProgress + self.requestBodyTimeout
+        return window, body
+
+    def _windowTimedOut(self, stream: H2Stream) -> None:
+        log.info(
+            "resetting stream {stream} from {peer}: response bytes waited {timeout}s for flow-control window",
+            stream=stream.streamID,
+            peer=self._peer(),
+            timeout=self.sendTimeout,
+        )
+        self.abortRequest(stream.streamID, ErrorCodes.CANCEL)
+
+    def _requestBodyTimedOut(self, stream: H2Stream) -> None:
+        """The client sent no request body bytes for C{requestBodyTimeout}: 408 if no
+        response has started (the handler is told the stream is gone), else reset."""
+        log.info(
+            "stream {stream} from {peer}: no request body bytes for {timeout}s",
+            stream=stream.streamID,
+            peer=self._peer(),
+            timeout=self.requestBodyTimeout,
+        )
+        if stream.finalHeadersQueued:
+            self.abortRequest(stream.streamID, ErrorCodes.CANCEL)
+            return
+        handler, stream.handler = stream.handler, _DISCARD
+        stream.abandonBody()
+        if handler is not None:
+            try:
+                handler.streamAborted(Failure(TimeoutError(f"no request body bytes for {self.requestBodyTimeout}s")))
+            except Exception:
+                log.failure("streamAborted raised for stream {stream} from {peer}", stream=stream.streamID, peer=self._peer())
+        if stream.alive and not stream.finalHeadersQueued:
+            self._writeErrorResponse(stream.streamID, 408, "request body not received in time")
+
     # -- accepting, answering and removing streams --------------------------------
 
     def _refusing(self, streamID: int) -> bool:
@@ -569,6 +838,8 @@ class H2Connection(Protocol, TimeoutMixin):
     def _accept(self, streamID: int, head: Any) -> H2Stream:
         stream = H2Stream(streamID=streamID, head=head, connection=self)
         self.streams[streamID] = stream
+        if len(self.streams) == 1:
+            self.setTimeout(None)
         self.priority.insert_stream(streamID)
         self.priority.block(streamID)
         self.conn.last_accepted_stream_id = streamID
@@ -584,6 +855,11 @@ class H2Connection(Protocol, TimeoutMixin):
         log.info("refusing request on stream {stream} from {peer} with {status}: {message}", stream=streamID, peer=self._peer(), status=status, message=message)
         stream = self._accept(streamID, None)
         stream.handler = _DISCARD
+        stream.start()
+        self._writeErrorResponse(streamID, status, message)
+
+    def _writeErrorResponse(self, streamID: int, status: int, message: str) -> None:
+        """A short text response written by the front end itself."""
         body = f"{status} {_REASONS.get(status, 'Error')}: {message}\n".encode()
         head = ResponseHead(
             status=status,
@@ -630,6 +906,8 @@ class H2Connection(Protocol, TimeoutMixin):
         self._windowBlocked.discard(streamID)
         if undelivered and not self._closing:
             self.conn.acknowledge_received_data(undelivered, streamID)
+        if not self.streams and not self._closing:
+            self.setTimeout(self.idleTimeout)
         self._maybeClose()
 
     def _abortAllStreams(self, reason: Failure) -> None:
@@ -681,8 +959,11 @@ class H2Connection(Protocol, TimeoutMixin):
             ready = self.conn.local_flow_control_window(streamID) > 0
             if ready:
                 self._windowBlocked.discard(streamID)
-            else:
+            elif streamID not in self._windowBlocked:
                 self._windowBlocked.add(streamID)
+                if self.sendTimeout is not None:
+                    stream.windowWaitSince = self._reactor.seconds()
+                    self._watch(stream.windowWaitSince + self.sendTimeout)
         else:
             ready = False
         if ready != (streamID in self._ready):
@@ -722,8 +1003,7 @@ class H2Connection(Protocol, TimeoutMixin):
             self._internalError(Failure())
             return
         self._inSend = False
-        if self._flushOutput():
-            self.resetTimeout()
+        self._flushOutput()
         if self._ready and not self._closing:
             self._scheduleSend()
 
@@ -798,11 +1078,17 @@ class H2Connection(Protocol, TimeoutMixin):
                 value=self._controlBuffered,
                 limit=limit,
             )
-            self._closing = True
-            self._cancelTimers()
-            self.setTimeout(None)
-            self._abortAllStreams(Failure(ConnectionLost("control frame buffer limit exceeded")))
-            self.transport.abortConnection()
+            self._abortNow(Failure(ConnectionLost("control frame buffer limit exceeded")))
+
+    def _abortNow(self, reason: Failure) -> None:
+        """Drop the connection without a word: the client is not reading anyway."""
+        self._closing = True
+        self._cancelTimers()
+        self.setTimeout(None)
+        self._abortAllStreams(reason)
+        self._controlBuffer.clear()
+        self._controlBuffered = 0
+        self.transport.abortConnection()
 
     def _writeAllNow(self) -> None:
         """Closing: write buffered control frames and h2's output whatever the
@@ -864,10 +1150,10 @@ class H2Connection(Protocol, TimeoutMixin):
             self._abortingCall = self.callLater(self.abortTimeout, self.forceAbortClient)
 
     def _cancelTimers(self) -> None:
-        for call in (self._sendCall, self._gracefulCall):
+        for call in (self._sendCall, self._gracefulCall, self._headerCall, self._sendStallCall, self._watchCall):
             if call is not None and call.active():
                 call.cancel()
-        self._sendCall = self._gracefulCall = None
+        self._sendCall = self._gracefulCall = self._headerCall = self._sendStallCall = self._watchCall = None
 
     def _peer(self) -> str:
         transport = self.transport

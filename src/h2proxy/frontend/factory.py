@@ -31,6 +31,8 @@ class H2Factory(ServerFactory, ConnectionTracker):
     @ivar connections: the live connections (between C{connectionMade} and
         C{connectionLost}).
     @ivar draining: whether L{drain} was called; new connections then go away at once.
+
+    The timeouts are those of L{H2Connection}, given to every connection it builds.
     """
 
     def __init__(
@@ -42,6 +44,9 @@ class H2Factory(ServerFactory, ConnectionTracker):
         idleTimeout: float | None,
         abortTimeout: float | None,
         secure: bool,
+        requestHeaderTimeout: float | None = None,
+        requestBodyTimeout: float | None = None,
+        sendTimeout: float | None = None,
     ) -> None:
         self.reactor = reactor
         self.handlerFactory = handlerFactory
@@ -49,6 +54,9 @@ class H2Factory(ServerFactory, ConnectionTracker):
         self.idleTimeout = idleTimeout
         self.abortTimeout = abortTimeout
         self.secure = secure
+        self.requestHeaderTimeout = requestHeaderTimeout
+        self.requestBodyTimeout = requestBodyTimeout
+        self.sendTimeout = sendTimeout
         self.connections: set[H2Connection] = set()
         self.draining = False
         self._drainTimer: IDelayedCall | None = None
@@ -62,6 +70,9 @@ class H2Factory(ServerFactory, ConnectionTracker):
             idleTimeout=self.idleTimeout,
             abortTimeout=self.abortTimeout,
             secure=self.secure,
+            requestHeaderTimeout=self.requestHeaderTimeout,
+            requestBodyTimeout=self.requestBodyTimeout,
+            sendTimeout=self.sendTimeout,
         )
         connection.factory = self
         connection.tracker = self

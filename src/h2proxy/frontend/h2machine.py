@@ -26,6 +26,15 @@ module overrides (every override says which rule it restores):
   bomb is still a connection error ENHANCE_YOUR_CALM.
 - GOAWAY on a connection error names the last stream the front end accepted, not
   the last one the client tried to open.
+- A header block is bounded while it is still arriving (the CONTINUATION flood of
+  2024): at most C{max_continuation_frames} CONTINUATION frames and at most the
+  hard header-list limit in encoded bytes, else a connection error
+  ENHANCE_YOUR_CALM, before any of it is decoded. h2's own cap (64 frames, of any
+  size) is replaced by these.
+- Frames that cost work and serve no request are counted as "glitches" for the
+  front end's budget (L{ServerConnection.takeGlitches}): standalone PRIORITY frames,
+  empty header-block fragments, streams refused over the concurrency limit, and
+  every frame answered with RST_STREAM (stream errors, frames on closed streams).
 """
 
 from __future__ import annotations
@@ -63,6 +72,7 @@ _PRIORITY_TYPE = 0x2
 _SETTINGS_TYPE = 0x4
 _WINDOW_UPDATE_TYPE = 0x8
 _ACK_FLAG = 0x1
+_END_HEADERS = "END_HEADERS"
 
 
 #: Stream states in which a HEADERS frame from the client is a trailer block.
@@ -82,6 +92,11 @@ class CompressionError(ProtocolError):
     """A field block that cannot be decoded (RFC 9113 4.3); h2 calls it PROTOCOL_ERROR."""
 
     error_code = ErrorCodes.COMPRESSION_ERROR
+
+
+class HeaderBlockFlood(DenialOfServiceError):
+    """A header block over the frame-count or size cap while still arriving: a
+    connection error ENHANCE_YOUR_CALM (the CONTINUATION flood)."""
 
 
 class _ServerStream(H2Stream):
@@ -110,7 +125,55 @@ class _MisSizedPriorityFrame(PriorityFrame):
 
 
 class _FrameBuffer(FrameBuffer):
-    """h2's frame buffer, with three frame checks RFC 9113 words differently."""
+    """h2's frame buffer, with three frame checks RFC 9113 words differently and
+    caps on a header block that is still arriving.
+
+    @ivar glitches: empty header-block fragments seen (counted, then taken by the
+        connection).
+    """
+
+    def __init__(self, *, max_continuation_frames: int, max_header_block: int) -> None:
+        super().__init__(server=True)
+        self.max_continuation_frames = max_continuation_frames
+        self.max_header_block = max_header_block
+        self.glitches = 0
+        self._blockSize = 0
+
+    def _update_header_buffer(self, f: Frame | None) -> Frame | None:
+        """h2's header-block assembly, with our caps instead of its 64-frame backlog."""
+        pending = self._headers_buffer
+        if not pending:
+            if isinstance(f, HeadersFrame) and _END_HEADERS not in f.flags:
+                self._blockSize = len(f.data)
+                self._checkBlock(f, 0)
+                pending.append(f)
+                return None
+            return super()._update_header_buffer(f)
+        if not isinstance(f, ContinuationFrame) or f.stream_id != pending[0].stream_id:
+            raise ProtocolError("Invalid frame during header block.")
+        self._blockSize += len(f.data)
+        self._checkBlock(f, len(pending))
+        if _END_HEADERS not in f.flags:
+            pending.append(f)
+            return None
+        first = pending[0]
+        first.flags.add(_END_HEADERS)
+        first.data = b"".join([*(frame.data for frame in pending), f.data])
+        pending.clear()
+        return first
+
+    def _checkBlock(self, frame: Frame, continuations: int) -> None:
+        """Caps on the block so far; an empty fragment that does not end it is a glitch."""
+        if continuations > self.max_continuation_frames:
+            raise HeaderBlockFlood(
+                f"header block of stream {frame.stream_id} exceeds {self.max_continuation_frames} CONTINUATION frames"
+            )
+        if self._blockSize > self.max_header_block:
+            raise HeaderBlockFlood(
+                f"header block of stream {frame.stream_id} exceeds {self.max_header_block} encoded bytes"
+            )
+        if not frame.data and _END_HEADERS not in frame.flags:
+            self.glitches += 1
 
     def __next__(self) -> Frame:
         data = self._data
@@ -141,9 +204,17 @@ class ServerConnection(H2Connection):
 
     @ivar last_accepted_stream_id: the highest stream the front end handed to a
         handler or answered itself; used as the last stream id of GOAWAY frames.
+    @ivar lastGlitch: what the most recent glitch was (for the log line of a
+        connection closed over its budget).
     """
 
-    def __init__(self, *, local_settings: dict[SettingCodes, int], header_list_hard_limit: int) -> None:
+    def __init__(
+        self,
+        *,
+        local_settings: dict[SettingCodes, int],
+        header_list_hard_limit: int,
+        max_continuation_frames: int = 32,
+    ) -> None:
         super().__init__(
             H2Configuration(
                 client_side=False,
@@ -160,13 +231,17 @@ class ServerConnection(H2Connection):
         # politely with REFUSED_STREAM).
         self.local_settings = Settings(client=False, initial_values=local_settings)
         self.max_inbound_frame_size = self.local_settings.max_frame_size
-        self.incoming_buffer = _FrameBuffer(server=True)
+        self.incoming_buffer = _FrameBuffer(
+            max_continuation_frames=max_continuation_frames, max_header_block=header_list_hard_limit
+        )
         self._frame_dispatch_table[_MisSizedPriorityFrame] = self._receive_missized_priority_frame
         self._header_list_hard_limit = header_list_hard_limit
         self.decoder.max_header_list_size = header_list_hard_limit
         self.last_accepted_stream_id = 0
         self._client_settings_seen = False
         self._terminated = False
+        self._glitches = 0
+        self.lastGlitch = ""
 
     def receive_data(self, data: bytes) -> list[Event]:  # type: ignore[override]
         """h2's, plus a GOAWAY for the one error h2 raises without queuing one
@@ -178,11 +253,26 @@ class ServerConnection(H2Connection):
                 self._terminate_connection(e.error_code)
             raise
 
-    def send_goaway(self, last_stream_id: int, error_code: ErrorCodes = ErrorCodes.NO_ERROR) -> None:
+    def send_goaway(
+        self, last_stream_id: int, error_code: ErrorCodes = ErrorCodes.NO_ERROR, additional_data: bytes = b""
+    ) -> None:
         """Queue a GOAWAY without closing the state machine, so that streams up to
         C{last_stream_id} can still be answered (graceful shutdown)."""
-        frame = GoAwayFrame(0, last_stream_id=last_stream_id, error_code=error_code)
+        frame = GoAwayFrame(0, last_stream_id=last_stream_id, error_code=error_code, additional_data=additional_data)
         self._prepare_for_sending([frame])
+
+    def takeGlitches(self) -> int:
+        """The glitches counted since the last call (see the module docstring)."""
+        buffer = self.incoming_buffer
+        count = self._glitches + buffer.glitches
+        if buffer.glitches:
+            self.lastGlitch = "empty header block fragment"
+        self._glitches = buffer.glitches = 0
+        return count
+
+    def _glitch(self, what: str) -> None:
+        self._glitches += 1
+        self.lastGlitch = what
 
     def send_rst_frame(self, stream_id: int, error_code: ErrorCodes) -> None:
         """Queue a RST_STREAM for a stream h2 has no state for (refused or idle)."""
@@ -215,6 +305,8 @@ class ServerConnection(H2Connection):
             self._client_settings_seen = True
         if isinstance(frame, ContinuationFrame):
             raise ProtocolError("CONTINUATION outside a header block (RFC 9113 6.10)")
+        if isinstance(frame, PriorityFrame):
+            self._glitch("PRIORITY frame")
         try:
             frames, events = self._frame_dispatch_table[frame.__class__](frame)
         except StreamError as e:
@@ -244,6 +336,7 @@ class ServerConnection(H2Connection):
         frames, stream_events = stream.receive_headers(headers, "END_STREAM" in frame.flags, None)
         if refuse:
             # RFC 9113 5.1.2: a stream error; REFUSED_STREAM tells the client it may retry.
+            self._glitch("stream over SETTINGS_MAX_CONCURRENT_STREAMS")
             return stream.reset_stream(ErrorCodes.REFUSED_STREAM), events
         if "PRIORITY" in frame.flags:
             _, priority_events = self._receive_priority_frame(frame)
@@ -309,6 +402,7 @@ class ServerConnection(H2Connection):
         return stream_id > self.highest_inbound_stream_id
 
     def _reset_for_error(self, stream_id: int, error_code: ErrorCodes) -> list[Event]:
+        self._glitch(f"stream error {_error_code(error_code)!s}")
         stream = self.streams.get(stream_id)
         if stream is not None and stream.open:
             self.reset_stream(stream_id, error_code)
@@ -320,6 +414,7 @@ class ServerConnection(H2Connection):
         """RFC 9113 5.1 "closed": what a frame on a closed stream calls for."""
         closed_by = self._stream_closed_by(stream_id)
         if events or closed_by is StreamClosedBy.RECV_RST_STREAM:
+            self._glitch("frame on a closed stream")
             self.send_rst_frame(stream_id, ErrorCodes.STREAM_CLOSED)
             return events
         if closed_by is StreamClosedBy.SEND_RST_STREAM:

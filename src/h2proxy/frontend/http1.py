@@ -627,6 +627,17 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
         elif self._stream is not None:
             self._stream.closeAfter = True
 
+    def isIdle(self) -> bool:
+        """Between requests with nothing buffered: closing now loses no request
+        (the worker's connection cap closes such connections first)."""
+        return self._stream is None and not self._buffer and not self._gone
+
+    def closeIdle(self) -> None:
+        """Close an idle connection to make room for another."""
+        if self.isIdle():
+            log.info("closing idle HTTP/1.1 connection from {peer} to make room for a new one", peer=self.transport.getPeer())
+            self._close()
+
     def abort(self) -> None:
         """Drop the connection now (the drain window ran out)."""
         stream, self._stream = self._stream, None

@@ -9,17 +9,41 @@ listener speaks HTTP/2 (never left hanging).
 Once decided, the chosen protocol takes over the transport and this object steps
 out of the data path: its C{dataReceived} and C{connectionLost} are rebound to the
 chosen protocol's own methods, so later reads cost nothing extra.
+
+Slow clients are bounded from the first byte: a TLS handshake must complete within
+C{handshakeTimeout} of the accept, and the first request must be complete within
+C{deadline} after that. This object watches the part it sees (the handshake and the
+first bytes) and hands what is left of C{deadline} to the chosen protocol (its
+C{requestHeaderTimeout}), which watches the rest. A connection that outlives either
+is aborted: it has sent nothing worth an answer.
+
+With a L{ConnectionLimiter}, each connection is counted from accept to close, and a
+connection the limiter refuses is answered politely once its protocol is known
+(HTTP/2: SETTINGS and GOAWAY REFUSED_STREAM; HTTP/1.1: 503) and closed.
 """
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IHandshakeListener, IProtocolFactory, IReactorTime
+from typing import Callable
+
+from h2.errors import ErrorCodes
+from h2.settings import SettingCodes
+from hyperframe.frame import GoAwayFrame, SettingsFrame
+from twisted.internet.interfaces import IDelayedCall, IHandshakeListener, IProtocolFactory, IReactorTime, ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from h2proxy.frontend.limits import Admission, ConnectionLimiter
+
+log = Logger()
+
 #: RFC 9113 3.4: the client connection preface.
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+#: Seconds a refused connection may take to read its refusal before it is aborted.
+REFUSAL_LINGER = 5.0
 
 _REFUSAL_BODY = b"This listener speaks HTTP/2 only: use an HTTP/2 client.\r\n"
 _HTTP2_ONLY = (
@@ -29,12 +53,33 @@ _HTTP2_ONLY = (
     b"Connection: close\r\n\r\n%s" % (len(_REFUSAL_BODY), _REFUSAL_BODY)
 )
 
+_BUSY_BODY = b"This server has too many connections; retry shortly.\r\n"
+_HTTP1_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: %d\r\n"
+    b"Retry-After: 1\r\n"
+    b"Connection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
+)
+#: The server preface (no stream may be opened) and a GOAWAY that names no stream:
+#: a client knows nothing was processed and may retry elsewhere (RFC 9113 6.8).
+_H2_BUSY = (
+    SettingsFrame(0, settings={SettingCodes.MAX_CONCURRENT_STREAMS: 0}).serialize()
+    + GoAwayFrame(
+        0, last_stream_id=0, error_code=ErrorCodes.REFUSED_STREAM, additional_data=b"connection limit reached"
+    ).serialize()
+)
+
 
 @implementer(IHandshakeListener)
 class ProtocolNegotiation(Protocol):
     """Waits for ALPN or the first bytes, then hands the transport over.
 
-    @ivar deadline: seconds to wait for the TLS handshake and the first bytes.
+    @ivar deadline: seconds, after the TLS handshake (or the accept, on cleartext),
+        within which the first request must be complete; C{None}: no deadline.
+    @ivar handshakeTimeout: seconds from the accept within which a TLS handshake
+        must complete; C{None}: none (and ignored on cleartext).
+    @ivar admission: the connection limiter's decision on this connection.
     """
 
     def __init__(
@@ -45,26 +90,47 @@ class ProtocolNegotiation(Protocol):
         http1Factory: IProtocolFactory | None,
         addr,
         deadline: float | None,
+        handshakeTimeout: float | None = None,
+        admission: Admission = Admission.ADMIT,
+        onLost: Callable[["ProtocolNegotiation"], None] | None = None,
     ) -> None:
         self._reactor = reactor
         self._h2Factory = h2Factory
         self._http1Factory = http1Factory
         self._addr = addr
-        self._deadline = deadline
-        self._timer = None
+        self.deadline = deadline
+        self.handshakeTimeout = handshakeTimeout
+        self.admission = admission
+        self._onLost = onLost
+        self._timer: IDelayedCall | None = None
+        self._deadlineAt: float | None = None
         self._buffer = b""
         self._chosen: Protocol | None = None
+        self._done = False
 
     def connectionMade(self) -> None:
-        if self._deadline:
-            self._timer = self._reactor.callLater(self._deadline, self._tooSlow)
+        if self.admission is Admission.DROP:
+            self._done = True
+            self.transport.abortConnection()
+            return
+        if ISSLTransport.providedBy(self.transport) and self.handshakeTimeout:
+            self._timer = self._reactor.callLater(self.handshakeTimeout, self._tooSlow, "TLS handshake")
+        else:
+            self._startDeadline()
 
     def handshakeCompleted(self) -> None:
-        """TLS is up: ALPN ``h2`` hands over at once, before the client's preface."""
+        """TLS is up: ALPN ``h2`` hands over at once, before the client's preface;
+        otherwise the first bytes decide, within the deadline."""
+        if self._done:
+            return
+        self._cancelTimer()
+        self._startDeadline()
         if getattr(self.transport, "negotiatedProtocol", None) == b"h2":
             self._handOver(self._h2Factory, b"")
 
     def dataReceived(self, data: bytes) -> None:
+        if self._done:
+            return
         self._buffer += data
         start = self._buffer[: len(PREFACE)]
         if PREFACE.startswith(start) and len(start) < len(PREFACE):
@@ -74,32 +140,99 @@ class ProtocolNegotiation(Protocol):
         elif self._http1Factory is not None:
             self._handOver(self._http1Factory, self._buffer)
         else:
-            self._refuse()
+            self._refuseHttp1()
 
     def connectionLost(self, reason: Failure) -> None:
         self._cancelTimer()
+        self._lost()
+
+    # -- what the connection limiter asks (see h2proxy.frontend.limits) -------------
+
+    def isIdle(self) -> bool:
+        """Still negotiating (nothing asked yet), or the chosen protocol is idle."""
+        if self._done:
+            return False
+        chosen = self._chosen
+        if chosen is None:
+            return True
+        isIdle = getattr(chosen, "isIdle", None)
+        return isIdle is not None and isIdle()
+
+    def closeIdle(self) -> None:
+        """Make room: a connection still negotiating is dropped, an idle protocol
+        closes itself politely."""
+        if self._chosen is None:
+            self._done = True
+            self._cancelTimer()
+            self.transport.abortConnection()
+            return
+        self._chosen.closeIdle()  # type: ignore[attr-defined]
+
+    # -- internals ------------------------------------------------------------------
+
+    def _startDeadline(self) -> None:
+        if self.deadline:
+            self._deadlineAt = self._reactor.seconds() + self.deadline
+            self._timer = self._reactor.callLater(self.deadline, self._tooSlow, "first request")
 
     def _handOver(self, factory: IProtocolFactory, pending: bytes) -> None:
+        if self.admission is Admission.REFUSE:
+            self._refuseBusy(factory)
+            return
         self._cancelTimer()
         protocol = factory.buildProtocol(self._addr)
         if protocol is None:
             self.transport.loseConnection()
             return
         self._chosen = protocol
+        if self._deadlineAt is not None and getattr(protocol, "requestHeaderTimeout", None) is not None:
+            protocol.requestHeaderTimeout = max(0.0, self._deadlineAt - self._reactor.seconds())  # type: ignore[attr-defined]
         self.dataReceived = protocol.dataReceived  # type: ignore[method-assign]
-        self.connectionLost = protocol.connectionLost  # type: ignore[method-assign]
+        self.connectionLost = self._chosenLost(protocol)  # type: ignore[method-assign]
         protocol.makeConnection(self.transport)
         if pending:
             protocol.dataReceived(pending)
 
-    def _refuse(self) -> None:
-        self._cancelTimer()
+    def _chosenLost(self, protocol: Protocol) -> Callable[[Failure], None]:
+        """The chosen protocol's C{connectionLost}, followed by the limiter's release."""
+        if self._onLost is None:
+            return protocol.connectionLost
+        chosenLost = protocol.connectionLost
+
+        def connectionLost(reason: Failure) -> None:
+            try:
+                chosenLost(reason)
+            finally:
+                self._lost()
+
+        return connectionLost
+
+    def _lost(self) -> None:
+        onLost, self._onLost = self._onLost, None
+        if onLost is not None:
+            onLost(self)
+
+    def _refuseHttp1(self) -> None:
+        self._finish()
         if self._buffer[:1].isalpha():
             self.transport.write(_HTTP2_ONLY)
         self.transport.loseConnection()
 
-    def _tooSlow(self) -> None:
+    def _refuseBusy(self, factory: IProtocolFactory) -> None:
+        """The connection cap refused this connection: say so in its protocol, close."""
+        self._finish()
+        self.transport.write(_H2_BUSY if factory is self._h2Factory else _HTTP1_BUSY)
+        self.transport.loseConnection()
+        self._timer = self._reactor.callLater(REFUSAL_LINGER, self.transport.abortConnection)
+
+    def _finish(self) -> None:
+        self._done = True
+        self._cancelTimer()
+
+    def _tooSlow(self, what: str) -> None:
         self._timer = None
+        self._done = True
+        log.info("dropping connection from {peer}: {what} not complete in time", peer=self._peerText(), what=what)
         self.transport.abortConnection()
 
     def _cancelTimer(self) -> None:
@@ -107,9 +240,19 @@ class ProtocolNegotiation(Protocol):
             self._timer.cancel()
         self._timer = None
 
+    def _peerText(self) -> str:
+        peer = self.transport.getPeer()
+        host = getattr(peer, "host", None)
+        return f"{host}:{peer.port}" if host is not None else str(peer)
+
 
 class NegotiationFactory(Factory):
-    """Builds a L{ProtocolNegotiation} per connection of one listener."""
+    """Builds a L{ProtocolNegotiation} per connection of one listener.
+
+    @ivar deadline: see L{ProtocolNegotiation.deadline} (``timeouts.request_header``).
+    @ivar handshakeTimeout: see L{ProtocolNegotiation.handshakeTimeout}.
+    @ivar limiter: the worker's connection cap, shared by its listeners, or C{None}.
+    """
 
     def __init__(
         self,
@@ -118,17 +261,28 @@ class NegotiationFactory(Factory):
         h2Factory: IProtocolFactory,
         http1Factory: IProtocolFactory | None = None,
         deadline: float | None = None,
+        handshakeTimeout: float | None = None,
+        limiter: ConnectionLimiter | None = None,
     ) -> None:
         self.reactor = reactor
         self.h2Factory = h2Factory
         self.http1Factory = http1Factory
         self.deadline = deadline
+        self.handshakeTimeout = handshakeTimeout
+        self.limiter = limiter
 
     def buildProtocol(self, addr) -> ProtocolNegotiation:
-        return ProtocolNegotiation(
+        limiter = self.limiter
+        protocol = ProtocolNegotiation(
             reactor=self.reactor,
             h2Factory=self.h2Factory,
             http1Factory=self.http1Factory,
             addr=addr,
             deadline=self.deadline,
+            handshakeTimeout=self.handshakeTimeout,
+            admission=limiter.admit() if limiter is not None else Admission.ADMIT,
+            onLost=limiter.release if limiter is not None else None,
         )
+        if limiter is not None:
+            limiter.track(protocol)
+        return protocol

@@ -14,6 +14,10 @@ A stream is two things at once (see L{h2proxy.frontend.handler} for the contract
   L{STREAM_LOW_WATER}: memory per stream is bounded whatever the window size, and
   a full transport or a closed window reaches the backend.
 
+A stream is accepted when its request headers arrive, but its handler is started
+only at the end of that read (see L{H2Connection}); DATA and the end of the request
+that arrive before L{H2Stream.start} wait in the stream, exactly as while paused.
+
 The stream owns its queues; the connection (which owns the h2 state machine, the
 priority tree and the transport) drives them. Once a stream is gone (complete,
 reset by either side, or its connection lost), every call on it is a no-op, and its
@@ -79,6 +83,10 @@ class H2Stream:
         answers itself (a polite 400/431) without a handler.
     @ivar connection: the L{H2Connection} the stream belongs to.
     @ivar handler: the L{StreamHandler} driven by this stream.
+    @ivar lastBodyProgress: when the handler last got request body bytes, or
+        started or resumed waiting for them (the connection's clock).
+    @ivar windowWaitSince: when the stream last started waiting for flow-control
+        window with response bytes queued (set by the connection).
     """
 
     def __init__(self, *, streamID: int, head: RequestHead | None, connection: "H2Connection") -> None:
@@ -88,6 +96,10 @@ class H2Stream:
         self.handler: StreamHandler | None = None
         self.alive = True
         # Request side.
+        self._started = False
+        self._bodyAbandoned = False
+        self.lastBodyProgress = 0.0
+        self.windowWaitSince = 0.0
         self._paused = False
         self._inbound: deque[tuple[bytes, int]] = deque()
         self._received = 0
@@ -116,11 +128,13 @@ class H2Stream:
 
     def resumeProducing(self) -> None:
         """Hand buffered request DATA on, then the end of the request, if due."""
+        wasWaiting = self.awaitingBody
         self._paused = False
-        while self._inbound and not self._paused and self.alive:
-            data, flowLength = self._inbound.popleft()
-            self._handOver(data, flowLength)
-        self._maybeDeliverEnd()
+        if not self._started:
+            return
+        self._deliver()
+        if self.awaitingBody and not wasWaiting:
+            self._bodyWaitStarted()
 
     def stopProducing(self) -> None:
         """The request body's consumer is gone for good: reset with CANCEL."""
@@ -184,6 +198,34 @@ class H2Stream:
 
     # -- driven by the connection: request side -------------------------------
 
+    def start(self) -> None:
+        """The handler has its request: deliver what arrived meanwhile (unless it
+        paused the stream already) and start waiting for the rest of the body."""
+        self._started = True
+        if not self._paused:
+            self._deliver()
+        if self.awaitingBody:
+            self._bodyWaitStarted()
+
+    @property
+    def awaitingBody(self) -> bool:
+        """The handler is waiting for request body bytes that only the client can
+        send: started, not paused, body not complete (what C{requestBodyTimeout}
+        watches)."""
+        return (
+            self._started
+            and not self._paused
+            and not self._requestEnded
+            and not self._bodyAbandoned
+            and self.alive
+            and self.head is not None
+            and not self.head.end_stream
+        )
+
+    def abandonBody(self) -> None:
+        """Stop waiting for the request body (it timed out); later DATA is dropped."""
+        self._bodyAbandoned = True
+
     def dataReceived(self, data: bytes, flowLength: int) -> None:
         """One DATA frame's payload and its flow-controlled length (with padding)."""
         self._received += len(data)
@@ -192,9 +234,10 @@ class H2Stream:
             self.connection.streamProtocolError(self, problem)
             self.connection.openStreamWindow(self.streamID, flowLength)
             return
-        if self._paused or self._inbound:
+        if self._paused or self._inbound or not self._started:
             self._inbound.append((data, flowLength))
         else:
+            self.lastBodyProgress = self.connection.now()
             self._handOver(data, flowLength)
 
     def trailersReceived(self, trailers: Headers) -> None:
@@ -221,13 +264,31 @@ class H2Stream:
     def _declaredLength(self) -> int | None:
         return None if self.head is None else self.head.content_length
 
+    def _deliver(self) -> None:
+        """Hand buffered request DATA on, then the end of the request, if due."""
+        while self._inbound and not self._paused and self.alive:
+            data, flowLength = self._inbound.popleft()
+            self._handOver(data, flowLength)
+        self._maybeDeliverEnd()
+
+    def _bodyWaitStarted(self) -> None:
+        self.lastBodyProgress = self.connection.now()
+        self.connection.bodyWaitStarted(self)
+
     def _handOver(self, data: bytes, flowLength: int) -> None:
         if data and self.handler is not None:
             self.connection.callHandler(self, self.handler.requestDataReceived, data)
         self.connection.openStreamWindow(self.streamID, flowLength)
 
     def _maybeDeliverEnd(self) -> None:
-        if not self._requestEnded or self._endDelivered or self._inbound or self._paused or not self.alive:
+        if (
+            not self._requestEnded
+            or self._endDelivered
+            or self._inbound
+            or self._paused
+            or not self._started
+            or not self.alive
+        ):
             return
         self._endDelivered = True
         if self.handler is not None:
