@@ -17,6 +17,11 @@ Endpoints:
   GET  /wait-open?max=N&timeout=S     answers once at most N other connections are open
   GET  /wait-blocked?timeout=S        answers once a /bytes sender has been blocked on a
                          full socket for 0.5 s; JSON {"blocked": bool, "body_sent": n}
+  GET  /early-hints      a 103 Early Hints (a Link field) before a 200
+  POST /continue         with ``Expect: 100-continue``, answers 100 Continue before reading
+                         the body; then JSON {"expect": value or null, "bytes": n}
+  ANY  /hop-by-hop       a response carrying connection-specific fields (Connection naming
+                         X-Private, Keep-Alive) and mixed-case names, for header translation tests
 
 Run: ``python -m h2proxy.devtools.origin --port 8000 [--log requests.jsonl]``.
 Every request is appended to the log (one JSON object per line) when --log is set.
@@ -77,6 +82,9 @@ class Origin:
         if url.path == "/stall-upload":
             await asyncio.sleep(60)
             return False
+        if url.path == "/continue" and fields.get("expect", "").lower() == "100-continue":
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            await writer.drain()
         digest, size, trailers = await self.read_body(reader, fields)
         if self.log:
             self.log.write(json.dumps({"method": method, "target": target, "version": version,
@@ -119,6 +127,15 @@ class Origin:
                 float(query.get("timeout", "10")))
             body = json.dumps({"blocked": blocked, "body_sent": self.body_sent}).encode()
             self.respond(writer, 200, body, b"application/json")
+        elif path == "/early-hints":
+            writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\r\n")
+            self.respond(writer, 200, b"hinted\n")
+        elif path == "/continue":
+            body = json.dumps({"expect": fields.get("expect"), "bytes": size}).encode()
+            self.respond(writer, 200, body, b"application/json")
+        elif path == "/hop-by-hop":
+            writer.write(b"HTTP/1.1 200 OK\r\nConnection: X-Private\r\nX-Private: secret\r\n"
+                         b"Keep-Alive: timeout=5\r\nX-Mixed-Case: Kept\r\nContent-Length: 3\r\n\r\nhop")
         elif path == "/trailers":
             writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\r\n"
                          b"5\r\nhello\r\n0\r\nx-checksum: abc123\r\n\r\n")
