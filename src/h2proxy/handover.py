@@ -13,7 +13,9 @@ guesses the other's format:
 - the boot message: a L{WorkerBoot} (the validated config itself, not its path, so
   a file edited in the middle of a reload cannot split the generations), pickled
   behind an 8-byte length;
-- the report lines a worker writes, one word first (L{Report}).
+- the report lines a worker writes, one word first (L{Report}); a C{metrics}
+  line carries one JSON object (the worker's metrics snapshot, see
+  L{h2proxy.metrics}), written once a second and once more on exit.
 
 Standard library and the plain-data config model only: the supervisor imports
 this, and the supervisor must not import HTTP code.
@@ -22,6 +24,7 @@ this, and the supervisor must not import HTTP code.
 from __future__ import annotations
 
 import enum
+import json
 import os
 import pickle
 import struct
@@ -44,8 +47,10 @@ FIRST_LISTENER_FD = 4
 _LENGTH = struct.Struct(">Q")
 #: Largest boot message a worker accepts (a config is a few KiB; this guards a bad pipe).
 MAX_BOOT_BYTES = 16 * 1024 * 1024
-#: Longest report line the supervisor keeps; longer ones are cut here.
-MAX_REPORT_LINE = 4096
+#: Longest report line the supervisor keeps; longer ones are cut here (and a cut
+#: metrics line is refused as malformed). A metrics snapshot is a few KiB per
+#: route, upstream and server; the config's own caps keep it far below this.
+MAX_REPORT_LINE = 4 * 1024 * 1024
 
 
 class BootError(Exception):
@@ -93,11 +98,13 @@ class Report(enum.Enum):
     - C{READY}: every listener is adopted; the worker accepts connections.
     - C{DRAINING}: the worker stopped accepting and is finishing its streams.
     - C{STREAMS}: followed by a count, the streams still open while draining.
+    - C{METRICS}: followed by a JSON object, the worker's metrics snapshot.
     """
 
     READY = "ready"
     DRAINING = "draining"
     STREAMS = "streams"
+    METRICS = "metrics"
 
 
 def encode_boot(boot: WorkerBoot) -> bytes:
@@ -134,15 +141,21 @@ def _read_exactly(fd: int, count: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_report(line: str) -> tuple[Report, int | None]:
-    """A report line as (kind, number); the number is set for C{STREAMS} only.
+def parse_report(line: str) -> tuple[Report, int | dict | None]:
+    """A report line as (kind, value): a count for C{STREAMS}, a dict for
+    C{METRICS}, None for the others.
 
-    @raise ValueError: the line is not a known report.
+    @raise ValueError: the line is not a known report, or its value is malformed.
     """
     word, _, rest = line.strip().partition(" ")
     kind = Report(word)
     if kind is Report.STREAMS:
         return kind, int(rest)
+    if kind is Report.METRICS:
+        payload = json.loads(rest)
+        if not isinstance(payload, dict):
+            raise ValueError("a metrics report must be a JSON object")
+        return kind, payload
     return kind, None
 
 
@@ -150,3 +163,8 @@ def format_report(kind: Report, number: int | None = None) -> bytes:
     """The bytes a worker writes for one report."""
     text = kind.value if number is None else f"{kind.value} {number}"
     return text.encode("ascii") + b"\n"
+
+
+def format_metrics(payload: dict) -> bytes:
+    """The bytes a worker writes for one metrics report (compact JSON, one line)."""
+    return f"{Report.METRICS.value} {json.dumps(payload, separators=(',', ':'))}\n".encode("ascii")

@@ -32,14 +32,16 @@ This module imports no HTTP code (a test enforces it): workers are a command lin
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import ipaddress
 import os
 import signal
 import socket
 import sys
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from twisted.internet import defer, error, protocol
 from twisted.internet.interfaces import IDelayedCall, IProcessTransport
@@ -61,6 +63,7 @@ from h2proxy.handover import (
     encode_boot,
     parse_report,
 )
+from h2proxy.metrics import Aggregate, SupervisorMetrics, WorkerMetrics
 from h2proxy.sdnotify import Notifier
 
 log = Logger()
@@ -77,11 +80,65 @@ SD_LISTEN_FDS_START = 3
 MAX_ACTIVATED_SOCKETS = 64
 #: Longest log line relayed from a worker; the rest of a longer line is cut.
 MAX_LOG_LINE = 64 * 1024
+#: Recent errors kept from workers that have exited (the status page's list).
+MAX_RETIRED_ERRORS = 50
 
 
 def worker_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """The supervisor's environment without what systemd meant for the supervisor alone."""
     return {key: value for key, value in environ.items() if key not in PRIVATE_ENVIRONMENT}
+
+
+def route_label(route) -> str:
+    """How logs and metrics name a route: its host pattern and path, e.g.
+    C{*.example.org/api} (C{=} before the path of an exact-path route)."""
+    return f"{route.host}{'=' if getattr(route, 'exact', False) else ''}{route.path}"
+
+
+def server_label(server) -> str:
+    """How logs and metrics name a backend server: C{host:port} (C{[v6]:port})."""
+    host = f"[{server.host}]" if ":" in server.host else server.host
+    return f"{host}:{server.port}"
+
+
+def _changed_fields(old, new) -> list[str]:
+    return [f.name for f in dataclasses.fields(old) if getattr(old, f.name) != getattr(new, f.name)]
+
+
+def _keyed_changes(kind: str, old: Mapping, new: Mapping, detail: Callable[[object, object], str]) -> list[str]:
+    """C{kind} entries added, removed and changed between two name -> entry maps."""
+    lines = [f"{kind} {name} added" for name in new if name not in old]
+    lines += [f"{kind} {name} removed" for name in old if name not in new]
+    lines += [f"{kind} {name} changed ({detail(old[name], new[name])})"
+              for name in new if name in old and old[name] != new[name]]
+    return lines
+
+
+def _upstream_detail(old, new) -> str:
+    before = {server_label(s): s for s in old.servers}
+    after = {server_label(s): s for s in new.servers}
+    parts = [f"+{label}" for label in after if label not in before]
+    parts += [f"-{label}" for label in before if label not in after]
+    parts += [f"~{label}" for label in after if label in before and before[label] != after[label]]
+    others = [name for name in _changed_fields(old, new) if name != "servers"]
+    return ", ".join(([f"servers {' '.join(parts)}"] if parts else []) + others)
+
+
+def describe_changes(old: Config, new: Config) -> list[str]:
+    """What a reload changes, one line per listener, route and upstream added,
+    removed or changed, then one per other section that differs; a single line
+    when nothing did (certificates are read again all the same)."""
+    lines = _keyed_changes("listener", {l.name: l for l in old.listeners},
+                           {l.name: l for l in new.listeners},
+                           lambda a, b: ", ".join(_changed_fields(a, b)))
+    lines += _keyed_changes("route", {route_label(r): r for r in old.routes},
+                            {route_label(r): r for r in new.routes},
+                            lambda a, b: ", ".join(_changed_fields(a, b)))
+    lines += _keyed_changes("upstream", old.upstreams, new.upstreams, _upstream_detail)
+    sections = [name for name in _changed_fields(old, new)
+                if name not in ("listeners", "routes", "upstreams", "source", "warnings")]
+    lines += [f"{name} changed" for name in sections]
+    return lines or ["no setting changed (certificates and keys were read again)"]
 
 
 class ListenError(H2ProxyError):
@@ -299,6 +356,8 @@ class Worker:
     @ivar draining: it was told to drain (SIGTERM sent).
     @ivar streams: the streams it still had open at its last report while draining.
     @ivar killCall: the pending SIGKILL after its drain window and grace period.
+    @ivar recent: the recent errors of its last metrics report (plain dicts).
+    @ivar reportedAt: when its last metrics report arrived (supervisor's clock).
     """
 
     generation: "Generation"
@@ -310,6 +369,8 @@ class Worker:
     draining: bool = False
     streams: int | None = None
     killCall: IDelayedCall | None = None
+    recent: list = field(default_factory=list)
+    reportedAt: float | None = None
 
     @property
     def name(self) -> str:
@@ -436,6 +497,10 @@ class Supervisor:
     @ivar generations: every generation with live workers (or about to have them).
     @ivar serving: the generation accepting connections, if any yet.
     @ivar starting: the generation of a reload in progress, if any.
+    @ivar metrics: the supervisor's own metrics (reloads, restarts, workers).
+    @ivar workerMetrics: every worker's last metrics snapshot, aggregated.
+    @ivar retiredErrors: recent errors reported by workers that have exited.
+    @ivar startedAt: when the supervisor was made (supervisor's clock).
     """
 
     threshold = 5.0
@@ -485,6 +550,10 @@ class Supervisor:
         self._reloadQueued = False
         self._stopping: defer.Deferred | None = None
         self._lastStatus = ""
+        self.metrics = SupervisorMetrics()
+        self.workerMetrics = Aggregate(WorkerMetrics().registry.families)
+        self.retiredErrors: deque[dict] = deque(maxlen=MAX_RETIRED_ERRORS)
+        self.startedAt = reactor.seconds()
 
     # Life cycle
 
@@ -519,11 +588,13 @@ class Supervisor:
                 "old ones to finish draining, or lower timeouts.drain",
                 n=len(self.generations), max=self.maxGenerations,
             )
+            self._reloadOutcome("refused")
             return
         log.info("reloading {path}", path=self.configPath)
         self._notify(self.notifier.reloading, f"reloading {self.configPath}")
         config = self._loadForReload()
         if config is None:
+            self._reloadOutcome("invalid")
             self._settled()
             return
         try:
@@ -531,8 +602,11 @@ class Supervisor:
         except ListenError as problem:
             log.error("reload failed: {problem}; generation {n} keeps serving", problem=problem,
                       n=self._servingNumber())
+            self._reloadOutcome("failed")
             self._settled()
             return
+        for line in describe_changes(self.config, config):
+            log.info("reload: {change}", change=line)
         self.config = config
         self._startGeneration(config, sockets, fresh)
 
@@ -650,9 +724,13 @@ class Supervisor:
     def workerReported(self, worker: Worker, line: str) -> None:
         """A line from a worker's report pipe (see L{Report})."""
         try:
-            kind, number = parse_report(line)
+            kind, value = parse_report(line)
         except ValueError:
-            log.warn("{worker} sent an unknown report: {line!r}", worker=worker.describe(), line=line)
+            log.warn("{worker} sent an unknown report: {line!r}", worker=worker.describe(),
+                     line=line[:200])
+            return
+        if kind is Report.METRICS:
+            self._workerMetrics(worker, value)
             return
         if kind is Report.READY:
             worker.ready = True
@@ -662,8 +740,20 @@ class Supervisor:
         elif kind is Report.DRAINING:
             log.info("{worker} is draining", worker=worker.describe())
         elif kind is Report.STREAMS:
-            worker.streams = number
+            worker.streams = value
         self._updateStatus()
+
+    def _workerMetrics(self, worker: Worker, payload: dict) -> None:
+        """Keep a worker's metrics snapshot (a malformed one is logged and dropped)."""
+        try:
+            self.workerMetrics.update(worker, worker.generation.number, payload.get("metrics", {}))
+        except (ValueError, TypeError, AttributeError) as problem:
+            log.warn("{worker} sent malformed metrics: {problem}", worker=worker.describe(),
+                     problem=problem)
+            return
+        recent = payload.get("recent")
+        worker.recent = recent if isinstance(recent, list) else []
+        worker.reportedAt = self.reactor.seconds()
 
     def _promote(self, generation: Generation) -> None:
         """The new generation serves: the old one drains, unused sockets close."""
@@ -685,6 +775,7 @@ class Supervisor:
             log.info("generation {n} drains (up to {window}s)", n=previous.number,
                      window=previous.config.timeouts.drain)
             self._drainGeneration(previous)
+            self._reloadOutcome("ok")
         self._settled()
 
     def _readyTimedOut(self, generation: Generation) -> None:
@@ -701,6 +792,7 @@ class Supervisor:
         self.starting = None
         self.listeners.release(generation.fresh)
         self._drainGeneration(generation)
+        self._reloadOutcome("failed")
         self._settled()
 
     def _settled(self) -> None:
@@ -765,6 +857,7 @@ class Supervisor:
         if worker.killCall is not None and worker.killCall.active():
             worker.killCall.cancel()
         worker.killCall = None
+        self._retireMetrics(worker)
         why = describe_exit(reason)
         if worker.draining or generation.state is GenerationState.DRAINING:
             log.info("{worker} {why} after draining", worker=worker.describe(), why=why)
@@ -777,9 +870,16 @@ class Supervisor:
             delay = self._nextDelay(worker)
             log.error("{worker} died: {why}; restarting in {delay:g}s", worker=worker.describe(),
                       why=why, delay=delay)
+            self.metrics.restarts.inc()
             slot.restartCall = self.reactor.callLater(delay, self._spawn, generation, slot)
         self._checkStopped()
         self._updateStatus()
+
+    def _retireMetrics(self, worker: Worker) -> None:
+        """A worker is gone: its counters stay in the totals, its errors in the list."""
+        self.workerMetrics.retire(worker)
+        self.retiredErrors.extend({**entry, "worker": worker.name} for entry in worker.recent)
+        worker.recent = []
 
     def _nextDelay(self, worker: Worker) -> float:
         """ProcessMonitor's rule: young deaths wait, doubling to a cap; old ones restart now."""
@@ -826,6 +926,39 @@ class Supervisor:
 
     def _servingNumber(self) -> int | None:
         return self.serving.number if self.serving is not None else None
+
+    def _reloadOutcome(self, outcome: str) -> None:
+        self.metrics.reloads.inc((outcome,))
+        self.metrics.lastReload.set((outcome,), self.reactor.seconds())
+
+    def updateGauges(self) -> None:
+        """Set the supervisor's gauges from its state (before rendering them)."""
+        metrics = self.metrics
+        metrics.workers.clear()
+        for generation in self.generations:
+            state = generation.state.value
+            metrics.workers.set((state,), metrics.workers.values.get((state,), 0) + len(generation.live()))
+        metrics.generation.set((), self._servingNumber() or 0)
+        metrics.drainingStreams.set((), sum(
+            w.streams or 0 for g in self.generations if g.state is GenerationState.DRAINING for w in g.live()))
+
+    def recentErrors(self) -> list[dict]:
+        """The workers' recent errors, newest first, each with its worker's name."""
+        entries = list(self.retiredErrors)
+        for worker in self.liveWorkers():
+            entries.extend({**entry, "worker": worker.name} for entry in worker.recent)
+        return sorted(entries, key=lambda entry: entry.get("time", 0), reverse=True)
+
+    def serves(self) -> bool:
+        """Whether the daemon takes traffic: a serving generation with a ready worker,
+        and not stopping (the load balancer's C{/healthz})."""
+        if self._stopping is not None or self.serving is None:
+            return False
+        return any(worker.ready for worker in self.serving.live())
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping is not None
 
     def statusText(self) -> str:
         """One line for C{systemctl status}: generations, workers, draining streams."""

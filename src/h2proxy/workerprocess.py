@@ -4,7 +4,10 @@ It reads its boot message (L{h2proxy.handover}), adopts the listening sockets it
 inherited, serves them with a L{ProxyServer}, and reports C{ready} on its report
 pipe. Its daemon messages go to its stderr, one line per event with the level
 first, where the supervisor relays them under the worker's name; its stdout is
-the supervisor's own (for an access log on C{-}).
+the supervisor's own (for an access log on C{-}). Once serving, it reports its
+metrics snapshot every L{METRICS_REPORT_INTERVAL} seconds, and once more as it
+exits (the report pipe is flushed before the process ends), so the supervisor's
+totals lose nothing a worker counted before a graceful exit.
 
 Signals (installed once the reactor runs, so they override Twisted's own):
   - C{SIGTERM}: drain. Stop accepting (the shared socket stays open: an adopted
@@ -29,7 +32,12 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from twisted.internet import defer, protocol, task
-from twisted.internet.interfaces import IHalfCloseableProtocol, IListeningPort
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHalfCloseableDescriptor,
+    IHalfCloseableProtocol,
+    IListeningPort,
+)
 from twisted.logger import LogLevel, formatEvent, globalLogBeginner, Logger
 from zope.interface import implementer
 
@@ -39,6 +47,7 @@ from h2proxy.handover import (
     REPORT_FD,
     Report,
     WorkerBoot,
+    format_metrics,
     format_report,
     read_boot,
 )
@@ -50,6 +59,10 @@ STREAMS_REPORT_INTERVAL = 1.0
 #: Seconds past the drain window after which the worker exits even if the server's
 #: drain has not finished (the supervisor's SIGKILL comes later still).
 EXIT_GRACE = 2.0
+#: Seconds between two metrics reports.
+METRICS_REPORT_INTERVAL = 1.0
+#: Seconds an exiting worker waits for its last reports to reach the supervisor.
+EXIT_FLUSH_TIMEOUT = 1.0
 
 
 def open_streams(server) -> int:
@@ -70,6 +83,7 @@ class ReportChannel(protocol.Protocol):
 
     def __init__(self, parentGone: Callable[[], object]) -> None:
         self.parentGone = parentGone
+        self._flushed: list[Callable[[], object]] = []
 
     def send(self, kind: Report, number: int | None = None) -> None:
         """Write one report; before the pipes are connected (or after StandardIO lost
@@ -77,12 +91,30 @@ class ReportChannel(protocol.Protocol):
         if self.transport is not None:
             self.transport.write(format_report(kind, number))
 
+    def sendMetrics(self, payload: dict) -> None:
+        """Write one metrics report (see L{send})."""
+        if self.transport is not None:
+            self.transport.write(format_metrics(payload))
+
+    def close(self, then: Callable[[], object]) -> None:
+        """Close the report pipe once what was written has gone out, then call
+        C{then}; at once on a transport that cannot half-close (tests)."""
+        if self.transport is None or not IHalfCloseableDescriptor.providedBy(self.transport):
+            then()
+            return
+        self._flushed.append(then)
+        self.transport.loseWriteConnection()
+
     def readConnectionLost(self) -> None:
         """End of file on stdin: the supervisor died or closed our pipe."""
         self.parentGone()
 
     def writeConnectionLost(self) -> None:
-        """The report pipe broke: the supervisor is gone; stdin's end will follow."""
+        """The report pipe is closed (by L{close}, or because the supervisor is gone:
+        stdin's end will follow)."""
+        flushed, self._flushed = self._flushed, []
+        for then in flushed:
+            then()
 
     def connectionLost(self, reason=None) -> None:
         self.parentGone()
@@ -120,6 +152,8 @@ class WorkerProcess:
         self.exitCode = 0
         self._draining = False
         self._progress: task.LoopingCall | None = None
+        self._metrics: task.LoopingCall | None = None
+        self._exitDeadline: IDelayedCall | None = None
         self._stopped = False
 
     def start(self) -> None:
@@ -139,6 +173,10 @@ class WorkerProcess:
             return
         log.info("worker {name} serving {n} listener(s)", name=self.boot.name, n=len(self.ports))
         self.channel.send(Report.READY)
+        if hasattr(self.server, "metricsSnapshot"):
+            self._metrics = task.LoopingCall(self._reportMetrics)
+            self._metrics.clock = self.reactor
+            self._metrics.start(METRICS_REPORT_INTERVAL, now=True)
 
     def drain(self) -> None:
         """Stop accepting, let the streams finish within the drain window, exit.
@@ -178,17 +216,44 @@ class WorkerProcess:
             reopen()
 
     def exit(self, code: int) -> None:
-        """Stop the reactor once; the process exits with C{code}."""
+        """Report the last metrics, close the logs, and stop the reactor once the
+        reports are out (or after L{EXIT_FLUSH_TIMEOUT}); the process exits with C{code}."""
         if self._stopped:
             return
         self._stopped = True
         self.exitCode = code
-        if self._progress is not None and self._progress.running:
-            self._progress.stop()
+        for loop in (self._progress, self._metrics):
+            if loop is not None and loop.running:
+                loop.stop()
+        if self._metrics is not None:
+            self._reportMetrics()
+        closeLogs = getattr(self.server, "closeLogs", None)
+        if closeLogs is not None:
+            closeLogs()
+        self._exitDeadline = self.reactor.callLater(EXIT_FLUSH_TIMEOUT, self._stopReactor)
+        self.channel.close(self._stopReactor)
+
+    def _stopReactor(self) -> None:
+        """Stop the reactor, once: when the report pipe is flushed or at the deadline."""
+        deadline, self._exitDeadline = self._exitDeadline, None
+        if deadline is None:
+            return
+        if deadline.active():
+            deadline.cancel()
         self.reactor.stop()
 
     def _reportStreams(self) -> None:
         self.channel.send(Report.STREAMS, open_streams(self.server))
+
+    def _reportMetrics(self) -> None:
+        """Send the server's metrics snapshot; a failure to take one is logged, and
+        never stops the worker."""
+        try:
+            payload = self.server.metricsSnapshot()
+        except Exception:
+            log.failure("cannot take a metrics snapshot")
+            return
+        self.channel.sendMetrics(payload)
 
     def _drainOverdue(self) -> None:
         if not self._stopped:
