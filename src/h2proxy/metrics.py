@@ -281,6 +281,19 @@ def render(families: Iterable[Family], values: Mapping[str, Mapping]) -> str:
     return "\n".join(out) + "\n"
 
 
+def route_label(route) -> str:
+    """How logs and metrics name a route (a C{RouteConfig}): its host pattern and path,
+    e.g. C{*.example.org/api}, with C{=} before the path of an exact-path route."""
+    return f"{route.host}{'=' if getattr(route, 'exact', False) else ''}{route.path}"
+
+
+def server_label(server) -> str:
+    """How logs and metrics name a backend server (a C{ServerConfig}): C{host:port},
+    C{[v6]:port}."""
+    host = f"[{server.host}]" if ":" in server.host else server.host
+    return f"{host}:{server.port}"
+
+
 def status_class(status: int | None) -> str:
     """C{2xx} for 200..299 and so on; C{none} when no response was sent."""
     if not status or not 100 <= status <= 599:
@@ -332,8 +345,9 @@ class WorkerMetrics:
             "h2proxy_connections_open", "Client connections open, by listener and protocol.",
             ("listener", "protocol"))
         self.streams = registry.gauge(
-            "h2proxy_streams_open", "Requests in flight (HTTP/2 streams and HTTP/1.1 "
-            "connections), by listener.", ("listener",))
+            "h2proxy_streams_open", "HTTP/2 streams open, by listener.", ("listener",))
+        self.inFlightRequests = registry.gauge(
+            "h2proxy_requests_in_flight", "Requests being proxied (HTTP/2 and HTTP/1.1).")
         self.queueDepth = registry.gauge(
             "h2proxy_upstream_queue_depth", "Requests waiting for a backend connection, by "
             "upstream.", ("upstream",))

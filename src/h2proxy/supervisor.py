@@ -63,7 +63,7 @@ from h2proxy.handover import (
     encode_boot,
     parse_report,
 )
-from h2proxy.metrics import Aggregate, SupervisorMetrics, WorkerMetrics
+from h2proxy.metrics import Aggregate, SupervisorMetrics, WorkerMetrics, route_label, server_label
 from h2proxy.sdnotify import Notifier
 
 log = Logger()
@@ -87,18 +87,6 @@ MAX_RETIRED_ERRORS = 50
 def worker_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """The supervisor's environment without what systemd meant for the supervisor alone."""
     return {key: value for key, value in environ.items() if key not in PRIVATE_ENVIRONMENT}
-
-
-def route_label(route) -> str:
-    """How logs and metrics name a route: its host pattern and path, e.g.
-    C{*.example.org/api} (C{=} before the path of an exact-path route)."""
-    return f"{route.host}{'=' if getattr(route, 'exact', False) else ''}{route.path}"
-
-
-def server_label(server) -> str:
-    """How logs and metrics name a backend server: C{host:port} (C{[v6]:port})."""
-    host = f"[{server.host}]" if ":" in server.host else server.host
-    return f"{host}:{server.port}"
 
 
 def _changed_fields(old, new) -> list[str]:
@@ -501,6 +489,8 @@ class Supervisor:
     @ivar workerMetrics: every worker's last metrics snapshot, aggregated.
     @ivar retiredErrors: recent errors reported by workers that have exited.
     @ivar startedAt: when the supervisor was made (supervisor's clock).
+    @ivar configObservers: called with the config of each generation that starts
+        serving (the admin listener follows its section across reloads).
     """
 
     threshold = 5.0
@@ -554,6 +544,7 @@ class Supervisor:
         self.workerMetrics = Aggregate(WorkerMetrics().registry.families)
         self.retiredErrors: deque[dict] = deque(maxlen=MAX_RETIRED_ERRORS)
         self.startedAt = reactor.seconds()
+        self.configObservers: list[Callable[[Config], object]] = []
 
     # Life cycle
 
@@ -776,6 +767,8 @@ class Supervisor:
                      window=previous.config.timeouts.drain)
             self._drainGeneration(previous)
             self._reloadOutcome("ok")
+        for observer in self.configObservers:
+            observer(generation.config)
         self._settled()
 
     def _readyTimedOut(self, generation: Generation) -> None:
