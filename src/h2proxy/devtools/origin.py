@@ -25,6 +25,8 @@ Endpoints:
 
 Run: ``python -m h2proxy.devtools.origin --port 8000 [--log requests.jsonl]``.
 Every request is appended to the log (one JSON object per line) when --log is set.
+With ``--tls-cert CERT.pem --tls-key KEY.pem`` it serves HTTPS (HTTP/1.1 over TLS),
+for testing https:// backends.
 """
 
 from __future__ import annotations
@@ -228,17 +230,29 @@ class Origin:
         writer.write(b"0\r\n\r\n")
 
 
+def tls_context(cert: str, key: str):
+    """A server-side TLS context for --tls-cert/--tls-key (HTTP/1.1 only)."""
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
 async def main_async(args) -> None:
     origin = Origin(args.log)
+    context = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
     server = await asyncio.start_server(origin.serve, args.host, args.port, limit=MAX_HEAD,
-                                        backlog=1024)
+                                        backlog=1024, ssl=context)
     port = server.sockets[0].getsockname()[1]
     if args.port_file:
         with open(args.port_file + ".tmp", "w") as handle:
             handle.write(str(port))
         import os
         os.replace(args.port_file + ".tmp", args.port_file)
-    print(f"origin listening on http://{args.host}:{port}", flush=True)
+    scheme = "https" if context else "http"
+    print(f"origin listening on {scheme}://{args.host}:{port}", flush=True)
     async with server:
         await server.serve_forever()
 
@@ -249,7 +263,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--port-file", help="write the bound port here (use with --port 0)")
     parser.add_argument("--log", help="append one JSON line per request to this file")
+    parser.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate chain (needs --tls-key)")
+    parser.add_argument("--tls-key", help="the PEM private key of --tls-cert")
     args = parser.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
     try:
         asyncio.run(main_async(args))
     except KeyboardInterrupt:
