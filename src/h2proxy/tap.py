@@ -9,10 +9,13 @@ Twisted's own web plugin does it. The process twistd starts is the supervisor
 Start-up order, which is what makes port 443 work without running as root:
   1. C{Options.postOptions}: read and validate the config (and load every TLS
      certificate and key, as a worker will);
-  2. C{privilegedStartService}: bind every listener, then drop to the config's
-     C{user}/C{group} when started as root (twistd's C{-u}/C{-g} do the same,
-     right after this step);
+  2. C{privilegedStartService}: bind every listener and the admin listener, then
+     drop to the config's C{user}/C{group} when started as root (twistd's
+     C{-u}/C{-g} do the same, right after this step);
   3. once the reactor runs: install the signal handlers, spawn the workers.
+
+On stop, the admin listener stays up while the workers drain (its C{/healthz}
+says C{draining}, so a load balancer stops sending), and closes last.
 """
 
 from __future__ import annotations
@@ -25,16 +28,18 @@ import sys
 
 from OpenSSL import SSL
 from twisted.application import service
-from twisted.internet import defer
+from twisted.internet import defer, error
 from twisted.logger import (
     ILogObserver,
     Logger,
     LogLevel,
     formatEventAsClassicLogText,
+    globalLogPublisher,
 )
 from twisted.python import usage
 from zope.interface import implementer
 
+from h2proxy.admin import AdminServer
 from h2proxy.config.load import load_config
 from h2proxy.config.model import Config
 from h2proxy.errors import ConfigError, ConfigProblem
@@ -175,10 +180,12 @@ class ErrorLog:
 class SupervisorService(service.Service):
     """The twistd service around the L{Supervisor}: binds early, spawns once running."""
 
-    def __init__(self, supervisor: Supervisor, reactor, errorLog: ErrorLog | None = None) -> None:
+    def __init__(self, supervisor: Supervisor, reactor, errorLog: ErrorLog | None = None,
+                 admin: AdminServer | None = None) -> None:
         self.supervisor = supervisor
         self.reactor = reactor
         self.errorLog = errorLog
+        self.admin = admin
 
     def setServiceParent(self, parent) -> None:
         """Join twistd's application; with an error log, make it the application's log
@@ -195,8 +202,18 @@ class SupervisorService(service.Service):
             log.error("{problem}", problem=problem)
             raise SystemExit(1)
         config = self.supervisor.config
+        if self.admin is not None:
+            self._listenAdmin(config)
         drop_privileges(getattr(config, "user", None), getattr(config, "group", None))
         service.Service.privilegedStartService(self)
+
+    def _listenAdmin(self, config: Config) -> None:
+        try:
+            self.admin.listen(config.admin)
+        except error.CannotListenError as problem:
+            log.error("cannot listen for the admin listener on {address} port {port}: {problem}",
+                      address=problem.interface, port=problem.port, problem=problem.socketError)
+            raise SystemExit(1)
 
     def startService(self) -> None:
         service.Service.startService(self)
@@ -214,9 +231,13 @@ class SupervisorService(service.Service):
         self.supervisor.start()
 
     def stopService(self) -> defer.Deferred:
-        """The reactor is shutting down: drain every worker first."""
+        """The reactor is shutting down: drain every worker first, then close the
+        admin listener."""
         service.Service.stopService(self)
-        return self.supervisor.stop()
+        done = self.supervisor.stop()
+        if self.admin is not None:
+            done.addBoth(lambda result: self.admin.stop().addCallback(lambda _: result))
+        return done
 
 
 def makeService(options: Options) -> service.IService:
@@ -234,4 +255,6 @@ def makeService(options: Options) -> service.IService:
         stopReactor=reactor.stop,
         reopenOwnLogs=errorLog.reopen if errorLog is not None else lambda: None,
     )
-    return SupervisorService(supervisor, reactor, errorLog)
+    admin = AdminServer(supervisor=supervisor, reactor=reactor)
+    globalLogPublisher.addObserver(admin.recentLog)
+    return SupervisorService(supervisor, reactor, errorLog, admin)
