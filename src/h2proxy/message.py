@@ -70,6 +70,10 @@ class UpstreamRequest:
     @ivar urgency: how urgent the client said the request is (RFC 9218: 0 most urgent
         to 7 least, 3 by default); a request waiting for a backend connection leaves
         the queue before every less urgent one.
+    @ivar upgrade: the protocol to switch to (``b"websocket"``), or ``None``. The
+        upstream side then sends ``Connection: upgrade`` and ``Upgrade: <protocol>``
+        itself, and after a ``101`` the connection is a raw byte pipe both ways
+        (never returned to the pool). ``body_length`` must be ``0``.
     """
 
     method: bytes
@@ -77,6 +81,7 @@ class UpstreamRequest:
     headers: Headers = ()
     body_length: int | None = 0
     urgency: int = 3
+    upgrade: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

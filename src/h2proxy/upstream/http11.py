@@ -48,6 +48,9 @@ MAX_INFORMATIONAL = 16
 MAX_BUFFERED_WHILE_PAUSED = 1024 * 1024
 #: Consumed bytes at the front of the parse buffer before it is compacted.
 COMPACT_AFTER = 64 * 1024
+#: Longest silence (no byte either way) of an upgraded connection (a WebSocket
+#: tunnel) before it is closed, unless the pool says otherwise; 0 disables.
+TUNNEL_IDLE_TIMEOUT = 3600.0
 
 #: Connection-specific response fields, removed before the head is delivered (RFC 9110
 #: 7.6.1); fields named in ``connection`` are removed too.
@@ -114,6 +117,8 @@ def serialize_request_head(request: UpstreamRequest) -> bytes:
     framing = _framing_field(request)
     if framing:
         lines.append(framing)
+    if request.upgrade is not None:
+        lines += _upgrade_fields(request)
     lines.append(b"")
     lines.append(b"")
     return b"\r\n".join(lines)
@@ -129,6 +134,20 @@ def _framing_field(request: UpstreamRequest) -> bytes:
     if length > 0 or request.method in BODY_METHODS:
         return b"content-length: %d" % length
     return b""
+
+
+def _upgrade_fields(request: UpstreamRequest) -> list[bytes]:
+    """``connection: upgrade`` and ``upgrade: <protocol>`` for an upgrade request,
+    which carries no body: the bytes after the 101 belong to the new protocol."""
+    protocol = request.upgrade
+    assert protocol is not None
+    if not _TOKEN.fullmatch(protocol):
+        raise RequestRefused(f"upgrade protocol {protocol!r} is not a token")
+    if request.body_length != 0:
+        raise RequestRefused("an upgrade request cannot carry a body")
+    if any(name.lower() == b"upgrade" for name, _ in request.headers):
+        raise RequestRefused("request field upgrade is set by the upstream client")
+    return [b"connection: upgrade", b"upgrade: " + protocol]
 
 
 def _validate_trailers(trailers: Headers) -> None:
@@ -268,7 +287,10 @@ class ResponseParser:
     States:
       - C{HEAD}: waiting for a head (CRLF CRLF-terminated, at most L{MAX_HEAD_SIZE}).
         A 100 is swallowed, other 1xx are reported and the state stays; 101 is an
-        error (no upgrades yet). A final head picks the body framing (RFC 9112 6.3).
+        error unless the request asked for an upgrade (C{upgrade}), in which case it
+        is the final head (L{FinalHead}, with L{upgraded} set) and every later byte
+        is body until the close (C{UNTIL_CLOSE}). A final head picks the body
+        framing (RFC 9112 6.3).
       - C{LENGTH}: a Content-Length body; C{_remaining} bytes to go.
       - C{CHUNK_SIZE}, C{CHUNK_DATA}, C{CHUNK_END}: a chunked body: size line
         (extensions ignored, at most L{MAX_CHUNK_LINE}), data, CRLF after the data.
@@ -285,10 +307,14 @@ class ResponseParser:
     @ivar keepAlive: after L{Complete}, whether the framing and the fields allow the
         connection to carry another request.
     @ivar status: the final status once known, else 0.
+    @ivar upgraded: the final head was a 101 to an upgrade request (C{upgrade}, the
+        protocol asked for, lowercase).
     """
 
-    def __init__(self, method: bytes) -> None:
+    def __init__(self, method: bytes, upgrade: bytes | None = None) -> None:
         self._method = method
+        self._upgrade = upgrade
+        self.upgraded = False
         self._buf: bytes | bytearray = b""
         self._pos = 0
         self._scan = 0
@@ -322,6 +348,11 @@ class ResponseParser:
         """The connection ended: cleanly (FIN) or not (reset, abort)."""
         self._eof = True
         self._cleanEof = clean
+
+    @property
+    def upgrading(self) -> bool:
+        """An upgrade was asked for and no final head has arrived yet."""
+        return self._upgrade is not None and self.state is ParserState.HEAD
 
     @property
     def buffered(self) -> int:
@@ -396,6 +427,8 @@ class ResponseParser:
         lines = raw.split(b"\r\n")
         version, status = _status_line(lines[0])
         fields = _fields(lines[1:], "response header")
+        if status == 101 and self._upgrade is not None:
+            return self._switched(fields)
         if status < 200:
             return self._informationalHead(status, fields)
         self.status = status
@@ -408,6 +441,22 @@ class ResponseParser:
             and (not http10 or b"keep-alive" in tokens)
         )
         return FinalHead(ResponseHead(status=status, headers=_end_to_end(fields, tokens)))
+
+    def _switched(self, fields: Headers) -> Event:
+        """A 101 to our upgrade request: the rest of the connection is the new
+        protocol's, delivered as body until the backend closes. It must name the
+        protocol asked for (RFC 9110 7.8)."""
+        protocol = self._upgrade
+        assert protocol is not None
+        offered = [token for name, value in fields if name == b"upgrade" for token in _list(value)]
+        if protocol not in offered or b"upgrade" not in _connection_tokens(fields):
+            raise BackendProtocolError(
+                f"backend answered 101 without Upgrade: {protocol.decode('latin-1')} and Connection: upgrade"
+            )
+        self.status = 101
+        self.upgraded = True
+        self.state = ParserState.UNTIL_CLOSE
+        return FinalHead(ResponseHead(status=101, headers=_end_to_end(fields, _connection_tokens(fields))))
 
     def _informationalHead(self, status: int, fields: Headers) -> Event | None:
         if status == 101:
@@ -601,6 +650,7 @@ class ClientState(Enum):
     QUIESCENT = "quiescent"
     TRANSMITTING = "transmitting"
     WAITING = "waiting"
+    TUNNEL = "tunnel"
     CLOSED = "closed"
 
 
@@ -620,6 +670,12 @@ class HTTP11ClientProtocol(Protocol):
       - C{WAITING}: the request is completely written; the response is awaited and
         read. On completion the connection goes back to C{QUIESCENT} when the
         parser allows keep-alive and nothing extra arrived, else it is closed.
+      - C{TUNNEL}: a 101 answered an upgrade request (L{UpstreamRequest.upgrade}):
+        the connection is a raw byte pipe. L{writeBody} writes bytes as they are,
+        every byte read is response body, L{finishBody} closes our side, and the
+        backend's close ends the response (L{ResponseReceiver.responseEnded} for a
+        clean close, C{responseFailed} for a reset). Never reused. The idle timer is
+        C{tunnelIdleTimeout}, restarted by bytes either way.
       - C{CLOSED}: closed or unusable; terminal. If the backend closed while we were
         paused, bytes already received are still delivered (on resume) before the
         end or the failure.
@@ -647,10 +703,13 @@ class HTTP11ClientProtocol(Protocol):
         responseTimeout: float,
         owner: ConnectionOwner | None = None,
         idleTimeout: float | None = None,
+        tunnelIdleTimeout: float = TUNNEL_IDLE_TIMEOUT,
     ) -> None:
         self._reactor = reactor
         self._timeout = responseTimeout
         self._idleTimeout = responseTimeout if idleTimeout is None else idleTimeout
+        self._tunnelIdleTimeout = tunnelIdleTimeout
+        self._closeWhenSwitched = False
         self.owner = owner
         self.state = ClientState.CONNECTING
         self.responseBytes = 0
@@ -747,7 +806,7 @@ class HTTP11ClientProtocol(Protocol):
         self.requestsSent += 1
         self.responseBytes = 0
         self._listener = listener
-        self._parser = ResponseParser(request.method)
+        self._parser = ResponseParser(request.method, request.upgrade)
         self._body = body_writer(request)
         self._headReceived = False
         self._paused = False
@@ -760,7 +819,13 @@ class HTTP11ClientProtocol(Protocol):
         self.transport.registerProducer(self._proxy, True)
 
     def writeBody(self, data: bytes) -> None:
-        """Write request body bytes; dropped unless the body is being sent."""
+        """Write request body bytes (tunnel bytes once switched); dropped unless the
+        body is being sent."""
+        if self.state is ClientState.TUNNEL and not self._lost:
+            self.transport.write(data)
+            if self._timer is not None:
+                self._timer.reset(self._idleTimeout)
+            return
         if self.state is not ClientState.TRANSMITTING or self._lost:
             return
         try:
@@ -769,7 +834,15 @@ class HTTP11ClientProtocol(Protocol):
             self._fail(error)
 
     def finishBody(self, trailers: Headers = ()) -> None:
-        """End the request body (trailers go out only on a chunked body)."""
+        """End the request body (trailers go out only on a chunked body). On a tunnel,
+        close our side: the backend's close then ends the response; before the 101
+        of an upgrade request, do that as soon as it is switched."""
+        if self.state is ClientState.TUNNEL:
+            self._closeTunnel()
+            return
+        if self.state is ClientState.WAITING and self._parser is not None and self._parser.upgrading:
+            self._closeWhenSwitched = True
+            return
         if self.state is not ClientState.TRANSMITTING or self._lost:
             return
         try:
@@ -846,6 +919,8 @@ class HTTP11ClientProtocol(Protocol):
             listener.responseDataReceived(event.data)
         elif isinstance(event, FinalHead):
             self._headReceived = True
+            if self._parser is not None and self._parser.upgraded:
+                self._switched(listener)
             if self._paused:
                 self._stopTimer()
             else:
@@ -880,6 +955,23 @@ class HTTP11ClientProtocol(Protocol):
         listener.responseEnded(trailers)
         if reusable and self.state is ClientState.QUIESCENT and self.owner is not None:
             self.owner.connectionIdle(self)
+
+    def _switched(self, listener: ExchangeListener) -> None:
+        """The backend accepted the upgrade: from now on a raw pipe (C{TUNNEL})."""
+        self.state = ClientState.TUNNEL
+        self._idleTimeout = self._tunnelIdleTimeout
+        if not self._lost:
+            self._proxy = _BodyProducerProxy(listener)
+            self.transport.registerProducer(self._proxy, True)
+        if self._closeWhenSwitched:
+            self._closeTunnel()
+
+    def _closeTunnel(self) -> None:
+        """Our side of the tunnel is done: close after the written bytes are
+        flushed; the backend's close completes the response."""
+        self._stopProxying()
+        if not self._lost and self.transport is not None:
+            self.transport.loseConnection()
 
     def _fail(self, error: UpstreamError) -> None:
         """Close the connection, then report C{error} once to the exchange."""
@@ -931,7 +1023,9 @@ class HTTP11ClientProtocol(Protocol):
 
     def _timedOut(self) -> None:
         self._timer = None
-        if self._headReceived:
+        if self.state is ClientState.TUNNEL:
+            message = f"upgraded connection (WebSocket) idle for {self._idleTimeout:g}s both ways"
+        elif self._headReceived:
             message = f"backend sent nothing for {self._idleTimeout:g}s in the middle of the response body"
         else:
             message = f"backend sent no response head within {self._timeout:g}s of the request"
