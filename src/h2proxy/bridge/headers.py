@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from h2proxy.config.model import ForwardingConfig, HeaderEditsConfig
 from h2proxy.errors import H2ProxyError
@@ -145,7 +145,7 @@ class ForwardingPolicy:
     forwarded: bool = False
     via: bool = False
     requestId: bool = False
-    trusted: tuple[IPNetwork, ...] = field(default=())
+    trusted: tuple[IPNetwork, ...] = ()
 
     @classmethod
     def fromConfig(cls, config: ForwardingConfig) -> "ForwardingPolicy":
@@ -331,36 +331,29 @@ def to_client(
     edits: HeaderEdits = NO_EDITS,
     requestId: bytes = b"",
 ) -> ResponseHead:
-    """The response head the client gets: connection-specific fields dropped, names
-    lowercased (HTTP/2 requires it), then the route's edits, Via and X-Request-Id
-    (when the backend did not send one). Without a policy (1xx heads) only the
-    cleaning is done. Returns C{head} itself when nothing changes."""
-    kept: list[tuple[bytes, bytes]] = []
-    changed = False
-    hasRequestId = False
-    for name, value in head.headers:
-        lower = name.lower()
-        if lower != name:
-            changed = True
-        if lower in HOP_BY_HOP:
-            changed = True
-            continue
-        if lower == b"x-request-id":
-            hasRequestId = True
-        kept.append((lower, value))
+    """The response head the client gets: names lowercased (HTTP/2 requires it),
+    connection-specific fields dropped, then the route's edits, Via and X-Request-Id
+    (unless the backend sent one). Without a policy (1xx heads) only the cleaning is
+    done, and C{head} itself comes back when it was already clean."""
+    kept = [(name.lower(), value) for name, value in head.headers]
+    kept = [item for item in kept if item[0] not in HOP_BY_HOP]
+    if policy is None and not edits and len(kept) == len(head.headers) and tuple(kept) == head.headers:
+        return head
     if edits:
         kept = edits.apply(kept)
-        changed = True
     if policy is not None:
         if policy.via:
             kept.append((b"via", b"1.1 " + VIA_PSEUDONYM))
-            changed = True
-        if policy.requestId and requestId and not hasRequestId:
+        if policy.requestId and requestId and not _has(kept, b"x-request-id"):
             kept.append((b"x-request-id", requestId))
-            changed = True
-    if not changed:
-        return head
     return ResponseHead(status=head.status, headers=tuple(kept))
+
+
+def _has(headers: list[tuple[bytes, bytes]], name: bytes) -> bool:
+    for item in headers:
+        if item[0] == name:
+            return True
+    return False
 
 
 def trailers_to_client(trailers: Headers) -> Headers:
