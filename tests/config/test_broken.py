@@ -167,7 +167,7 @@ case(
       quux: 3s
     """,
     "conf.yaml:12:3: timeouts.quux: unknown option; expected one of: idle, abort, tls_handshake, "
-    "request_header, request_body, send, backend_connect, backend_response, backend_idle, drain",
+    "request_header, request_body, send, backend_connect, backend_response, backend_idle, tunnel_idle, drain",
 )
 case(
     "duplicate key",

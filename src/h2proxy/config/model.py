@@ -167,6 +167,12 @@ class Http2Config:
         "CONTINUATION frames accepted in one header block; more is a flood: GOAWAY ENHANCE_YOUR_CALM.",
         default=32,
     )
+    enable_connect_protocol: bool = option(
+        Boolean(),
+        "Advertise SETTINGS_ENABLE_CONNECT_PROTOCOL and accept RFC 8441 extended CONNECT with :protocol websocket "
+        "(WebSockets over HTTP/2, bridged to an HTTP/1.1 Upgrade to the backend).",
+        default=True,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -548,6 +554,12 @@ class TimeoutsConfig:
         Duration(0.0, HOUR),
         "Longest pause while reading a backend's response body; then the stream is reset. 0 disables.",
         default=60.0,
+    )
+    tunnel_idle: float = option(
+        Duration(0.0, DAY),
+        "Longest silence, both ways, of a WebSocket tunnel (after the backend's 101) before both sides are closed; "
+        "replaces backend_idle, request_body and idle for tunnels. 0 disables.",
+        default=HOUR,
     )
     drain: float = option(
         Duration(0.0, HOUR),
