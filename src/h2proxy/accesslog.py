@@ -15,8 +15,11 @@ that never holds a request up.
   fails (full disk, file removed, permission) drops its lines: every dropped line is
   counted (L{AccessLogFile.lost}, exported as a metric) and the failure is logged
   once per streak, never raised into the request path.
-- L{RequestObserver}: the bridge's one call per completed request: metrics, the
-  access log line, and the recent-errors list of the status page.
+- L{RequestObserver}: what the bridge tells about each request: L{requestStarted}
+  makes its record, L{responseStarted} and L{exchangeUsed} note the backend's part,
+  and L{requestFinished}, once per request, feeds the metrics, the access log line
+  and the recent-errors list of the status page. L{NO_OBSERVER} does the same
+  bookkeeping and reports nowhere (a bridge without observability, in tests).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from datetime import datetime, timezone
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from h2proxy.metrics import WorkerMetrics, status_class
+from h2proxy.metrics import WorkerMetrics, server_label, status_class
 
 log = Logger()
 
@@ -408,21 +411,79 @@ class AccessLogFile:
 
 # -- the observer ------------------------------------------------------------------------
 
+#: Protocol names by the version the bridge gives (the one Via uses).
+_PROTOCOLS = {b"2": "h2", b"1.1": "http/1.1"}
 
-class RequestObserver:
-    """What the bridge calls once per completed request (C{requestFinished}).
+
+def _header(head, name: bytes) -> str:
+    for key, value in head.headers:
+        if key == name:
+            return value.decode("latin-1")
+    return ""
+
+
+class NullObserver:
+    """Keeps a request's record up to date and reports it nowhere."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.now = clock
+
+    def requestStarted(self, *, head, client: str, protocol: bytes, streamID: int,
+                       requestId: bytes) -> RequestRecord:
+        """The record of a request whose head (a C{RequestHead}) just arrived."""
+        return RequestRecord(
+            start=self.now(),
+            client=client,
+            protocol=_PROTOCOLS.get(protocol, protocol.decode("ascii", "replace")),
+            method=head.method.decode("latin-1"),
+            authority=head.authority.decode("latin-1"),
+            path=head.path.decode("latin-1"),
+            streamID=streamID,
+            requestId=requestId.decode("ascii", "replace"),
+            userAgent=_header(head, b"user-agent"),
+            referer=_header(head, b"referer"),
+        )
+
+    def responseStarted(self, record: RequestRecord, status: int) -> None:
+        """The backend's response head arrived with C{status}."""
+        record.status = status
+        record.firstByte = self.now() - record.start
+
+    def exchangeUsed(self, record: RequestRecord, exchange: object) -> None:
+        """Note which server the exchange reached and how often it was retried (read
+        from the upstream side's exchange, when it says)."""
+        pool = getattr(exchange, "server", None)
+        server = getattr(pool, "server", None)
+        if server is not None:
+            record.server = server_label(server)
+        record.retries = getattr(exchange, "tries", 0) or 0
+
+    def requestFinished(self, record: RequestRecord) -> None:
+        """The request is over (once per request): stamp its duration."""
+        record.duration = self.now() - record.start
+
+
+NO_OBSERVER = NullObserver()
+
+
+class RequestObserver(NullObserver):
+    """The worker's observer: each finished request is counted, logged and, if it
+    failed, remembered.
 
     @ivar recent: the last L{RECENT_ERRORS} proxy-generated errors and resets, as
         plain dicts (the status page's "recent errors").
     """
 
-    def __init__(self, *, metrics: WorkerMetrics, accessLog: AccessLogFile | None) -> None:
+    def __init__(self, *, metrics: WorkerMetrics, accessLog: AccessLogFile | None,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(clock)
         self.metrics = metrics
         self.accessLog = accessLog
         self.recent: deque[dict] = deque(maxlen=RECENT_ERRORS)
 
     def requestFinished(self, record: RequestRecord) -> None:
         """Count C{record} in the metrics, log it, and remember it if it failed."""
+        super().requestFinished(record)
         m = self.metrics
         status = record.status or CLIENT_CLOSED
         route = (record.route,)

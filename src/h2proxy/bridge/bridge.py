@@ -33,12 +33,14 @@ from h2.errors import ErrorCodes
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from h2proxy.accesslog import NO_OBSERVER, NullObserver, RequestRecord
 from h2proxy.bridge import headers as translate
 from h2proxy.bridge.body import BUFFER_IN_MEMORY, BodyBuffer, BodyTooLarge, BufferedBodySender
 from h2proxy.bridge.headers import ForwardingPolicy, RequestFacts, UnforwardableRequest
 from h2proxy.bridge.routing import Route, Router
 from h2proxy.errors import UpstreamError
 from h2proxy.message import Headers, RequestHead, ResponseHead, UpstreamRequest
+from h2proxy.metrics import route_label
 from h2proxy.upstream.interfaces import Exchange, ResponseReceiver
 
 if TYPE_CHECKING:
@@ -93,6 +95,8 @@ class BridgeContext:
     @ivar requestIds: where request ids come from.
     @ivar openFile: makes the temporary file a buffered request body spills to.
     @ivar bufferInMemory: bytes of a buffered request body kept in memory before it spills.
+    @ivar observer: told about each request (access log, metrics; see
+        L{h2proxy.accesslog.RequestObserver}).
     @ivar active: the live bridges (for drain bookkeeping, metrics and leak tests).
     """
 
@@ -106,6 +110,7 @@ class BridgeContext:
         requestIds: RequestIds | None = None,
         openFile: Callable[[], IO[bytes]] = tempfile.TemporaryFile,
         bufferInMemory: int = BUFFER_IN_MEMORY,
+        observer: NullObserver = NO_OBSERVER,
     ) -> None:
         self.router = router
         self.pools = pools
@@ -114,6 +119,7 @@ class BridgeContext:
         self.requestIds = requestIds or RequestIds()
         self.openFile = openFile
         self.bufferInMemory = bufferInMemory
+        self.observer = observer
         self.active: set[StreamBridge] = set()
 
     def handlerFactory(self, stream: "H2Stream") -> "StreamBridge":
@@ -174,6 +180,8 @@ class StreamBridge:
     good (the buffer, if any, is closed then).
 
     @ivar requestId: this request's id (set when the request arrives).
+    @ivar record: what happened to the request, for the observer (set when the
+        request arrives, handed over once when it is done).
     """
 
     def __init__(
@@ -188,6 +196,7 @@ class StreamBridge:
         self.forwarding = forwarding or context.forwarding
         self.protocol = protocol
         self.requestId = b""
+        self.record: RequestRecord | None = None
         self._route: Route | None = None
         self._exchange: Exchange | None = None
         self._buffer: BodyBuffer | None = None
@@ -205,11 +214,15 @@ class StreamBridge:
         self._bodyless = head.method == b"HEAD"
         facts = self._facts(head)
         self.requestId = facts.requestId
+        self.record = self.context.observer.requestStarted(
+            head=head, client=facts.peer, protocol=self.protocol, streamID=self.stream.streamID,
+            requestId=facts.requestId)
         route = self.context.router.match(head.authority, head.path)
         if route is None:
             self._fail(404, "destination_not_found")
             return
         self._route = route
+        self.record.route, self.record.upstream = route_label(route.config), route.upstream
         limit = self.context.maxRequestBody
         if limit and head.content_length is not None and head.content_length > limit:
             self._fail(413, "http_request_denied")
@@ -242,6 +255,7 @@ class StreamBridge:
     def requestDataReceived(self, data: bytes) -> None:
         if self._done:
             return
+        self.record.requestBytes += len(data)
         if self._buffer is not None:
             self._bufferData(data)
             return
@@ -251,6 +265,7 @@ class StreamBridge:
         limit = self.context.maxRequestBody
         if limit and self._bodyReceived > limit:
             if self._responseStarted:
+                self._resetReason("http_request_denied")
                 self._abandon()
                 self.stream.reset(ErrorCodes.CANCEL)
             else:
@@ -270,6 +285,7 @@ class StreamBridge:
         self._exchange.finishRequest(translate.trailers_to_upstream(trailers))
 
     def streamAborted(self, reason: Failure) -> None:
+        self._resetReason("client_closed")
         self._abandon()
 
     # -- ResponseReceiver: the backend side ----------------------------------
@@ -282,6 +298,8 @@ class StreamBridge:
         if self._done:
             return
         self._responseStarted = True
+        self.context.observer.responseStarted(self.record, head.status)
+        self.context.observer.exchangeUsed(self.record, self._exchange)
         route = self._route
         self.stream.writeHeaders(
             translate.to_client(
@@ -296,6 +314,7 @@ class StreamBridge:
 
     def responseDataReceived(self, data: bytes) -> None:
         if not self._done:
+            self.record.responseBytes += len(data)
             self.stream.write(data)
 
     def responseEnded(self, trailers: Headers) -> None:
@@ -322,6 +341,7 @@ class StreamBridge:
             error=str(error) or type(error).__name__,
         )
         if self._responseStarted:
+            self._resetReason(error.reason)
             self.stream.reset(ErrorCodes.INTERNAL_ERROR)
             self._finish()
         else:
@@ -370,6 +390,7 @@ class StreamBridge:
             error=error,
         )
         if self._responseStarted:
+            self._resetReason("proxy_internal_error")
             self._abandon()
             self.stream.reset(ErrorCodes.INTERNAL_ERROR)
         else:
@@ -379,7 +400,10 @@ class StreamBridge:
         """Answer with a proxy-generated error and stop the exchange, if any."""
         exchange, self._exchange = self._exchange, None
         if exchange is not None:
+            self.context.observer.exchangeUsed(self.record, exchange)
             exchange.cancel()
+        if self.record is not None:
+            self.record.status, self.record.error = status, reason
         self._finish()
         error_response(self.stream, status, reason, self.requestId, bodyless=self._bodyless)
 
@@ -390,9 +414,18 @@ class StreamBridge:
             exchange.cancel()
         self._finish()
 
+    def _resetReason(self, reason: str) -> None:
+        """The stream ends by a reset, for C{reason} (unless it is already over)."""
+        record = self.record
+        if record is not None and not self._done:
+            record.error, record.reset = reason, True
+
     def _finish(self) -> None:
         self._done = True
         self.context.active.discard(self)
+        record, self.record = self.record, None
+        if record is not None:
+            self.context.observer.requestFinished(record)
         sender, self._sender = self._sender, None
         if sender is not None:
             sender.stopProducing()
