@@ -223,6 +223,7 @@ class H2Connection(Protocol, TimeoutMixin):
                 SettingCodes.INITIAL_WINDOW_SIZE: settings.initial_window_size,
                 SettingCodes.MAX_FRAME_SIZE: settings.max_frame_size,
                 SettingCodes.MAX_HEADER_LIST_SIZE: settings.max_header_list_size,
+                SettingCodes.ENABLE_CONNECT_PROTOCOL: int(settings.enable_connect_protocol),
             },
             header_list_hard_limit=settings.max_header_list_size * HEADER_LIST_HARD_LIMIT_FACTOR,
             max_continuation_frames=settings.max_continuation_frames,
@@ -572,6 +573,7 @@ class H2Connection(Protocol, TimeoutMixin):
                 event.headers,
                 end_stream=event.stream_ended is not None,
                 max_header_list_size=self._settings.max_header_list_size,
+                extended_connect=self._settings.enable_connect_protocol,
             )
         except MalformedRequest as e:
             log.info("malformed request on stream {stream} from {peer}: {message}", stream=streamID, peer=self._peer(), message=str(e))

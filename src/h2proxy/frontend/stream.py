@@ -211,9 +211,11 @@ class H2Stream:
     def awaitingBody(self) -> bool:
         """The handler is waiting for request body bytes that only the client can
         send: started, not paused, body not complete (what C{requestBodyTimeout}
-        watches)."""
+        watches). Never for a tunnel (extended CONNECT): a quiet WebSocket is not a
+        stalled upload; the bridge's tunnel idle timeout covers it."""
         return (
             self._started
+            and not self.isTunnel
             and not self._paused
             and not self._requestEnded
             and not self._bodyAbandoned
@@ -221,6 +223,12 @@ class H2Stream:
             and self.head is not None
             and not self.head.end_stream
         )
+
+    @property
+    def isTunnel(self) -> bool:
+        """An RFC 8441 extended CONNECT: after a 2xx, DATA both ways are tunnel bytes
+        and END_STREAM closes the tunnel."""
+        return self.head is not None and self.head.protocol is not None
 
     def abandonBody(self) -> None:
         """Stop waiting for the request body (it timed out); later DATA is dropped."""

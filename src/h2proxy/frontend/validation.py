@@ -16,10 +16,11 @@ of the same read). The checks live here instead, and their outcome is one of thr
    - connection-specific fields: ``connection``, ``keep-alive``,
      ``proxy-connection``, ``transfer-encoding``, ``upgrade``; ``te`` other than
      ``trailers``;
-   - pseudo-headers that are unknown (``:protocol`` included: RFC 8441 is not
-     advertised), duplicated, after a regular field, or response-only (``:status``);
-   - missing ``:method``; missing ``:scheme`` or ``:path`` (except CONNECT, which
-     must carry ``:authority`` and neither of those); an empty ``:path``;
+   - pseudo-headers that are unknown (``:protocol`` included unless RFC 8441 is
+     advertised, see below), duplicated, after a regular field, or response-only
+     (``:status``); ``:protocol`` on a method other than CONNECT;
+   - missing ``:method``; missing ``:scheme`` or ``:path`` (except plain CONNECT,
+     which must carry ``:authority`` and neither of those); an empty ``:path``;
    - ``content-length`` that is not a plain decimal integer, several that differ, or
      one that is non-zero on a request whose HEADERS ended the stream (a mismatch
      found later, against the DATA actually received, is checked by the stream);
@@ -38,7 +39,14 @@ of the same read). The checks live here instead, and their outcome is one of thr
      authority at all (neither ``:authority`` nor ``host``); an authority with
      userinfo (``@``), characters outside RFC 3986's host syntax or a bad port; a
      ``host`` field that differs from ``:authority``, or several ``host`` fields;
-     CONNECT (no tunnelling here, and RFC 8441 is not offered).
+     plain CONNECT (no TCP tunnelling here); an extended CONNECT whose
+     ``:protocol`` is not ``websocket``.
+
+Extended CONNECT (RFC 8441 section 4, only with C{extended_connect}, i.e. when
+SETTINGS_ENABLE_CONNECT_PROTOCOL was advertised): ``:method CONNECT`` with
+``:protocol websocket`` and the usual ``:scheme``, ``:path`` and ``:authority`` is
+acceptable; its L{RequestHead} keeps ``method=CONNECT`` and ``protocol=websocket``,
+and once answered with a 2xx the stream's DATA are the tunnel's bytes both ways.
 
 3. **Acceptable**: L{parse_request} returns a L{ParsedRequest} whose
    L{RequestHead} is what the handler sees. ``expect: 100-continue`` is removed
@@ -69,6 +77,10 @@ CONNECTION_SPECIFIC = frozenset(
 
 #: RFC 9113 8.3.1: the request pseudo-headers we understand.
 REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path"})
+#: ... and with RFC 8441 extended CONNECT advertised.
+EXTENDED_CONNECT_PSEUDO = REQUEST_PSEUDO | {b":protocol"}
+#: The ``:protocol`` values an extended CONNECT may ask for (the bridge speaks these).
+TUNNEL_PROTOCOLS = frozenset({b"websocket"})
 
 #: Longest content-length we parse: 19 digits already exceed any real body.
 MAX_CONTENT_LENGTH_DIGITS = 19
@@ -122,9 +134,11 @@ def header_list_size(fields: Iterable[Field]) -> int:
 
 
 def parse_request(
-    fields: Sequence[Field], *, end_stream: bool, max_header_list_size: int
+    fields: Sequence[Field], *, end_stream: bool, max_header_list_size: int, extended_connect: bool = False
 ) -> ParsedRequest:
     """Check a decoded request field block and build the head handed on.
+
+    @param extended_connect: RFC 8441 was advertised: accept ``:protocol``.
 
     @raise UnusableRequest: for a polite 431/400 (see the module docstring).
     @raise MalformedRequest: for RST_STREAM PROTOCOL_ERROR.
@@ -134,14 +148,17 @@ def parse_request(
         raise UnusableRequest(
             431, f"request header fields total {size} bytes, over the limit of {max_header_list_size}"
         )
-    pseudo, regular = _split_pseudo(fields)
+    pseudo, regular = _split_pseudo(fields, EXTENDED_CONNECT_PSEUDO if extended_connect else REQUEST_PSEUDO)
     for name, value in regular:
         _check_regular_field(name, value)
     contentLength = _content_length(regular)
     if end_stream and contentLength:
         raise MalformedRequest("content-length announces a body but HEADERS ended the stream")
     method = _required(pseudo, b":method")
-    if method == b"CONNECT":
+    protocol = pseudo.get(b":protocol")
+    if protocol is not None:
+        _check_extended_connect(method, protocol)
+    elif method == b"CONNECT":
         _check_connect(pseudo)
     scheme = _required(pseudo, b":scheme")
     path = _required(pseudo, b":path")
@@ -163,6 +180,7 @@ def parse_request(
         authority=authority,
         path=path,
         headers=tuple(regular),
+        protocol=protocol,
         content_length=contentLength,
         end_stream=end_stream,
     )
@@ -229,7 +247,7 @@ def _outbound_regular(headers: Headers) -> list[Field]:
     return fields
 
 
-def _split_pseudo(fields: Sequence[Field]) -> tuple[dict[bytes, bytes], list[Field]]:
+def _split_pseudo(fields: Sequence[Field], known: frozenset[bytes]) -> tuple[dict[bytes, bytes], list[Field]]:
     """Separate pseudo-headers (which must come first, once each) from the rest."""
     pseudo: dict[bytes, bytes] = {}
     regular: list[Field] = []
@@ -239,7 +257,7 @@ def _split_pseudo(fields: Sequence[Field]) -> tuple[dict[bytes, bytes], list[Fie
             continue
         if regular:
             raise MalformedRequest(f"pseudo-header {_show(name)} after a regular field")
-        if name not in REQUEST_PSEUDO:
+        if name not in known:
             raise MalformedRequest(f"unknown or response-only pseudo-header {_show(name)}")
         if name in pseudo:
             raise MalformedRequest(f"duplicated pseudo-header {_show(name)}")
@@ -294,6 +312,15 @@ def _check_connect(pseudo: dict[bytes, bytes]) -> None:
     if b":authority" not in pseudo:
         raise MalformedRequest("CONNECT without :authority")
     raise UnusableRequest(400, "CONNECT is not supported by this proxy")
+
+
+def _check_extended_connect(method: bytes, protocol: bytes) -> None:
+    """RFC 8441 4: ``:protocol`` only on CONNECT; we tunnel only the protocols the
+    bridge knows."""
+    if method != b"CONNECT":
+        raise MalformedRequest(":protocol on a method other than CONNECT")
+    if protocol not in TUNNEL_PROTOCOLS:
+        raise UnusableRequest(400, "extended CONNECT supports only :protocol websocket")
 
 
 def _check_method(method: bytes) -> None:
