@@ -12,7 +12,6 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 from twisted.logger import Logger
 from twisted.protocols.haproxy._wrapper import HAProxyWrappingFactory
-from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from h2proxy.bridge.bridge import HTTP2, HTTP11, BridgeContext
 from h2proxy.bridge.headers import ForwardingPolicy
@@ -21,6 +20,7 @@ from h2proxy.config.model import Config, ListenerConfig
 from h2proxy.frontend.factory import H2Factory
 from h2proxy.frontend.http1 import HTTP1Factory
 from h2proxy.frontend.negotiation import NegotiationFactory
+from h2proxy.observe import WorkerObservability
 from h2proxy.tls import ServerConnectionCreator, ServerTLS
 from h2proxy.upstream.pool import UpstreamPool
 
@@ -32,6 +32,7 @@ class ProxyServer:
 
     @ivar h2Factories: listener name -> the H2Factory behind it (for draining).
     @ivar context: the bridges' shared state (router, pools, live bridges).
+    @ivar observability: metrics, access log and request observer (L{h2proxy.observe}).
     """
 
     def __init__(self, config: Config, reactor: IReactorTime) -> None:
@@ -47,10 +48,12 @@ class ProxyServer:
             )
             for name, upstream in config.upstreams.items()
         }
+        self.observability = WorkerObservability(config, reactor)
         self.context = BridgeContext(
             router=Router(config.routes),
             pools=self.pools,
             maxRequestBody=config.limits.max_request_body,
+            observer=self.observability.observer,
         )
         self.h2Factories: dict[str, H2Factory] = {}
         self.http1Factories: dict[str, HTTP1Factory] = {}
@@ -88,12 +91,31 @@ class ProxyServer:
             reactor=self.reactor, h2Factory=h2, http1Factory=http1, deadline=timeouts.idle or None
         )
         if listener.tls is not None:
-            factory = TLSMemoryBIOFactory(ServerConnectionCreator(ServerTLS(listener.tls)), False, factory)
+            factory = self.observability.tlsFactory(
+                listener.name, ServerConnectionCreator(ServerTLS(listener.tls)), factory
+            )
         if listener.proxy_protocol:
             # proxyEndpoint() wraps an endpoint; our sockets are adopted, so the
             # wrapping factory it uses is applied directly.
             factory = HAProxyWrappingFactory(factory)
         return factory
+
+    def reopenLogs(self) -> None:
+        """SIGUSR1: reopen the access log (logrotate moved it)."""
+        self.observability.reopenLogs()
+
+    def closeLogs(self) -> None:
+        """The worker exits: write what the access log still holds."""
+        self.observability.closeLogs()
+
+    def metricsSnapshot(self) -> dict:
+        """What the worker reports to the supervisor every second (L{h2proxy.observe})."""
+        return self.observability.snapshot(
+            h2Factories=self.h2Factories,
+            http1Factories=self.http1Factories,
+            pools=self.pools,
+            inFlight=len(self.context.active),
+        )
 
     def drain(self, timeout: float) -> defer.Deferred:
         """Graceful stop: every connection gets the two-step GOAWAY and its streams
