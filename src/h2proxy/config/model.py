@@ -388,7 +388,11 @@ class UpstreamConfig:
         default=0,
     )
     keepalive: int = option(
-        Integer(0, 10_000), "Idle connections each worker keeps open to each server for reuse.", default=32
+        Integer(0, 10_000),
+        "Idle connections each worker keeps open to each server for reuse. Only connections a load peak "
+        "needed are ever idle, and each closes after keepalive_idle unused; below the requests in flight, "
+        "connections are opened and closed at the request rate.",
+        default=1024,
     )
     keepalive_idle: float = option(
         Duration(1.0, HOUR), "A kept-alive connection idle this long is closed.", default=60.0
