@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Callable
 
 from twisted.internet import defer
-from twisted.internet.error import ConnectionAborted, TimeoutError
+from twisted.internet.error import ConnectionAborted, ConnectionDone, TimeoutError
 from twisted.internet.interfaces import IAddress, IConsumer, IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
@@ -39,6 +39,7 @@ from h2proxy.frontend.http1_parse import (
     BodyDecoder,
     ParsedRequest,
     RequestRejected,
+    TunnelDecoder,
     body_decoder,
     find_head_end,
     parse_request,
@@ -53,6 +54,7 @@ from h2proxy.frontend.http1_write import (
     informational,
     last_chunk,
     start_response,
+    switching_protocols,
 )
 from h2proxy.message import Headers, RequestHead, ResponseHead, Trailers
 
@@ -87,6 +89,14 @@ class HTTP1Stream:
 
     Once the response is finished or the stream is aborted, the handler hears
     nothing more; writes after an abort are ignored.
+
+    WebSocket (C{head.protocol} set by the parser): the request's end is not
+    delivered at first. A C{101} from the handler is written with
+    ``Connection: upgrade``/``Upgrade`` and turns the connection into a pipe:
+    client bytes go to C{requestDataReceived} (same pause/resume), C{write} sends
+    bytes as they are, C{finish} closes the connection, and the client's clean
+    close is C{requestEnded} (any other loss, C{streamAborted}). Any other answer
+    is an ordinary response after which the connection closes.
 
     @ivar streamID: 1, 2, 3... in request order on the connection.
     @ivar head: the request head handed to the handler.
@@ -170,6 +180,11 @@ class HTTP1Stream:
             return
         if self._start is not None:
             raise RuntimeError(f"stream {self.streamID}: response head already sent")
+        if self.head.protocol is not None:
+            if head.status == 101:
+                self._switch(head, self.head.protocol)
+                return
+            self.closeAfter = True
         # A client still waiting for 100 Continue may or may not send its body now:
         # the connection cannot be reused safely (RFC 9110 10.1.1).
         close = self.closeAfter or self._continuePending or self.connection.draining
@@ -285,6 +300,24 @@ class HTTP1Stream:
             self._continuePending = False
             self.connection._write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
+    def _switch(self, head: ResponseHead, protocol: bytes) -> None:
+        """The upgrade was accepted: write the 101, then the connection is a pipe."""
+        start = switching_protocols(head, protocol)
+        self._start = start
+        self.closeAfter = True
+        self._bodyWanted = True
+        if start.dropped:
+            self.connection._logDropped(start.dropped)
+        self.connection._write(start.data)
+        self.connection._startTunnel()
+
+    def _endTunnel(self) -> None:
+        """The client closed the tunnel cleanly: the end of its side of it."""
+        self._aborted = True
+        handler = self._detach()
+        if handler is not None and not self._finished:
+            handler.requestEnded(())
+
     def _complete(self) -> None:
         self._finished = True
         self._detach()
@@ -341,6 +374,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
         self._lost = False
         self._processing = False
         self._again = False
+        self._tunnel = False
         self._abortTimer: IDelayedCall | None = None
 
     def callLater(self, period: float, func: Callable[[], object]) -> IDelayedCall:
@@ -384,7 +418,9 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
             self._abortTimer.cancel()
         self._abortTimer = None
         stream, self._stream = self._stream, None
-        if stream is not None:
+        if stream is not None and self._tunnel and reason.check(ConnectionDone):
+            stream._endTunnel()
+        elif stream is not None:
             stream._abort(reason)
         self._body = None
         self._buffer.clear()
@@ -502,7 +538,8 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
         if self._stream is not stream or stream._handler is None:
             return
         if self._body is None:
-            handler.requestEnded(())
+            if request.head.protocol is None:
+                handler.requestEnded(())
         elif stream.wantsBody and not stream.paused:
             stream._sendContinue()
 
@@ -576,6 +613,12 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
             self._close()
             return
         self._pipelinedRun = self._pipelinedRun + 1 if self._buffer else 0
+
+    def _startTunnel(self) -> None:
+        """After a 101: every client byte, buffered or to come, is tunnel data."""
+        self._tunnel = True
+        self._body = TunnelDecoder()
+        self._readingChanged()
 
     def _resetStream(self, stream: HTTP1Stream) -> None:
         """A handler reset its (current) stream: close the connection, flushing what
@@ -678,6 +721,8 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
             return False
         if self._writePaused:
             return True
+        if self._tunnel:
+            return False  # a quiet WebSocket is not idle: the tunnel idle timeout covers it
         return self._wantReading() and (self._stream is None or self._body is not None)
 
     def _updateTimer(self) -> None:

@@ -50,6 +50,9 @@ _FIELD_BLOCK = re.compile(rb"(?:" + _FIELD + rb")*")
 #: Longest chunk-size line, extensions included; extensions are ignored but capped.
 MAX_CHUNK_LINE = 4096
 
+#: The one protocol an HTTP/1.1 client may upgrade to through the proxy.
+WEBSOCKET = b"websocket"
+
 #: Fields that only concern one connection and are never handed on (RFC 9110 7.6.1).
 HOP_BY_HOP = frozenset(
     {
@@ -152,12 +155,14 @@ def parse_request(raw: bytes, *, secure: bool) -> ParsedRequest:
     expect = _expects_continue(control.get(b"expect", []), http10)
     has_body = chunked or bool(length)
     dropped = _NOT_FORWARDED | named if named else _NOT_FORWARDED
+    protocol = _websocket_upgrade(method, fields, named, http10, has_body)
     head = RequestHead(
         method=method,
         scheme=b"https" if secure else b"http",
         authority=authority,
         path=path,
         headers=tuple([field for field in fields if field[0] not in dropped]),
+        protocol=protocol,
         content_length=length,
         end_stream=not has_body,
     )
@@ -169,6 +174,18 @@ def parse_request(raw: bytes, *, secure: bool) -> ParsedRequest:
         chunked=chunked,
         expectContinue=expect and has_body,
     )
+
+
+def _websocket_upgrade(
+    method: bytes, fields: list[tuple[bytes, bytes]], named: frozenset[bytes], http10: bool, has_body: bool
+) -> bytes | None:
+    """``b"websocket"`` for an RFC 6455 opening handshake (a bodiless HTTP/1.1 GET
+    with ``Connection: upgrade`` and ``Upgrade: websocket``), else C{None}: any
+    other Upgrade (h2c...) is dropped as a hop-by-hop field, as before."""
+    if method != b"GET" or http10 or has_body or b"upgrade" not in named:
+        return None
+    offered = _list_items([value for name, value in fields if name == b"upgrade"])
+    return WEBSOCKET if WEBSOCKET in offered else None
 
 
 def _request_line(line: bytes) -> tuple[bytes, bytes, bool]:
@@ -432,7 +449,19 @@ class ChunkedDecoder:
         return True
 
 
-BodyDecoder = LengthDecoder | ChunkedDecoder
+class TunnelDecoder:
+    """After a 101, the client's bytes are the new protocol's: every byte buffered
+    is handed on as it is, and the "body" ends only with the connection."""
+
+    def step(self, buf: bytearray) -> bytes | None:
+        if not buf:
+            return None
+        data = bytes(buf)
+        del buf[:]
+        return data
+
+
+BodyDecoder = LengthDecoder | ChunkedDecoder | TunnelDecoder
 
 
 def body_decoder(request: ParsedRequest, maxTrailerBytes: int) -> BodyDecoder | None:

@@ -162,6 +162,21 @@ def informational(head: ResponseHead) -> bytes:
     return b"".join(lines)
 
 
+def switching_protocols(head: ResponseHead, protocol: bytes) -> ResponseStart:
+    """A ``101 Switching Protocols`` to C{protocol}: the handler's fields (hop-by-hop
+    ones excepted) plus ``Connection: upgrade`` and ``Upgrade``; what follows is
+    the new protocol's, written as it is, until the connection closes."""
+    if head.status != 101:
+        raise ValueError(f"status {head.status} does not switch protocols")
+    dropped: list[bytes] = []
+    lines = [_status_line(101)]
+    lines += _valid_fields(head.headers, dropped, _HOP_BY_HOP | {b"content-length"})
+    lines += [b"connection: upgrade\r\n", b"upgrade: %s\r\n" % protocol, b"\r\n"]
+    return ResponseStart(
+        data=b"".join(lines), framing=Framing.CLOSE, length=None, close=True, dropped=tuple(dropped)
+    )
+
+
 def chunk_header(size: int) -> bytes:
     """The size line that precedes C{size} bytes of chunk data."""
     return b"%x\r\n" % size
