@@ -70,6 +70,11 @@ BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 #: Request fields the client owns (framing and connection management): refused if given.
 CLIENT_OWNED = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 
+#: Field names remembered as valid request field names (tokens the client does not own).
+MAX_GOOD_NAMES = 1024
+#: Methods that need no token check.
+_GOOD_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE"})
+
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(rb"[\x00\r\n]")
 _BAD_TARGET = re.compile(rb"[\x00-\x20\x7f]")
@@ -77,6 +82,8 @@ _VERSION = re.compile(rb"HTTP/1\.[0-9]")
 _STATUS = re.compile(rb"[0-9]{3}")
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _CONTENT_LENGTH = re.compile(rb"[0-9]{1,19}")
+#: Request field names already found to be valid tokens the client does not own.
+_good_names: set[bytes] = set()
 
 
 class RequestRefused(UpstreamError):
@@ -101,27 +108,47 @@ def serialize_request_head(request: UpstreamRequest) -> bytes:
     the stream differently from us (request smuggling).
     """
     method, target = request.method, request.target
-    if not _TOKEN.fullmatch(method):
+    if method not in _GOOD_METHODS and not _TOKEN.fullmatch(method):
         raise RequestRefused(f"request method {method!r} is not a token")
     if not target or _BAD_TARGET.search(target):
         raise RequestRefused(f"request target {target!r} is empty or contains spaces/controls")
-    lines = [method + b" " + target + b" HTTP/1.1"]
+    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
+    values = []
     for name, value in request.headers:
-        if not _TOKEN.fullmatch(name):
-            raise RequestRefused(f"request field name {name!r} is not a token")
-        if _BAD_VALUE.search(value):
-            raise RequestRefused(f"request field {name.decode('latin-1')} contains CR, LF or NUL")
-        if name.lower() in CLIENT_OWNED:
-            raise RequestRefused(f"request field {name.decode('latin-1')} is set by the upstream client")
-        lines.append(name + b": " + value)
+        if name not in _good_names:
+            _check_name(name)
+        parts += (name, b": ", value, b"\r\n")
+        values.append(value)
+    if _BAD_VALUE.search(b"".join(values)):
+        _refuse_value(request.headers)
     framing = _framing_field(request)
     if framing:
-        lines.append(framing)
+        parts += (framing, b"\r\n")
     if request.upgrade is not None:
-        lines += _upgrade_fields(request)
-    lines.append(b"")
-    lines.append(b"")
-    return b"\r\n".join(lines)
+        for line in _upgrade_fields(request):
+            parts += (line, b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def _check_name(name: bytes) -> None:
+    """Refuse a field name that is not a token or that the client owns; remember a
+    good one (up to L{MAX_GOOD_NAMES}), since a proxy sees the same few names over
+    and over and a set lookup is much cheaper than a regex."""
+    if not _TOKEN.fullmatch(name):
+        raise RequestRefused(f"request field name {name!r} is not a token")
+    if name.lower() in CLIENT_OWNED:
+        raise RequestRefused(f"request field {name.decode('latin-1')} is set by the upstream client")
+    if len(_good_names) < MAX_GOOD_NAMES:
+        _good_names.add(name)
+
+
+def _refuse_value(headers: Headers) -> None:
+    """Name the first field whose value holds CR, LF or NUL (all values were checked
+    at once; this runs only when that check failed)."""
+    for name, value in headers:
+        if _BAD_VALUE.search(value):
+            raise RequestRefused(f"request field {name.decode('latin-1')} contains CR, LF or NUL")
 
 
 def _framing_field(request: UpstreamRequest) -> bytes:
