@@ -35,6 +35,7 @@ from twisted.python.failure import Failure
 
 from h2proxy.accesslog import NO_OBSERVER, NullObserver, RequestRecord
 from h2proxy.bridge import headers as translate
+from h2proxy.bridge import websocket
 from h2proxy.bridge.body import BUFFER_IN_MEMORY, BodyBuffer, BodyTooLarge, BufferedBodySender
 from h2proxy.bridge.headers import ForwardingPolicy, RequestFacts, UnforwardableRequest
 from h2proxy.bridge.routing import Route, Router
@@ -206,6 +207,11 @@ class StreamBridge:
         self._done = False
         self._bodyless = False
         self._bodyReceived = 0
+        # WebSocket: a handshake (_tunnel), the proxy's key for an HTTP/2 client,
+        # and whether the backend switched (then the body both ways is the tunnel).
+        self._tunnel = False
+        self._tunnelKey: bytes | None = None
+        self._switched = False
         context.active.add(self)
 
     # -- StreamHandler: the client side --------------------------------------
@@ -227,14 +233,15 @@ class StreamBridge:
         if limit and head.content_length is not None and head.content_length > limit:
             self._fail(413, "http_request_denied")
             return
+        self._tunnel = websocket.is_websocket(head)
         try:
             upstream = translate.to_upstream(
-                head,
+                websocket.backend_head(head) if self._tunnel else head,
                 target=route.target(head.path),
                 facts=facts,
                 policy=self.forwarding,
                 edits=route.requestEdits,
-                body_length=translate.request_body_length(head),
+                body_length=0 if self._tunnel else translate.request_body_length(head),
             )
         except UnforwardableRequest as refused:
             log.info("request {id} refused: {why}", id=self.requestId, why=str(refused))
@@ -247,6 +254,9 @@ class StreamBridge:
                 openFile=self.context.openFile,
             )
             self._pending = upstream
+            return
+        if self._tunnel:
+            self._startTunnel(route, upstream, head)
             return
         self._exchange = self.context.pools[route.upstream].request(upstream, self)
         if not head.end_stream:
@@ -263,7 +273,7 @@ class StreamBridge:
             return
         self._bodyReceived += len(data)
         limit = self.context.maxRequestBody
-        if limit and self._bodyReceived > limit:
+        if limit and self._bodyReceived > limit and not self._tunnel:
             if self._responseStarted:
                 self._resetReason("http_request_denied")
                 self._abandon()
@@ -297,6 +307,11 @@ class StreamBridge:
     def responseHeadReceived(self, head: ResponseHead) -> None:
         if self._done:
             return
+        if self._tunnel:
+            switched = self._tunnelHead(head)
+            if switched is None:
+                return
+            head = switched
         self._responseStarted = True
         self.context.observer.responseStarted(self.record, head.status)
         self.context.observer.exchangeUsed(self.record, self._exchange)
@@ -311,6 +326,9 @@ class StreamBridge:
         )
         if self._exchange is not None:
             self.stream.registerProducer(self._exchange, True)
+            if self._switched:
+                self._exchange.registerProducer(self.stream, True)
+                self.stream.resumeProducing()
 
     def responseDataReceived(self, data: bytes) -> None:
         if not self._done:
@@ -342,7 +360,7 @@ class StreamBridge:
         )
         if self._responseStarted:
             self._resetReason(error.reason)
-            self.stream.reset(ErrorCodes.INTERNAL_ERROR)
+            self.stream.reset(ErrorCodes.CANCEL if self._switched else ErrorCodes.INTERNAL_ERROR)
             self._finish()
         else:
             self._fail(error.status, error.reason)
@@ -361,6 +379,32 @@ class StreamBridge:
             trusted=trusted,
             requestId=requestId or self.context.requestIds.next(),
         )
+
+    def _startTunnel(self, route: Route, upstream: UpstreamRequest, head: RequestHead) -> None:
+        """A WebSocket handshake: ask the backend to upgrade. The client's bytes wait
+        (the stream stays paused, so an HTTP/2 client gets no window credit) until
+        the backend has switched."""
+        if websocket.is_extended_connect(head):
+            self._tunnelKey = websocket.new_key()
+        self.stream.pauseProducing()
+        request = websocket.upgrade_request(upstream, self._tunnelKey)
+        self._exchange = self.context.pools[route.upstream].request(request, self)
+
+    def _tunnelHead(self, head: ResponseHead) -> ResponseHead | None:
+        """The backend's answer to a handshake: a 101 opens the tunnel (a 200 with the
+        accept checked for an HTTP/2 client), anything else is an ordinary response;
+        C{None} when the handshake failed and a 502 went out instead."""
+        if head.status != 101:
+            return head
+        if self._tunnelKey is not None:
+            try:
+                head = websocket.accepted_for_http2(head, self._tunnelKey)
+            except websocket.BadHandshake as bad:
+                log.info("request {id}: bad WebSocket handshake from the backend: {why}", id=self.requestId, why=str(bad))
+                self._fail(502, "http_protocol_error")
+                return None
+        self._switched = True
+        return head
 
     def _bufferData(self, data: bytes) -> None:
         assert self._buffer is not None
