@@ -47,7 +47,7 @@ from h2proxy.upstream.connector import (
     EndpointFactory,
     default_endpoint_factory,
 )
-from h2proxy.upstream.exchange import AttemptFailure, ExchangeState, UpstreamExchange, replayable
+from h2proxy.upstream.exchange import AttemptFailure, UpstreamExchange, replayable
 from h2proxy.upstream.health import ServerHealth
 from h2proxy.upstream.http11 import ClientState, HTTP11ClientProtocol, RequestRefused, serialize_request_head
 from h2proxy.upstream.interfaces import ResponseReceiver
@@ -85,9 +85,6 @@ class WaitQueue:
     def __iter__(self) -> Iterator[UpstreamExchange]:
         for level in self._levels:
             yield from level
-
-    def __contains__(self, exchange: object) -> bool:
-        return any(exchange in level for level in self._levels)
 
     def push(self, exchange: UpstreamExchange) -> None:
         self._levels[self._level(exchange)].append(exchange)
