@@ -10,11 +10,6 @@ with the pool as configured by default (keepalive 32) and once with keepalive: 0
 new connection for every request), and prints the best of --rounds for each, their
 ratio, and the connections the pool opened. A benchmark, not a test: it prints
 figures and asserts nothing.
-
-The next request is sent from inside the previous one's responseEnded, before the
-connection is back in the idle list, so the pooled runs open one connection more
-than their concurrency; the bridge never does that (a client's next request arrives
-in a later reactor turn).
 """
 
 from __future__ import annotations

@@ -616,3 +616,24 @@ def test_default_endpoint_factory_picks_endpoint_by_address():
     assert isinstance(factory(ServerConfig(host="[::1]", port=1)), TCP6ClientEndpoint)
     assert isinstance(factory(ServerConfig(host="::1", port=1)), TCP6ClientEndpoint)
     assert isinstance(factory(ServerConfig(host="backend.internal", port=1)), HostnameEndpoint)
+
+
+def test_a_request_made_as_a_response_ends_reuses_its_connection():
+    """When the receiver makes the next request from inside responseEnded, it gets the
+    connection that just finished, even at max_connections 1 with no queue."""
+    pool, clock, [endpoint] = make_pool(max_connections=1)
+    first, second = Receiver(), Receiver()
+    ended = first.responseEnded
+
+    def chain(trailers):
+        ended(trailers)
+        pool.request(get(b"/next"), second)
+
+    first.responseEnded = chain
+    pool.request(get(), first)
+    protocol, transport = endpoint.succeed()
+    transport.clear()
+    protocol.dataReceived(OK)
+    assert transport.value().startswith(b"GET /next ") and endpoint.pending == 0
+    protocol.dataReceived(OK)
+    assert second.outcome == ("end", ()) and pool.connectionsOpened == 1

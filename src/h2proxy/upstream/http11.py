@@ -961,7 +961,9 @@ class HTTP11ClientProtocol(Protocol):
             raise AssertionError(f"Unexpected event: {event!r}")
 
     def _complete(self, trailers: Headers) -> None:
-        """The response is whole: deliver the end, then pool or close the connection."""
+        """The response is whole: pool or close the connection, then deliver the end.
+        The owner hears first, so a request made from inside C{responseEnded} (or a
+        waiting one) can already have this connection."""
         listener, parser = self._listener, self._parser
         assert listener is not None and parser is not None
         self._listener = self._parser = None
@@ -979,9 +981,9 @@ class HTTP11ClientProtocol(Protocol):
                 self.transport.resumeProducing()
         else:
             self._shutdown(abort=False)
-        listener.responseEnded(trailers)
-        if reusable and self.state is ClientState.QUIESCENT and self.owner is not None:
+        if reusable and self.owner is not None:
             self.owner.connectionIdle(self)
+        listener.responseEnded(trailers)
 
     def _switched(self, listener: ExchangeListener) -> None:
         """The backend accepted the upgrade: from now on a raw pipe (C{TUNNEL})."""
