@@ -22,6 +22,9 @@ Endpoints:
                          the body; then JSON {"expect": value or null, "bytes": n}
   ANY  /hop-by-hop       a response carrying connection-specific fields (Connection naming
                          X-Private, Keep-Alive) and mixed-case names, for header translation tests
+  GET  /ws               a WebSocket echo (RFC 6455 handshake; each frame is echoed with the
+                         same opcode, unmasked); a text message ``close`` makes the server
+                         send a Close frame and close the connection; a Close is echoed, then closed
 
 Run: ``python -m h2proxy.devtools.origin --port 8000 [--log requests.jsonl]``.
 Every request is appended to the log (one JSON object per line) when --log is set.
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import hashlib
 import json
 import sys
@@ -40,6 +44,44 @@ from urllib.parse import parse_qs, urlsplit
 
 PATTERN = (bytes(range(256)) * 256)  # 64 KiB, the unit of /bytes bodies
 MAX_HEAD = 64 * 1024
+WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+MAX_WS_PAYLOAD = 16 * 1024 * 1024  # larger frames close the connection
+WS_CLOSE = 0x8
+
+
+async def read_ws_frame(reader) -> tuple[int, int, bytes]:
+    """One client frame: (first byte, opcode, unmasked payload)."""
+    first, second = await reader.readexactly(2)
+    length = second & 0x7F
+    if length == 126:
+        length = int.from_bytes(await reader.readexactly(2), "big")
+    elif length == 127:
+        length = int.from_bytes(await reader.readexactly(8), "big")
+    if length > MAX_WS_PAYLOAD:
+        raise ValueError(f"WebSocket frame of {length} bytes")
+    mask = await reader.readexactly(4) if second & 0x80 else b""
+    payload = await reader.readexactly(length)
+    return first, first & 0x0F, ws_unmask(payload, mask) if mask else payload
+
+
+def ws_unmask(payload: bytes, mask: bytes) -> bytes:
+    """XOR with the repeated 4-byte mask (RFC 6455 5.3), as one big integer."""
+    size = len(payload)
+    key = (mask * (size // 4 + 1))[:size]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(size, "big")
+
+
+def ws_frame(first: int, payload: bytes, mask: bytes = b"") -> bytes:
+    """A frame with first byte C{first}; masked (as a client must) when C{mask} is given."""
+    size = len(payload)
+    maskBit = 0x80 if mask else 0
+    if size < 126:
+        head = bytes([first, maskBit | size])
+    elif size < 65536:
+        head = bytes([first, maskBit | 126]) + size.to_bytes(2, "big")
+    else:
+        head = bytes([first, maskBit | 127]) + size.to_bytes(8, "big")
+    return head + mask + (ws_unmask(payload, mask) if mask else payload)
 
 
 def pattern_bytes(count: int) -> bytes:
@@ -138,6 +180,11 @@ class Origin:
         elif path == "/hop-by-hop":
             writer.write(b"HTTP/1.1 200 OK\r\nConnection: X-Private\r\nX-Private: secret\r\n"
                          b"Keep-Alive: timeout=5\r\nX-Mixed-Case: Kept\r\nContent-Length: 3\r\n\r\nhop")
+        elif path == "/ws":
+            if not await self.websocket(reader, writer, fields):
+                self.respond(writer, 400, b"not a websocket handshake\n")
+                await writer.drain()
+            return False
         elif path == "/trailers":
             writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\r\n"
                          b"5\r\nhello\r\n0\r\nx-checksum: abc123\r\n\r\n")
@@ -146,6 +193,27 @@ class Origin:
             self.respond(writer, 200, body)
         await writer.drain()
         return keep
+
+    async def websocket(self, reader, writer, fields) -> bool:
+        """Answer an RFC 6455 handshake with 101, then echo frames until a Close."""
+        key = fields.get("sec-websocket-key", "").encode("latin-1")
+        if "websocket" not in fields.get("upgrade", "").lower() or not key:
+            return False
+        accept = base64.b64encode(hashlib.sha1(key + WEBSOCKET_GUID).digest())
+        protocols = [p.strip() for p in fields.get("sec-websocket-protocol", "").split(",") if p.strip()]
+        extra = b"Sec-WebSocket-Protocol: %s\r\n" % protocols[0].encode() if protocols else b""
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Accept: %s\r\n%s\r\n" % (accept, extra))
+        while True:
+            first, opcode, payload = await read_ws_frame(reader)
+            if opcode == 0x1 and payload == b"close":
+                writer.write(ws_frame(0x80 | WS_CLOSE, (1000).to_bytes(2, "big")))
+                await writer.drain()
+                return True
+            writer.write(ws_frame(first, payload))
+            await writer.drain()
+            if opcode == WS_CLOSE:
+                return True
 
     def stats(self) -> bytes:
         return json.dumps({"connections": self.connections, "requests": self.requests,
