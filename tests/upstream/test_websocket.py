@@ -191,3 +191,31 @@ def test_pool_never_reuses_a_tunnel_connection():
     assert pool.idleCount == 0
     pool.request(get(), Receiver())
     assert endpoints[0].pending == 1
+
+
+def test_pool_applies_its_tunnel_idle_timeout():
+    """When the pool is given a tunnel idle timeout, its tunnels close after that much silence."""
+    from h2proxy.config.model import ServerConfig, UpstreamConfig
+    from h2proxy.upstream.pool import UpstreamPool
+    from tests.upstream.helpers import FakeEndpoint
+
+    clock = MemoryReactorClock()
+    endpoints: list[FakeEndpoint] = []
+
+    def factory(server):
+        endpoints.append(FakeEndpoint(server))
+        return endpoints[-1]
+
+    config = UpstreamConfig(name="app", servers=(ServerConfig(host="127.0.0.1", port=8000),))
+    pool = UpstreamPool(
+        reactor=clock, config=config, connectTimeout=5.0, responseTimeout=30.0,
+        tunnelIdleTimeout=7.0, endpointFactory=factory,
+    )
+    receiver = Receiver()
+    pool.request(ws(), receiver)
+    protocol, transport = endpoints[0].succeed()
+    protocol.dataReceived(SWITCHED)
+    clock.advance(6.5)
+    assert receiver.outcome is None
+    clock.advance(1)
+    assert isinstance(receiver.error, BackendTimeout)

@@ -49,7 +49,13 @@ from h2proxy.upstream.connector import (
 )
 from h2proxy.upstream.exchange import AttemptFailure, UpstreamExchange, replayable
 from h2proxy.upstream.health import ServerHealth
-from h2proxy.upstream.http11 import ClientState, HTTP11ClientProtocol, RequestRefused, serialize_request_head
+from h2proxy.upstream.http11 import (
+    TUNNEL_IDLE_TIMEOUT,
+    ClientState,
+    HTTP11ClientProtocol,
+    RequestRefused,
+    serialize_request_head,
+)
 from h2proxy.upstream.interfaces import ResponseReceiver
 from h2proxy.upstream.probe import HealthProbe
 from h2proxy.upstream.tlsclient import BackendTLS
@@ -155,6 +161,7 @@ class ServerPool:
         connectTimeout: float,
         responseTimeout: float,
         idleTimeout: float,
+        tunnelIdleTimeout: float = TUNNEL_IDLE_TIMEOUT,
     ) -> None:
         self.server = server
         self.health = ServerHealth(config.passive_health, config.health_check)
@@ -166,6 +173,7 @@ class ServerPool:
         self._connectTimeout = connectTimeout
         self._responseTimeout = responseTimeout
         self._idleTimeout = idleTimeout
+        self._tunnelIdleTimeout = tunnelIdleTimeout
         self._idle: list[HTTP11ClientProtocol] = []
         self._idleTimers: dict[HTTP11ClientProtocol, DelayedCall] = {}
         self._busy: set[HTTP11ClientProtocol] = set()
@@ -318,6 +326,7 @@ class ServerPool:
             reactor=self._reactor,
             responseTimeout=self._responseTimeout,
             idleTimeout=self._idleTimeout,
+            tunnelIdleTimeout=self._tunnelIdleTimeout,
             owner=self,
         )
         attempt = self._connector.connect(connection, self._connectTimeout)
@@ -381,6 +390,7 @@ class UpstreamPool:
         connectTimeout: float,
         responseTimeout: float,
         idleTimeout: float | None = None,
+        tunnelIdleTimeout: float = TUNNEL_IDLE_TIMEOUT,
         endpointFactory: EndpointFactory | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -418,6 +428,7 @@ class UpstreamPool:
                 connectTimeout=connectTimeout,
                 responseTimeout=responseTimeout,
                 idleTimeout=idleTimeout,
+                tunnelIdleTimeout=tunnelIdleTimeout,
             )
             for connector in connectors
         )
