@@ -147,6 +147,10 @@ class ConnectionTracker:
     def connectionClosed(self, connection: "H2Connection") -> None:
         """The connection is gone."""
 
+    def rejected(self, reason: str) -> None:
+        """A stream was refused, or the connection closed, by a limit or budget named
+        C{reason} (counted for the metrics; a rare event, never per frame)."""
+
 
 class _DiscardRequest:
     """The handler of a request the front end answers itself: the body is read
@@ -567,6 +571,7 @@ class H2Connection(Protocol, TimeoutMixin):
             self._headerCall = None
         if self._refusing(streamID):
             self.conn.reset_stream(streamID, ErrorCodes.REFUSED_STREAM)
+            self._rejected("refused_stream")
             return
         try:
             parsed = parse_request(
@@ -578,10 +583,12 @@ class H2Connection(Protocol, TimeoutMixin):
         except MalformedRequest as e:
             log.info("malformed request on stream {stream} from {peer}: {message}", stream=streamID, peer=self._peer(), message=str(e))
             self.conn.reset_stream(streamID, ErrorCodes.PROTOCOL_ERROR)
+            self._rejected("malformed_request")
             self._glitch(f"malformed request: {e}")
             return
         except UnusableRequest as e:
             self._answerDirectly(streamID, e.status, str(e))
+            self._rejected(f"refused_{e.status}")
             self._glitch(f"request refused with {e.status}: {e}")
             return
         stream = self._accept(streamID, parsed.head)
@@ -721,6 +728,7 @@ class H2Connection(Protocol, TimeoutMixin):
         """A budget is spent: GOAWAY ENHANCE_YOUR_CALM and close now."""
         if self._closing:
             return
+        self._rejected(option)
         log.warn(
             "closing HTTP/2 connection from {peer}: {what}, over http2.{option} ({limit} per {window}s); "
             "GOAWAY ENHANCE_YOUR_CALM",
@@ -734,6 +742,10 @@ class H2Connection(Protocol, TimeoutMixin):
             self.conn.last_accepted_stream_id, ErrorCodes.ENHANCE_YOUR_CALM, f"http2.{option} exceeded".encode()
         )
         self._closeNow(Failure(ConnectionAborted(f"http2.{option} exceeded: {what}")))
+
+    def _rejected(self, reason: str) -> None:
+        if self.tracker is not None:
+            self.tracker.rejected(reason)
 
     def _requestHeaderTimedOut(self) -> None:
         """No complete request headers within C{requestHeaderTimeout} of the start."""

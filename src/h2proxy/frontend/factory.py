@@ -31,6 +31,8 @@ class H2Factory(ServerFactory, ConnectionTracker):
     @ivar connections: the live connections (between C{connectionMade} and
         C{connectionLost}).
     @ivar draining: whether L{drain} was called; new connections then go away at once.
+    @ivar rejections: reason -> streams refused or connections closed by a limit or
+        budget (read by the worker's metrics snapshot).
 
     The timeouts are those of L{H2Connection}, given to every connection it builds.
     """
@@ -59,6 +61,7 @@ class H2Factory(ServerFactory, ConnectionTracker):
         self.sendTimeout = sendTimeout
         self.connections: set[H2Connection] = set()
         self.draining = False
+        self.rejections: dict[str, int] = {}
         self._drainTimer: IDelayedCall | None = None
         self._waiting: list[Deferred[None]] = []
 
@@ -102,6 +105,9 @@ class H2Factory(ServerFactory, ConnectionTracker):
     def connectionClosed(self, connection: H2Connection) -> None:
         self.connections.discard(connection)
         self._fireIfEmpty()
+
+    def rejected(self, reason: str) -> None:
+        self.rejections[reason] = self.rejections.get(reason, 0) + 1
 
     # -- internals -----------------------------------------------------------------------
 
