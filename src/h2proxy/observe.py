@@ -113,9 +113,10 @@ class WorkerObservability:
             self.accessLog.close()
 
     def snapshot(self, *, h2Factories: Mapping, http1Factories: Mapping, pools: Mapping,
-                 inFlight: int) -> dict:
+                 inFlight: int, limiter=None) -> dict:
         """Set the gauges and read-at-snapshot counters, then the report to send:
-        C{{"metrics": ..., "recent": [...]}}."""
+        C{{"metrics": ..., "recent": [...]}}. C{limiter} is the worker's connection
+        limiter, if C{limits.max_connections} is set."""
         m = self.metrics
         for gauge in (m.connections, m.streams, m.queueDepth, m.inFlight, m.idle, m.serverState):
             gauge.clear()
@@ -125,6 +126,7 @@ class WorkerObservability:
         for name, factory in http1Factories.items():
             m.connections.set((name, "http/1.1"), len(factory.connections))
         m.inFlightRequests.set((), inFlight)
+        self._readRejections(h2Factories, limiter)
         self._readUpstreams(pools)
         for name, counts in self.tls.items():
             m.tlsHandshakes.setTotal((name,), counts.completed)
@@ -133,6 +135,18 @@ class WorkerObservability:
         if self.accessLog is not None:
             m.accessLogLost.setTotal((), self.accessLog.lost)
         return {"metrics": m.registry.snapshot(), "recent": list(self.observer.recent)}
+
+    def _readRejections(self, h2Factories: Mapping, limiter) -> None:
+        totals: dict[str, int] = {}
+        for factory in h2Factories.values():
+            for reason, count in factory.rejections.items():
+                totals[reason] = totals.get(reason, 0) + count
+        if limiter is not None:
+            totals["connection_limit_refused"] = limiter.refused
+            totals["connection_limit_dropped"] = limiter.dropped
+            totals["connection_limit_evicted_idle"] = limiter.evicted
+        for reason, count in totals.items():
+            self.metrics.rejected.setTotal((reason,), count)
 
     def _readUpstreams(self, pools: Mapping) -> None:
         m = self.metrics

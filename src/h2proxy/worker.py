@@ -116,6 +116,7 @@ class ProxyServer:
             http1Factories=self.http1Factories,
             pools=self.pools,
             inFlight=len(self.context.active),
+            limiter=getattr(self, "connectionLimiter", None),
         )
 
     def drain(self, timeout: float) -> defer.Deferred:

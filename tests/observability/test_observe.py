@@ -99,29 +99,39 @@ class Connection:
 
 
 class FrontFactory:
-    def __init__(self, *streams: int) -> None:
+    def __init__(self, *streams: int, rejections=None) -> None:
         self.connections = {Connection(n) for n in streams}
+        self.rejections = rejections or {}
+
+
+class Limiter:
+    refused, dropped, evicted = 2, 1, 5
 
 
 def test_snapshot_reads_front_ends_pools_and_counts():
     """When a snapshot is taken, it holds connections, streams, in-flight requests, queues,
-    server load and health, TLS counts and lost log lines, and goes through the supervisor's reader."""
+    server load and health, TLS counts and rejections, and goes through the supervisor's reader."""
     obs = observability()
     obs.tls["public"] = TLSCounts()
     obs.tls["public"].completed = 4
-    report = obs.snapshot(h2Factories={"public": FrontFactory(2, 3)}, http1Factories={"public": FrontFactory(0)},
-                          pools={"app": Pool()}, inFlight=6)
+    report = obs.snapshot(h2Factories={"public": FrontFactory(2, 3, rejections={"reset_budget": 1}),
+                                       "other": FrontFactory(rejections={"reset_budget": 2})},
+                          http1Factories={"public": FrontFactory(0)},
+                          pools={"app": Pool()}, inFlight=6, limiter=Limiter())
     aggregate = Aggregate(WorkerMetrics().registry.families)
     aggregate.update("w", 1, report["metrics"])
     totals = aggregate.totals(serving=1)
-    assert totals["h2proxy_connections_open"] == {("public", "h2"): 2, ("public", "http/1.1"): 1}
-    assert totals["h2proxy_streams_open"] == {("public",): 5}
+    assert totals["h2proxy_connections_open"] == {("public", "h2"): 2, ("other", "h2"): 0, ("public", "http/1.1"): 1}
+    assert totals["h2proxy_streams_open"] == {("public",): 5, ("other",): 0}
     assert totals["h2proxy_requests_in_flight"] == {(): 6}
     assert totals["h2proxy_upstream_queue_depth"] == {("app",): 3}
     assert totals["h2proxy_upstream_in_flight"][("app", "127.0.0.1:1")] == 2
     assert totals["h2proxy_upstream_server_state"] == {
         ("app", "127.0.0.1:1", "up"): 1, ("app", "127.0.0.1:2", "ejected"): 1, ("app", "127.0.0.1:3", "down"): 1}
     assert totals["h2proxy_tls_handshakes_total"] == {("public",): 4}
+    assert totals["h2proxy_streams_rejected_total"] == {
+        ("reset_budget",): 3, ("connection_limit_refused",): 2, ("connection_limit_dropped",): 1,
+        ("connection_limit_evicted_idle",): 5}
     assert report["recent"] == []
 
 
