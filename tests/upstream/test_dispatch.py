@@ -9,7 +9,15 @@ from OpenSSL import SSL
 from twisted.internet.error import ConnectionLost, ConnectionRefusedError
 from twisted.python.failure import Failure
 
-from h2proxy.config.model import PassiveHealthConfig, QueueConfig, UpstreamTimeoutsConfig
+from twisted.internet.testing import MemoryReactorClock
+
+from h2proxy.config.model import (
+    PassiveHealthConfig,
+    QueueConfig,
+    ServerConfig,
+    UpstreamConfig,
+    UpstreamTimeoutsConfig,
+)
 from h2proxy.errors import (
     BackendClosed,
     BackendConnectTimeout,
@@ -21,7 +29,8 @@ from h2proxy.errors import (
 )
 from h2proxy.message import UpstreamRequest
 from h2proxy.upstream.exchange import MAX_REPLAY_BODY
-from tests.upstream.helpers import OK, Producer, Receiver, get, make_pool, reset
+from h2proxy.upstream.pool import UpstreamPool
+from tests.upstream.helpers import OK, FakeEndpoint, Producer, Receiver, get, make_pool, reset
 
 QUEUE = QueueConfig(size=10, timeout=30)
 
@@ -456,3 +465,25 @@ def test_close_serves_queued_requests_before_firing():
     assert b"/queued" in transport.value() and fired == []
     protocol.dataReceived(OK)
     assert queued.outcome == ("end", ()) and fired == [None] and transport.disconnecting
+
+
+def test_a_server_can_have_its_own_connection_cap():
+    """When one server sets its own max_connections, it caps that server while the upstream's caps the others."""
+    endpoints = []
+
+    def factory(server):
+        endpoints.append(FakeEndpoint(server))
+        return endpoints[-1]
+
+    config = UpstreamConfig(
+        name="app",
+        servers=(ServerConfig(host="127.0.0.1", port=8000, max_connections=1), ServerConfig(host="127.0.0.1", port=8001)),
+        max_connections=3,
+        queue=QUEUE,
+    )
+    pool = UpstreamPool(reactor=MemoryReactorClock(), config=config, connectTimeout=1, responseTimeout=1,
+                        endpointFactory=factory)
+    for _ in range(5):
+        pool.request(get(), Receiver())
+    assert [e.pending for e in endpoints] == [1, 3] and pool.waitingCount == 1
+    assert [s.maxConnections for s in pool.servers] == [1, 3]

@@ -241,6 +241,12 @@ class ServerConfig:
     port: int
     scheme: str = "http"
     weight: int = option(Integer(1, 1000), "Share of requests relative to the other servers.", default=1)
+    max_connections: int | None = option(
+        Integer(0, 100_000),
+        "This server's own cap on connections per worker (when its worker slots differ); null = the upstream's.",
+        default=None,
+        nullable=True,
+    )
 
 
 @dataclass(frozen=True, slots=True)

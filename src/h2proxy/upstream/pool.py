@@ -217,8 +217,14 @@ class ServerPool:
         """Whether a request can have a connection now: an idle one, or room for one."""
         return bool(self._idle) or not self._full()
 
+    @property
+    def maxConnections(self) -> int:
+        """This server's connection cap (0 = none): its own, else the upstream's."""
+        own = self.server.max_connections
+        return self._config.max_connections if own is None else own
+
     def _full(self) -> bool:
-        cap = self._config.max_connections
+        cap = self.maxConnections
         return cap > 0 and len(self._idle) + len(self._busy) + len(self._connecting) >= cap
 
     # -- the upstream's side ---------------------------------------------------
@@ -614,8 +620,7 @@ class UpstreamPool:
             self._failExchange(
                 exchange,
                 QueueFull(
-                    f"upstream {self.config.name}: every available server is at "
-                    f"max_connections={self.config.max_connections} and "
+                    f"upstream {self.config.name}: every available server is at its max_connections and "
                     + (f"{size} requests already wait (queue.size)" if size else "queue.size is 0"),
                     retry_after=QUEUE_RETRY_AFTER,
                 ),
@@ -632,7 +637,7 @@ class UpstreamPool:
         exchange.fail(
             QueueFull(
                 f"upstream {self.config.name}: no connection free within {self.config.queue.timeout:g}s "
-                f"(max_connections={self.config.max_connections})",
+                "(every available server at its max_connections)",
                 retry_after=QUEUE_RETRY_AFTER,
             )
         )
