@@ -467,7 +467,19 @@ def test_early_body_is_capped():
     assert receiver.outcome is None
     exchange.write(b"x")
     assert receiver.error is not None and "before the backend connection" in str(receiver.error)
-    assert endpoint.cancelled == 1 or endpoint.pending == 1
+    assert endpoint.cancelled == 1 and pool.servers[0].connectingCount == 0
+
+
+def test_early_body_over_the_cap_leaves_the_queue():
+    """When a queued exchange's producer writes over the cap, the exchange fails and leaves the queue."""
+    pool, clock, [endpoint] = make_pool(max_connections=1, queue=QUEUE)
+    pool.request(get(), Receiver())
+    receiver = Receiver()
+    exchange = pool.request(get(method=b"POST", body_length=None), receiver)
+    assert len(clock.getDelayedCalls()) == 2  # the first request's connect, this one's wait
+    exchange.write(b"x" * (MAX_EARLY_BODY + 1))
+    assert receiver.error is not None and pool.waitingCount == 0
+    assert len(clock.getDelayedCalls()) == 1
 
 
 def test_body_over_length_fails_through_the_exchange():

@@ -196,6 +196,8 @@ class UpstreamExchange:
             return
         self._earlySize += len(data)
         if self._earlySize > MAX_EARLY_BODY:
+            if self._dispatcher is not None:
+                self._dispatcher.withdraw(self)
             self.fail(
                 UpstreamError(
                     f"request body producer wrote over {MAX_EARLY_BODY} bytes "
