@@ -71,7 +71,7 @@ def workload(proxy, count: int) -> None:
 def test_counters_follow_a_workload_across_a_reload(tmp_path, origin, certificate):
     """When 2 workers serve 20 requests, the daemon reloads, and they serve 10 more, /metrics
     counts 20 then 30 requests (never fewer in between), the body bytes, the TLS handshakes and
-    one successful reload; /healthz says ok throughout."""
+    one successful reload, whose summary is logged; /healthz says ok throughout."""
     config = base_config(origin.port, certificate, workers=2, admin={"address": "127.0.0.1", "port": 0})
     path = write_config(tmp_path, config)
     proxy = start_proxy(path, ["tls", "h2c"])
@@ -90,7 +90,9 @@ def test_counters_follow_a_workload_across_a_reload(tmp_path, origin, certificat
         assert first[("h2proxy_request_duration_seconds_count", (("route", "*/"),))] == 20
         assert first[("h2proxy_upstream_first_byte_seconds_count", (("upstream", "app"),))] == 20
 
+        mark = proxy.mark()
         assert proxy.reload().group(1) == "2"
+        proxy.wait_for(r"reload: no setting changed", start=mark)
         during = scrape(port)
         assert requests_done(during) >= 20
         assert fetch(f"http://127.0.0.1:{port}/healthz") == (200, "ok\n")

@@ -277,7 +277,7 @@ def test_observer_counts_metrics_logs_and_remembers_errors():
     metrics = WorkerMetrics()
     output = FakeOutput()
     accessLog, clock = make_log([output])
-    observer = RequestObserver(metrics=metrics, accessLog=accessLog)
+    observer = RequestObserver(metrics=metrics, accessLog=accessLog, clock=lambda: 1_700_000_000.75)
     observer.requestFinished(record(requestBytes=10))
     observer.requestFinished(record(status=502, error="connection_refused", firstByte=None))
     observer.requestFinished(record(status=0, error="client_closed", reset=True, route="", upstream=""))
@@ -289,6 +289,7 @@ def test_observer_counts_metrics_logs_and_remembers_errors():
     assert metrics.resets.values == {("client_closed",): 1}
     assert metrics.requestBytes.values == {("example.org/",): 10}
     assert sum(metrics.firstByte.values[("app",)][:-1]) == 1
+    assert metrics.duration.values[("example.org/",)][-1] == 1.0  # 2 x 0.5 s
     assert len(lines(output)) == 3
     assert [entry["error"] for entry in observer.recent] == ["connection_refused", "client_closed"]
 
