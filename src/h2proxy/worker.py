@@ -45,6 +45,7 @@ class ProxyServer:
                 config=upstream,
                 connectTimeout=timeouts.backend_connect,
                 responseTimeout=timeouts.backend_response,
+                idleTimeout=timeouts.backend_idle,
                 tunnelIdleTimeout=timeouts.tunnel_idle,
             )
             for name, upstream in config.upstreams.items()

@@ -390,3 +390,32 @@ def test_request_ids_are_unique_and_sixteen_hex_digits():
     ids = RequestIds()
     drawn = {ids.next() for _ in range(1000)}
     assert len(drawn) == 1000 and all(len(i) == 16 and int(i, 16) >= 0 for i in drawn)
+
+
+def test_unavailable_backend_503_carries_retry_after():
+    """When the upstream says when a server may be back, the 503 carries Retry-After."""
+    from h2proxy.errors import NoHealthyBackend
+
+    context, bridge, stream, pool = setup()
+    bridge.requestReceived(request(end_stream=True, method=b"GET"))
+    bridge.responseFailed(NoHealthyBackend("all servers ejected", retry_after=7))
+    assert stream.calls[0][:2] == ("headers", 503)
+    assert stream.calls[0][2][b"retry-after"] == b"7"
+
+
+def test_other_failures_carry_no_retry_after():
+    """When the failure says nothing about when to retry, no Retry-After is sent."""
+    context, bridge, stream, pool = setup()
+    bridge.requestReceived(request(end_stream=True, method=b"GET"))
+    bridge.responseFailed(BackendRefused())
+    assert b"retry-after" not in stream.calls[0][2]
+
+
+def test_priority_field_sets_the_upstream_urgency():
+    """When the client sends an RFC 9218 priority field, its urgency orders the upstream queue."""
+    context, bridge, stream, pool = setup()
+    bridge.requestReceived(request(end_stream=True, method=b"GET", headers=((b"priority", b"u=1, i"),)))
+    assert pool.exchanges[0].request.urgency == 1
+    context, bridge, stream, pool = setup()
+    bridge.requestReceived(request(end_stream=True, method=b"GET"))
+    assert pool.exchanges[0].request.urgency == 3

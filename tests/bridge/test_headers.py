@@ -207,3 +207,14 @@ def test_trailers_both_ways():
     assert trailers_to_client(((b"Grpc-Status", b"0"), (b"Connection", b"x"), (b":status", b"200"))) == (
         (b"grpc-status", b"0"),
     )
+
+
+def test_urgency_of_priority_values():
+    """When a priority field is read, only a valid u=0..7 counts; anything else is the default 3."""
+    from h2proxy.bridge.headers import urgency_of
+
+    assert urgency_of(b"u=0") == 0
+    assert urgency_of(b"i, u=6") == 6
+    assert urgency_of(b"u=9") == 3
+    assert urgency_of(b"u=") == 3
+    assert urgency_of(b"garbage") == 3

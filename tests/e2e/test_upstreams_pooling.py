@@ -160,6 +160,7 @@ def test_no_backend_left_is_503(tmp_path, certificate):
         started = time.monotonic()
         [(second, headers)] = get_all(client, ["/"])
         assert second == 503 and b"destination_unavailable" in headers.get(b"proxy-status", b"")
+        assert 1 <= int(headers[b"retry-after"]) <= 60
         assert time.monotonic() - started < 2
     finally:
         client.close()

@@ -148,7 +148,13 @@ class ListenerHandlers:
 
 
 def error_response(
-    stream: "H2Stream", status: int, reason: str, requestId: bytes, *, bodyless: bool = False
+    stream: "H2Stream",
+    status: int,
+    reason: str,
+    requestId: bytes,
+    *,
+    bodyless: bool = False,
+    retryAfter: int | None = None,
 ) -> None:
     """Answer a request with a proxy-generated error: a short text body, the request
     id, and an RFC 9209 ``Proxy-Status`` field naming the reason. C{bodyless} (a HEAD
@@ -162,6 +168,7 @@ def error_response(
             (b"content-length", b"%d" % len(body)),
             (b"proxy-status", f'h2proxy; error={reason}; details="request id {rid}"'.encode()),
             (b"x-request-id", requestId),
+            *(((b"retry-after", b"%d" % retryAfter),) if retryAfter is not None else ()),
         ),
     )
     if bodyless:
@@ -363,7 +370,7 @@ class StreamBridge:
             self.stream.reset(ErrorCodes.CANCEL if self._switched else ErrorCodes.INTERNAL_ERROR)
             self._finish()
         else:
-            self._fail(error.status, error.reason)
+            self._fail(error.status, error.reason, getattr(error, "retry_after", None))
 
     # -- internals -----------------------------------------------------------
 
@@ -440,8 +447,10 @@ class StreamBridge:
         else:
             self._fail(500, "proxy_internal_error")
 
-    def _fail(self, status: int, reason: str) -> None:
-        """Answer with a proxy-generated error and stop the exchange, if any."""
+    def _fail(self, status: int, reason: str, retryAfter: int | None = None) -> None:
+        """Answer with a proxy-generated error and stop the exchange, if any.
+        C{retryAfter} (seconds) adds a ``Retry-After`` field, for a 503 whose cause
+        is known to pass."""
         exchange, self._exchange = self._exchange, None
         if exchange is not None:
             self.context.observer.exchangeUsed(self.record, exchange)
@@ -449,7 +458,9 @@ class StreamBridge:
         if self.record is not None:
             self.record.status, self.record.error = status, reason
         self._finish()
-        error_response(self.stream, status, reason, self.requestId, bodyless=self._bodyless)
+        error_response(
+            self.stream, status, reason, self.requestId, bodyless=self._bodyless, retryAfter=retryAfter
+        )
 
     def _abandon(self) -> None:
         """The client side is gone or refused: cancel the backend work."""

@@ -56,7 +56,7 @@ VIA_PSEUDONYM = b"h2proxy"
 REQUEST_ID = re.compile(rb"[A-Za-z0-9._:+/=-]{1,128}")
 
 # What each special request field is, for the one-pass translation.
-_DROP, _HOST, _COOKIE, _XFF, _XFP, _XFH, _FORWARDED, _REAL_IP, _REQUEST_ID, _VIA = range(10)
+_DROP, _HOST, _COOKIE, _XFF, _XFP, _XFH, _FORWARDED, _REAL_IP, _REQUEST_ID, _VIA, _PRIORITY = range(11)
 
 _SPECIAL_REQUEST_FIELDS: dict[bytes, int] = {
     **{name: _DROP for name in HOP_BY_HOP},
@@ -70,7 +70,22 @@ _SPECIAL_REQUEST_FIELDS: dict[bytes, int] = {
     b"x-real-ip": _REAL_IP,
     b"x-request-id": _REQUEST_ID,
     b"via": _VIA,
+    b"priority": _PRIORITY,
 }
+
+#: RFC 9218 4.1: the urgency of a request that says nothing about it.
+DEFAULT_URGENCY = 3
+
+
+def urgency_of(priority: bytes) -> int:
+    """The urgency (0 most urgent .. 7) of an RFC 9218 ``priority`` field value, e.g.
+    ``u=1, i``; anything unreadable counts as the default, since the field is only
+    advice."""
+    for member in priority.split(b","):
+        key, _, value = member.strip().partition(b"=")
+        if key == b"u" and len(value) == 1 and value in b"01234567":
+            return value[0] - 48
+    return DEFAULT_URGENCY
 
 #: Trailer fields never forwarded to a backend: framing, routing and connection fields.
 _TRAILERS_DROPPED = HOP_BY_HOP | {b"content-length", b"host", b"expect"}
@@ -232,6 +247,7 @@ def to_upstream(
     vias: list[bytes] = []
     seen: dict[int, list[bytes]] = {}
     trusted = facts.trusted
+    urgency = DEFAULT_URGENCY
     special = _SPECIAL_REQUEST_FIELDS
     for item in head.headers:
         kind = special.get(item[0])
@@ -247,6 +263,9 @@ def to_upstream(
         elif kind == _REAL_IP:
             if trusted:
                 headers.append(item)
+        elif kind == _PRIORITY:
+            headers.append(item)
+            urgency = urgency_of(item[1])
         elif kind != _DROP and trusted:
             seen.setdefault(kind, []).append(item[1])
     if cookies:
@@ -258,7 +277,9 @@ def to_upstream(
         headers.append((b"via", b", ".join(vias)))
     if edits:
         headers = edits.apply(headers)
-    return UpstreamRequest(method=head.method, target=target, headers=tuple(headers), body_length=body_length)
+    return UpstreamRequest(
+        method=head.method, target=target, headers=tuple(headers), body_length=body_length, urgency=urgency
+    )
 
 
 def _add_forwarding(
