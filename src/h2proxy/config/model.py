@@ -199,6 +199,12 @@ class ForwardingConfig:
         "Send X-Request-Id to backends (a trusted proxy's valid one is kept, else a new one) and return it on every response.",
         default=True,
     )
+    expect_continue: str = option(
+        Choice(("forward", "local")),
+        "Expect: 100-continue: forward = the backend decides (its 100 is relayed, a final answer like 417 or 401 "
+        "means the client never sends the body); local = the proxy answers 100 itself and the backend never sees Expect.",
+        default="forward",
+    )
 
 
 @dataclass(frozen=True, slots=True)
