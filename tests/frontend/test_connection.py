@@ -173,19 +173,44 @@ def test_informational_response_precedes_the_final_one():
     assert response["informational"] == [b"103"] and response["status"] == 200
 
 
-def test_expect_100_continue_gets_100_and_expect_is_removed():
-    """When a request with a body expects 100-continue, the client gets 100 at once and the handler's head has no expect."""
+def test_expect_100_continue_goes_to_the_handler_and_waits_for_its_100():
+    """When a request with a body expects 100-continue, the handler's head carries expect and the client gets a 100 only when the handler relays one."""
     server, client = connected()
+    streamID = client.request(b"/up", b"POST", extra=[(b"expect", b"100-continue")], end=False)
+    assert server.handlers[streamID].head.headers == ((b"expect", b"100-continue"),)
+    assert client.response(streamID)["informational"] == []
+    server.handlers[streamID].stream.writeInformational(ResponseHead(100))
+    client.flush()
+    assert client.response(streamID)["informational"] == [b"100"]
+
+
+def test_expect_100_continue_final_answer_without_100():
+    """When the handler answers a request expecting 100-continue with a final 417, the client gets no 100, just the 417."""
+    server, client = connected()
+    streamID = client.request(b"/up", b"POST", extra=[(b"expect", b"100-continue")], end=False)
+    server.handlers[streamID].stream.writeHeaders(ResponseHead(417), endStream=True)
+    client.flush()
+    response = client.response(streamID)
+    assert response["informational"] == [] and response["status"] == 417
+
+
+def test_local_continue_gets_100_at_once_and_expect_is_removed():
+    """When the connection answers 100-continue locally, the client gets 100 at once and the handler's head has no expect."""
+    server, client = connected()
+    server.connection.localContinue = True
     streamID = client.request(b"/up", b"POST", extra=[(b"expect", b"100-continue")], end=False)
     assert client.response(streamID)["informational"] == [b"100"]
     assert server.handlers[streamID].head.headers == ()
 
 
 def test_expect_100_continue_without_body_gets_no_100():
-    """When a request that expects 100-continue has no body, no 100 is sent."""
-    server, client = connected()
-    streamID = client.request(extra=[(b"expect", b"100-continue")])
-    assert client.response(streamID)["informational"] == []
+    """When a request that expects 100-continue has no body, no 100 is sent and expect is not handed on, in either mode."""
+    for local in (False, True):
+        server, client = connected()
+        server.connection.localContinue = local
+        streamID = client.request(extra=[(b"expect", b"100-continue")])
+        assert client.response(streamID)["informational"] == []
+        assert server.handlers[streamID].head.headers == ()
 
 
 def test_polite_400_keeps_the_connection():

@@ -178,11 +178,25 @@ def test_header_list_over_the_limit_is_431():
     assert info.value.status == 431
 
 
-def test_expect_100_continue_is_removed_and_reported():
-    """When the client expects 100-continue, the head no longer carries expect and the front end is told to answer it."""
+def test_expect_100_continue_is_kept_and_reported():
+    """When the client expects 100-continue before a body, the head carries it (lowercased) for the backend to decide, and it is reported."""
     parsed = parse(fields((b"expect", b"100-Continue"), (b"accept", b"*/*")), end_stream=False)
-    assert parsed.expectsContinue is True
+    assert parsed.expectsContinue is True and parsed.localContinue is False
+    assert parsed.head.headers == ((b"accept", b"*/*"), (b"expect", b"100-continue"))
+
+
+def test_expect_100_continue_is_removed_when_answered_locally():
+    """When the front end answers 100-continue itself, the head no longer carries expect and the front end is told to answer it."""
+    block = fields((b"expect", b"100-continue"), (b"accept", b"*/*"))
+    parsed = parse_request(block, end_stream=False, max_header_list_size=LIMIT, localContinue=True)
+    assert parsed.expectsContinue is True and parsed.localContinue is True
     assert parsed.head.headers == ((b"accept", b"*/*"),)
+
+
+def test_expect_100_continue_without_body_is_removed():
+    """When a request expecting 100-continue has no body, expect is not handed on and no 100 is owed."""
+    parsed = parse(fields((b"expect", b"100-continue"),), end_stream=True)
+    assert parsed.head.headers == () and parsed.localContinue is False
 
 
 def test_trailers_reject_pseudo_headers_and_bad_fields():

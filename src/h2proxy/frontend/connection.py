@@ -193,6 +193,9 @@ class H2Connection(Protocol, TimeoutMixin):
     @ivar sendTimeout: longest time the transport may stay paused, or a stream with
         queued response bytes may wait for window; C{None}: none.
     @ivar secure: whether the transport is TLS.
+    @ivar localContinue: answer ``expect: 100-continue`` with a 100 at once and
+        strip it; by default it goes to the handler, whose relayed 100
+        (C{writeInformational}) is the client's cue to send the body.
     @ivar tracker: told when the connection opens and closes (the factory).
     """
 
@@ -208,6 +211,7 @@ class H2Connection(Protocol, TimeoutMixin):
         requestHeaderTimeout: float | None = None,
         requestBodyTimeout: float | None = None,
         sendTimeout: float | None = None,
+        localContinue: bool = False,
     ) -> None:
         self._reactor = reactor
         self._handlerFactory = handlerFactory
@@ -219,6 +223,7 @@ class H2Connection(Protocol, TimeoutMixin):
         self.sendTimeout = sendTimeout
         self.abortTimeout = abortTimeout
         self.secure = secure
+        self.localContinue = localContinue
         self.tracker: ConnectionTracker | None = None
         self.conn = ServerConnection(
             local_settings={
@@ -579,6 +584,7 @@ class H2Connection(Protocol, TimeoutMixin):
                 end_stream=event.stream_ended is not None,
                 max_header_list_size=self._settings.max_header_list_size,
                 extended_connect=self._settings.enable_connect_protocol,
+                localContinue=self.localContinue,
             )
         except MalformedRequest as e:
             log.info("malformed request on stream {stream} from {peer}: {message}", stream=streamID, peer=self._peer(), message=str(e))
@@ -592,7 +598,7 @@ class H2Connection(Protocol, TimeoutMixin):
             self._glitch(f"request refused with {e.status}: {e}")
             return
         stream = self._accept(streamID, parsed.head)
-        if parsed.expectsContinue and not parsed.head.end_stream:
+        if parsed.localContinue:
             stream.outHeaders.append(([(b":status", b"100")], False))
             self._streamChanged(stream)
         self._starting.append(stream)

@@ -34,7 +34,8 @@ class H2Factory(ServerFactory, ConnectionTracker):
     @ivar rejections: reason -> streams refused or connections closed by a limit or
         budget (read by the worker's metrics snapshot).
 
-    The timeouts are those of L{H2Connection}, given to every connection it builds.
+    The timeouts and C{localContinue} are those of L{H2Connection}, given to every
+    connection it builds.
     """
 
     def __init__(
@@ -49,6 +50,7 @@ class H2Factory(ServerFactory, ConnectionTracker):
         requestHeaderTimeout: float | None = None,
         requestBodyTimeout: float | None = None,
         sendTimeout: float | None = None,
+        localContinue: bool = False,
     ) -> None:
         self.reactor = reactor
         self.handlerFactory = handlerFactory
@@ -59,6 +61,7 @@ class H2Factory(ServerFactory, ConnectionTracker):
         self.requestHeaderTimeout = requestHeaderTimeout
         self.requestBodyTimeout = requestBodyTimeout
         self.sendTimeout = sendTimeout
+        self.localContinue = localContinue
         self.connections: set[H2Connection] = set()
         self.draining = False
         self.rejections: dict[str, int] = {}
@@ -76,6 +79,7 @@ class H2Factory(ServerFactory, ConnectionTracker):
             requestHeaderTimeout=self.requestHeaderTimeout,
             requestBodyTimeout=self.requestBodyTimeout,
             sendTimeout=self.sendTimeout,
+            localContinue=self.localContinue,
         )
         connection.factory = self
         connection.tracker = self

@@ -49,8 +49,11 @@ acceptable; its L{RequestHead} keeps ``method=CONNECT`` and ``protocol=websocket
 and once answered with a 2xx the stream's DATA are the tunnel's bytes both ways.
 
 3. **Acceptable**: L{parse_request} returns a L{ParsedRequest} whose
-   L{RequestHead} is what the handler sees. ``expect: 100-continue`` is removed
-   from it (the front end answers the 100 itself; L{ParsedRequest.expectsContinue}).
+   L{RequestHead} is what the handler sees. ``expect: 100-continue`` stays in it
+   (normalised to lowercase) when a body follows, so that the backend decides whether
+   it wants the body and its 100 is relayed; with C{localContinue}, or without a
+   body, it is removed (the front end then answers the 100 itself;
+   L{ParsedRequest.expectsContinue}).
 
 Response fields from the bridge are checked too (L{response_fields},
 L{trailer_fields}): an invalid field raises L{InvalidResponseField} before anything is
@@ -122,10 +125,13 @@ class ParsedRequest:
 
     @ivar head: what the handler is given.
     @ivar expectsContinue: the client sent ``expect: 100-continue``.
+    @ivar localContinue: the front end owes the 100 itself (C{localContinue} was
+        asked for, the client expects it and a body follows).
     """
 
     head: RequestHead
     expectsContinue: bool
+    localContinue: bool = False
 
 
 def header_list_size(fields: Iterable[Field]) -> int:
@@ -134,11 +140,18 @@ def header_list_size(fields: Iterable[Field]) -> int:
 
 
 def parse_request(
-    fields: Sequence[Field], *, end_stream: bool, max_header_list_size: int, extended_connect: bool = False
+    fields: Sequence[Field],
+    *,
+    end_stream: bool,
+    max_header_list_size: int,
+    extended_connect: bool = False,
+    localContinue: bool = False,
 ) -> ParsedRequest:
     """Check a decoded request field block and build the head handed on.
 
     @param extended_connect: RFC 8441 was advertised: accept ``:protocol``.
+    @param localContinue: the front end answers ``expect: 100-continue`` itself,
+        so the field is not handed on.
 
     @raise UnusableRequest: for a polite 431/400 (see the module docstring).
     @raise MalformedRequest: for RST_STREAM PROTOCOL_ERROR.
@@ -174,6 +187,8 @@ def parse_request(
     )
     if expectsContinue:
         regular = [(n, v) for n, v in regular if n != b"expect"]
+        if not (end_stream or localContinue):
+            regular.append((b"expect", b"100-continue"))
     head = RequestHead(
         method=method,
         scheme=scheme,
@@ -184,7 +199,7 @@ def parse_request(
         content_length=contentLength,
         end_stream=end_stream,
     )
-    return ParsedRequest(head, expectsContinue)
+    return ParsedRequest(head, expectsContinue, localContinue and expectsContinue and not end_stream)
 
 
 def request_trailers(fields: Sequence[Field]) -> Headers:
