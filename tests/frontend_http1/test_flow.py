@@ -124,19 +124,46 @@ def test_producer_registered_while_the_socket_is_full_starts_paused():
     assert producer.state == "paused"
 
 
-def test_continue_is_sent_when_the_handler_reads_the_body():
-    """When Expect: 100-continue comes and the handler reads at once, 100 Continue is written right away."""
+def test_continue_goes_to_the_handler_and_its_100_is_relayed_once():
+    """When Expect: 100-continue comes, the handler's head carries it, no 100 is written until the handler relays one, and a second 100 is dropped."""
     h = connect()
     h.feed(b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+    assert h.output() == b""
+    assert dict(h.handler.head.headers)[b"expect"] == b"100-continue"
+    h.handler.stream.writeInformational(ResponseHead(100))
     assert h.output() == b"HTTP/1.1 100 Continue\r\n\r\n"
-    assert b"expect" not in dict(h.handler.head.headers)
+    h.handler.stream.writeInformational(ResponseHead(100))
+    assert h.output() == b""
     h.feed(b"ok")
     assert h.handler.body() == b"ok"
 
 
-def test_continue_waits_for_the_handler_to_resume():
-    """When the handler pauses the body at first, 100 Continue goes out only when it resumes."""
+def test_a_100_nobody_waits_for_is_dropped():
+    """When the handler relays a 100 for a request without Expect, the client gets nothing, while a 103 still goes out."""
+    h = connect()
+    h.feed(b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n")
+    h.handler.stream.writeInformational(ResponseHead(100))
+    h.handler.stream.writeInformational(ResponseHead(103))
+    assert h.output() == b"HTTP/1.1 103 Early Hints\r\n\r\n"
+
+
+def test_local_continue_is_sent_when_the_handler_reads_the_body():
+    """When the factory answers 100-continue locally and the handler reads at once, 100 Continue is written right away and Expect is not handed on."""
+    h = connect()
+    h.protocol.factory.localContinue = True
+    h.feed(b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+    assert h.output() == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert b"expect" not in dict(h.handler.head.headers)
+    h.handler.stream.writeInformational(ResponseHead(100))
+    assert h.output() == b""
+    h.feed(b"ok")
+    assert h.handler.body() == b"ok"
+
+
+def test_local_continue_waits_for_the_handler_to_resume():
+    """When the factory answers 100-continue locally and the handler pauses the body at first, 100 Continue goes out only when it resumes."""
     h = connect(onHead=pause_on_head)
+    h.protocol.factory.localContinue = True
     h.feed(b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
     assert h.output() == b""
     h.handler.stream.resumeProducing()
@@ -155,10 +182,14 @@ def test_final_response_before_continue_closes_the_connection():
 
 
 def test_no_continue_for_http10():
-    """When an HTTP/1.0 client sends Expect, it gets no 1xx (RFC 9110 15.2)."""
-    h = connect()
-    h.feed(b"PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
-    assert h.output() == b""
+    """When an HTTP/1.0 client sends Expect, it is not handed on and it gets no 1xx, relayed or local (RFC 9110 15.2)."""
+    for local in (False, True):
+        h = connect()
+        h.protocol.factory.localContinue = local
+        h.feed(b"PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+        assert b"expect" not in dict(h.handler.head.headers)
+        h.handler.stream.writeInformational(ResponseHead(100))
+        assert h.output() == b""
 
 
 def test_early_response_discards_the_rest_of_the_body_and_keeps_the_connection():

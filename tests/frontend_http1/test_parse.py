@@ -107,16 +107,24 @@ def test_connection_close_is_honoured():
     assert not parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").keepAlive
 
 
-def test_expect_continue_is_noted_and_removed():
-    """When Expect: 100-continue comes with a body, it is noted and not handed on."""
+def test_expect_continue_is_noted_and_handed_on():
+    """When Expect: 100-continue comes with a body, it is noted and handed on (lowercased) for the backend to decide."""
     parsed = parse(b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n")
+    assert parsed.expectContinue
+    assert dict(parsed.head.headers)[b"expect"] == b"100-continue"
+
+
+def test_expect_continue_answered_locally_is_not_handed_on():
+    """When the front end answers 100-continue itself, Expect is noted and not handed on."""
+    parsed = parse_request(b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n", secure=False, localContinue=True)
     assert parsed.expectContinue
     assert b"expect" not in dict(parsed.head.headers)
 
 
 def test_expect_continue_without_body_is_ignored():
     """When Expect: 100-continue comes without a body, no 100 is owed."""
-    assert not parse(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n").expectContinue
+    parsed = parse(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n")
+    assert not parsed.expectContinue and b"expect" not in dict(parsed.head.headers)
 
 
 def test_minor_versions_above_one_are_read_as_http11():

@@ -82,7 +82,7 @@ def setup():
 
 
 def test_streaming_upload_with_expect_continue_through_the_bridge():
-    """When a chunked upload waits for 100 Continue, it goes out once the backend is connected, and the body, trailers and response flow through."""
+    """When a chunked upload waits for 100 Continue, Expect goes to the backend, whose 100 reaches the client, and the body, trailers and response flow through."""
     context, pool, protocol, transport = setup()
     protocol.dataReceived(
         b"POST /up HTTP/1.1\r\nHost: example.org\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -91,8 +91,11 @@ def test_streaming_upload_with_expect_continue_through_the_bridge():
     assert exchange.request.body_length is None
     assert dict(exchange.request.headers)[b"host"] == b"example.org"
     assert dict(exchange.request.headers)[b"x-forwarded-proto"] == b"https"
+    assert dict(exchange.request.headers)[b"expect"] == b"100-continue"
     assert transport.value() == b"" and transport.producerState == "paused"
     exchange.connect()
+    assert transport.value() == b""
+    exchange.receiver.responseInformational(ResponseHead(100))
     assert transport.value() == b"HTTP/1.1 100 Continue\r\n\r\n"
     transport.clear()
     protocol.dataReceived(b"5\r\nhello\r\n0\r\nX-Sum: 9\r\n\r\n")

@@ -81,7 +81,8 @@ class HTTP1Stream:
 
     Request side (C{IPushProducer}): C{pauseProducing} stops reading the socket,
     C{resumeProducing} reads on (sending C{100 Continue} first if the client waits
-    for it), C{stopProducing} means "no more body, thanks": the rest is read and
+    for it and the factory answers it locally; otherwise the handler relays the
+    backend's 100 through C{writeInformational}), C{stopProducing} means "no more body, thanks": the rest is read and
     discarded. Response side (C{IConsumer}): C{writeHeaders}, C{write},
     C{writeTrailers}/C{finish}; the registered producer is paused while the client's
     socket is full. C{reset} closes the connection (HTTP/1.1 has no other way to end
@@ -169,9 +170,15 @@ class HTTP1Stream:
 
     def writeInformational(self, head: ResponseHead) -> None:
         """Send a 1xx such as 103 Early Hints. Dropped for HTTP/1.0 clients (RFC 9110
-        15.2), after the final head, and for 100 (the front end owns Expect)."""
-        if self._aborted or self._start is not None or self._request.http10 or head.status == 100:
+        15.2) and after the final head. A 100 goes out only to a client still waiting
+        for it, and only when the backend decides (not C{localContinue}): once, since
+        it is the client's cue to send the body."""
+        if self._aborted or self._start is not None or self._request.http10:
             return
+        if head.status == 100:
+            if not self._continuePending or self.connection.factory.localContinue:
+                return
+            self._continuePending = False
         self.connection._write(informational(head))
 
     def writeHeaders(self, head: ResponseHead, endStream: bool = False) -> None:
@@ -293,10 +300,11 @@ class HTTP1Stream:
         return self._start
 
     def _sendContinue(self) -> None:
-        """Tell a client waiting on ``Expect: 100-continue`` to send its body: done the
-        first time the handler is ready to read it, so that a handler that answers
-        at once (404, 413...) never invites a body it will not read."""
-        if self._continuePending:
+        """With C{localContinue}, tell a client waiting on ``Expect: 100-continue`` to
+        send its body: done the first time the handler is ready to read it, so that a
+        handler that answers at once (404, 413...) never invites a body it will not
+        read. Otherwise the backend's 100 is awaited (L{writeInformational})."""
+        if self._continuePending and self.connection.factory.localContinue:
             self._continuePending = False
             self.connection._write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -516,7 +524,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
             raw = bytes(buf[:end])
             del buf[:end]
             self._searchFrom = self._emptyLines = 0
-            request = parse_request(raw, secure=self.factory.secure)
+            request = parse_request(raw, secure=self.factory.secure, localContinue=self.factory.localContinue)
         except RequestRejected as rejected:
             self._reject(rejected)
             return False
@@ -749,6 +757,9 @@ class HTTP1Factory(Factory):
         ``Connection: close``. Bounds the work one burst can queue.
     @ivar abortTimeout: seconds a closing connection may take to flush before it
         is aborted; C{None}: wait forever.
+    @ivar localContinue: answer ``Expect: 100-continue`` with a 100 when the handler
+        first reads the body, and keep Expect from the handler; by default the handler
+        gets it and relays the backend's 100.
     @ivar connections: the live connections.
     @ivar draining: a drain started; every response now closes its connection.
     """
@@ -763,6 +774,7 @@ class HTTP1Factory(Factory):
         maxHeaderBytes: int = 64 * 1024,
         maxPipelined: int = 16,
         abortTimeout: float | None = 15.0,
+        localContinue: bool = False,
     ) -> None:
         self.reactor = reactor
         self.handlerFactory = handlerFactory
@@ -771,6 +783,7 @@ class HTTP1Factory(Factory):
         self.maxHeaderBytes = maxHeaderBytes
         self.maxPipelined = maxPipelined
         self.abortTimeout = abortTimeout
+        self.localContinue = localContinue
         self.connections: set[HTTP11ServerProtocol] = set()
         self.draining = False
         self._drainWaiters: list[defer.Deferred] = []

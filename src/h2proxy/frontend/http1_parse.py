@@ -76,8 +76,12 @@ _TRAILER_DROPPED = HOP_BY_HOP | {b"content-length", b"host", b"expect"}
 #: Fields the front end reads itself; everything else is only passed on.
 _CONTROL = frozenset({b"connection", b"transfer-encoding", b"content-length", b"host", b"expect"})
 
-#: Fields never handed to the handler (Host becomes the authority; Expect is ours).
+#: Fields never handed to the handler (Host becomes the authority; Expect is
+#: handed on rebuilt, only when the client waits for a 100: see L{parse_request}).
 _NOT_FORWARDED = HOP_BY_HOP | {b"host", b"expect"}
+
+#: The Expect field handed on when the backend is to decide about a 100-continue.
+EXPECT_CONTINUE = (b"expect", b"100-continue")
 
 
 class RequestRejected(H2ProxyError):
@@ -136,8 +140,12 @@ def skip_empty_lines(buf: bytearray) -> int:
     return match.end() // 2
 
 
-def parse_request(raw: bytes, *, secure: bool) -> ParsedRequest:
+def parse_request(raw: bytes, *, secure: bool, localContinue: bool = False) -> ParsedRequest:
     """Parse and validate one complete request head (ending in CRLFCRLF).
+
+    When the client waits for C{100 Continue} (HTTP/1.1, a body follows), the head
+    carries ``expect: 100-continue`` so the backend decides, unless C{localContinue}
+    (the front end answers the 100 itself).
 
     @raise RequestRejected: on anything RFC 9112 does not allow or that could be read
         two ways, with the status to answer.
@@ -156,12 +164,16 @@ def parse_request(raw: bytes, *, secure: bool) -> ParsedRequest:
     has_body = chunked or bool(length)
     dropped = _NOT_FORWARDED | named if named else _NOT_FORWARDED
     protocol = _websocket_upgrade(method, fields, named, http10, has_body)
+    kept = [field for field in fields if field[0] not in dropped]
+    expect = expect and has_body
+    if expect and not localContinue:
+        kept.append(EXPECT_CONTINUE)
     head = RequestHead(
         method=method,
         scheme=b"https" if secure else b"http",
         authority=authority,
         path=path,
-        headers=tuple([field for field in fields if field[0] not in dropped]),
+        headers=tuple(kept),
         protocol=protocol,
         content_length=length,
         end_stream=not has_body,
@@ -172,7 +184,7 @@ def parse_request(raw: bytes, *, secure: bool) -> ParsedRequest:
         http10=http10,
         keepAlive=keep_alive,
         chunked=chunked,
-        expectContinue=expect and has_body,
+        expectContinue=expect,
     )
 
 
