@@ -16,12 +16,13 @@ from collections.abc import Mapping
 
 from twisted.internet import error
 from twisted.internet.interfaces import IReactorTime
-from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from h2proxy.accesslog import AccessLogFile, RequestObserver
 from h2proxy.config.model import Config
 from h2proxy.metrics import WorkerMetrics, server_label
+from h2proxy.tlsbatch import BatchingTLSProtocol
 
 
 class TLSCounts:
@@ -34,8 +35,8 @@ class TLSCounts:
         self.abandoned = 0
 
 
-class CountingTLSProtocol(TLSMemoryBIOProtocol):
-    """Twisted's TLS protocol, counting how its handshake ended.
+class CountingTLSProtocol(BatchingTLSProtocol):
+    """Twisted's TLS protocol (with batched record I/O), counting how its handshake ended.
 
     Twisted offers no hook for a handshake's end, so this reads its handshake
     state (C{_handshakeDone} and C{_reason}, stable since Twisted 11) after each
