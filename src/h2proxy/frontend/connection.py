@@ -122,6 +122,12 @@ MAX_STREAM_ID = 2**31 - 1
 #: it the header block is treated as an attack (ENHANCE_YOUR_CALM).
 HEADER_LIST_HARD_LIMIT_FACTOR = 4
 
+#: Seconds a connection we close keeps reading (and dropping) what the client
+#: still sends, after its GOAWAY and our FIN, before closing for good: closing a
+#: socket with unread input makes the kernel send a TCP reset, and a client still
+#: writing (a flood) would lose the GOAWAY that says why (nginx's lingering close).
+LINGER = 2.0
+
 #: Seconds of float error tolerated when the watchdog compares a deadline with the
 #: clock (it was scheduled for that very deadline).
 _CLOCK_SLACK = 1e-6
@@ -262,6 +268,7 @@ class H2Connection(Protocol, TimeoutMixin):
         self._headerCall: IDelayedCall | None = None
         self._sendStallCall: IDelayedCall | None = None
         self._watchCall: IDelayedCall | None = None
+        self._lingerCall: IDelayedCall | None = None
         self._eventHandlers: dict[type, Callable[[Any], None]] = {
             RequestReceived: self._requestReceived,
             DataReceived: self._requestDataReceived,
@@ -1165,15 +1172,27 @@ class H2Connection(Protocol, TimeoutMixin):
         self.setTimeout(None)
         self._abortAllStreams(reason)
         self._writeAllNow()
-        self.transport.loseConnection()
+        self._closeTransport()
         if self.abortTimeout is not None:
             self._abortingCall = self.callLater(self.abortTimeout, self.forceAbortClient)
 
+    def _closeTransport(self) -> None:
+        """Close after the output is flushed; where the transport can half-close
+        (TCP), close the write side first and linger (see L{LINGER})."""
+        loseWriteConnection = getattr(self.transport, "loseWriteConnection", None)
+        if loseWriteConnection is None:
+            self.transport.loseConnection()
+            return
+        loseWriteConnection()
+        self._lingerCall = self.callLater(LINGER, self.transport.loseConnection)
+
     def _cancelTimers(self) -> None:
-        for call in (self._sendCall, self._gracefulCall, self._headerCall, self._sendStallCall, self._watchCall):
+        calls = (self._sendCall, self._gracefulCall, self._headerCall, self._sendStallCall, self._watchCall, self._lingerCall)
+        for call in calls:
             if call is not None and call.active():
                 call.cancel()
         self._sendCall = self._gracefulCall = self._headerCall = self._sendStallCall = self._watchCall = None
+        self._lingerCall = None
 
     def _peer(self) -> str:
         transport = self.transport
