@@ -19,6 +19,7 @@ from h2proxy.bridge.routing import Router
 from h2proxy.config.model import Config, ListenerConfig
 from h2proxy.frontend.factory import H2Factory
 from h2proxy.frontend.http1 import HTTP1Factory
+from h2proxy.frontend.limits import ConnectionLimiter
 from h2proxy.frontend.negotiation import NegotiationFactory
 from h2proxy.observe import WorkerObservability
 from h2proxy.tls import ServerConnectionCreator, ServerTLS
@@ -67,9 +68,13 @@ class ProxyServer:
         expects one: Twisted's wrapper reads it and makes C{getPeer} return the
         client address it carries, so everything above sees the real client), then
         TLS, then the choice between HTTP/2 and HTTP/1.1. Each front end gets a
-        handler factory with the listener's forwarding policy.
+        handler factory with the listener's forwarding policy. Every listener of the
+        worker shares one connection cap (C{limits.max_connections}).
         """
         timeouts = self.config.timeouts
+        limiter = getattr(self, "connectionLimiter", None)
+        if limiter is None and self.config.limits.max_connections:
+            limiter = self.connectionLimiter = ConnectionLimiter(self.config.limits.max_connections)
         forwarding = ForwardingPolicy.fromConfig(self.config.forwarding_for(listener))
         h2 = H2Factory(
             reactor=self.reactor,
@@ -78,6 +83,9 @@ class ProxyServer:
             idleTimeout=timeouts.idle or None,
             abortTimeout=timeouts.abort or None,
             secure=listener.tls is not None,
+            requestHeaderTimeout=timeouts.request_header,
+            requestBodyTimeout=timeouts.request_body or None,
+            sendTimeout=timeouts.send or None,
         )
         self.h2Factories[listener.name] = h2
         http1 = HTTP1Factory(
@@ -90,11 +98,16 @@ class ProxyServer:
         )
         self.http1Factories[listener.name] = http1
         factory: IProtocolFactory = NegotiationFactory(
-            reactor=self.reactor, h2Factory=h2, http1Factory=http1, deadline=timeouts.idle or None
+            reactor=self.reactor,
+            h2Factory=h2,
+            http1Factory=http1,
+            deadline=timeouts.request_header,
+            handshakeTimeout=timeouts.tls_handshake,
+            limiter=limiter,
         )
         if listener.tls is not None:
             factory = self.observability.tlsFactory(
-                listener.name, ServerConnectionCreator(ServerTLS(listener.tls)), factory
+                listener.name, ServerConnectionCreator(ServerTLS(listener.tls, clock=self.reactor)), factory
             )
         if listener.proxy_protocol:
             # proxyEndpoint() wraps an endpoint; our sockets are adopted, so the
