@@ -48,6 +48,14 @@ MAX_INFORMATIONAL = 16
 MAX_BUFFERED_WHILE_PAUSED = 1024 * 1024
 #: Consumed bytes at the front of the parse buffer before it is compacted.
 COMPACT_AFTER = 64 * 1024
+#: Longest wait for a backend's C{100 Continue} to a request sent with
+#: ``expect: 100-continue`` before its body is sent anyway (RFC 9110 10.1.1: a
+#: client need not wait forever; curl waits 1 s too).
+CONTINUE_TIMEOUT = 1.0
+#: Most request-body bytes held while waiting for that 100: what the exchange kept
+#: before the connection was ready (its MAX_EARLY_BODY, 1 MiB) plus what a producer
+#: writes before its pause takes effect; more fails the exchange.
+MAX_HELD_BODY = 2 * 1024 * 1024
 #: Longest silence (no byte either way) of an upgraded connection (a WebSocket
 #: tunnel) before it is closed, unless the pool says otherwise; 0 disables.
 TUNNEL_IDLE_TIMEOUT = 3600.0
@@ -177,6 +185,11 @@ def _upgrade_fields(request: UpstreamRequest) -> list[bytes]:
     return [b"connection: upgrade", b"upgrade: " + protocol]
 
 
+def expects_continue(request: UpstreamRequest) -> bool:
+    """Whether C{request} asks the backend for a 100 before its body (RFC 9110 10.1.1)."""
+    return any(name == b"expect" and value.lower() == b"100-continue" for name, value in request.headers)
+
+
 def _validate_trailers(trailers: Headers) -> None:
     for name, value in trailers:
         if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
@@ -251,7 +264,8 @@ def body_writer(request: UpstreamRequest) -> NoBody | LengthBody | ChunkedBody:
 
 
 class Informational:
-    """A 1xx response other than 100 and 101 (e.g. 103 Early Hints)."""
+    """A 1xx response other than 101 (e.g. 103 Early Hints); a 100 only answering a
+    request that expected it."""
 
     __slots__ = ("head",)
 
@@ -313,7 +327,9 @@ class ResponseParser:
 
     States:
       - C{HEAD}: waiting for a head (CRLF CRLF-terminated, at most L{MAX_HEAD_SIZE}).
-        A 100 is swallowed, other 1xx are reported and the state stays; 101 is an
+        A 100 is swallowed (except the first one when C{expectContinue}: the
+        request said ``expect: 100-continue``, and that 100 is the go-ahead for
+        its body), other 1xx are reported and the state stays; 101 is an
         error unless the request asked for an upgrade (C{upgrade}), in which case it
         is the final head (L{FinalHead}, with L{upgraded} set) and every later byte
         is body until the close (C{UNTIL_CLOSE}). A final head picks the body
@@ -338,9 +354,10 @@ class ResponseParser:
         protocol asked for, lowercase).
     """
 
-    def __init__(self, method: bytes, upgrade: bytes | None = None) -> None:
+    def __init__(self, method: bytes, upgrade: bytes | None = None, expectContinue: bool = False) -> None:
         self._method = method
         self._upgrade = upgrade
+        self._expectContinue = expectContinue
         self.upgraded = False
         self._buf: bytes | bytearray = b""
         self._pos = 0
@@ -492,7 +509,9 @@ class ResponseParser:
         if self._informational > MAX_INFORMATIONAL:
             raise BackendProtocolError(f"backend sent more than {MAX_INFORMATIONAL} 1xx responses")
         if status == 100:
-            return None
+            if not self._expectContinue:
+                return None
+            self._expectContinue = False
         return Informational(ResponseHead(status=status, headers=_end_to_end(fields, _connection_tokens(fields))))
 
     def _chooseFraming(self, status: int, fields: Headers, http10: bool) -> None:
@@ -693,7 +712,12 @@ class HTTP11ClientProtocol(Protocol):
         being written (L{writeBody}/L{finishBody}). The response may already be
         arriving: a backend may answer early (e.g. 413) or stream full duplex. A
         response that completes in this state is delivered and the connection is
-        closed, never reused, since the body was cut short.
+        closed, never reused, since the body was cut short. A request with
+        ``expect: 100-continue`` first holds its body (at most L{MAX_HELD_BODY}
+        bytes, the exchange's producer paused) until the backend's 100 (reported
+        to the listener), or C{continueTimeout} seconds, then sends it; a final
+        head before either means the backend does not want it: the body is
+        dropped, and the connection closed after the response.
       - C{WAITING}: the request is completely written; the response is awaited and
         read. On completion the connection goes back to C{QUIESCENT} when the
         parser allows keep-alive and nothing extra arrived, else it is closed.
@@ -731,8 +755,10 @@ class HTTP11ClientProtocol(Protocol):
         owner: ConnectionOwner | None = None,
         idleTimeout: float | None = None,
         tunnelIdleTimeout: float = TUNNEL_IDLE_TIMEOUT,
+        continueTimeout: float = CONTINUE_TIMEOUT,
     ) -> None:
         self._reactor = reactor
+        self._continueTimeout = continueTimeout
         self._timeout = responseTimeout
         self._idleTimeout = responseTimeout if idleTimeout is None else idleTimeout
         self._tunnelIdleTimeout = tunnelIdleTimeout
@@ -746,6 +772,14 @@ class HTTP11ClientProtocol(Protocol):
         self._body: NoBody | LengthBody | ChunkedBody = NoBody()
         self._proxy: _BodyProducerProxy | None = None
         self._timer: DelayedCall | None = None
+        # Waiting for a 100 Continue: the body held back, its end (trailers) if
+        # given, and the timer that sends it anyway; _bodyRefused after a final
+        # head came first.
+        self._held: list[bytes] | None = None
+        self._heldSize = 0
+        self._heldEnd: Headers | None = None
+        self._continueTimer: DelayedCall | None = None
+        self._bodyRefused = False
         self._headReceived = False
         self._paused = False
         self._lost = False
@@ -785,6 +819,7 @@ class HTTP11ClientProtocol(Protocol):
         self._lost = True
         self._stopTimer()
         self._stopProxying()
+        self._dropHeld()
         securing, self._securing = self._securing, None
         if securing is not None:
             securing.errback(reason)
@@ -833,15 +868,20 @@ class HTTP11ClientProtocol(Protocol):
         self.requestsSent += 1
         self.responseBytes = 0
         self._listener = listener
-        self._parser = ResponseParser(request.method, request.upgrade)
         self._body = body_writer(request)
+        expectContinue = not isinstance(self._body, NoBody) and expects_continue(request)
+        self._parser = ResponseParser(request.method, request.upgrade, expectContinue)
         self._headReceived = False
         self._paused = False
+        self._bodyRefused = False
         self.transport.write(head)
         if isinstance(self._body, NoBody):
             self._requestSent()
             return
         self.state = ClientState.TRANSMITTING
+        if expectContinue:
+            self._holdBody(listener)
+            return
         self._proxy = _BodyProducerProxy(listener)
         self.transport.registerProducer(self._proxy, True)
 
@@ -853,7 +893,10 @@ class HTTP11ClientProtocol(Protocol):
             if self._timer is not None:
                 self._timer.reset(self._idleTimeout)
             return
-        if self.state is not ClientState.TRANSMITTING or self._lost:
+        if self.state is not ClientState.TRANSMITTING or self._lost or self._bodyRefused:
+            return
+        if self._held is not None:
+            self._keep(data)
             return
         try:
             self._body.write(self.transport, data)
@@ -870,7 +913,10 @@ class HTTP11ClientProtocol(Protocol):
         if self.state is ClientState.WAITING and self._parser is not None and self._parser.upgrading:
             self._closeWhenSwitched = True
             return
-        if self.state is not ClientState.TRANSMITTING or self._lost:
+        if self.state is not ClientState.TRANSMITTING or self._lost or self._bodyRefused:
+            return
+        if self._held is not None:
+            self._heldEnd = trailers
             return
         try:
             self._body.finish(self.transport, trailers)
@@ -946,6 +992,9 @@ class HTTP11ClientProtocol(Protocol):
             listener.responseDataReceived(event.data)
         elif isinstance(event, FinalHead):
             self._headReceived = True
+            if self._held is not None:
+                self._bodyRefused = True
+                self._dropHeld()
             if self._parser is not None and self._parser.upgraded:
                 self._switched(listener)
             if self._paused:
@@ -955,6 +1004,8 @@ class HTTP11ClientProtocol(Protocol):
             listener.responseHeadReceived(event.head)
         elif isinstance(event, Informational):
             listener.responseInformational(event.head)
+            if event.head.status == 100 and self._held is not None and self._listener is listener:
+                self._sendHeld()
         elif isinstance(event, Complete):
             self._complete(event.trailers)
         else:
@@ -1017,6 +1068,7 @@ class HTTP11ClientProtocol(Protocol):
         self.state = ClientState.CLOSED
         self._stopTimer()
         self._stopProxying()
+        self._dropHeld()
         if not self._lost and self.transport is not None:
             if abort:
                 self.transport.abortConnection()
@@ -1038,6 +1090,52 @@ class HTTP11ClientProtocol(Protocol):
         proxy.detach()
         if not self._lost:
             self.transport.unregisterProducer()
+
+    def _holdBody(self, listener: ExchangeListener) -> None:
+        """Wait for the backend's 100 (or its final answer) before sending the body:
+        pause the producer and start the timer that sends the body anyway."""
+        self._held, self._heldSize, self._heldEnd = [], 0, None
+        listener.pauseRequestBody()
+        self._continueTimer = self._reactor.callLater(self._continueTimeout, self._continueTimedOut)
+
+    def _keep(self, data: bytes) -> None:
+        assert self._held is not None
+        self._heldSize += len(data)
+        if self._heldSize > MAX_HELD_BODY:
+            self._fail(
+                UpstreamError(f"request body producer wrote over {MAX_HELD_BODY} bytes while waiting for 100 Continue")
+            )
+            return
+        self._held.append(data)
+
+    def _continueTimedOut(self) -> None:
+        self._continueTimer = None
+        self._sendHeld()
+
+    def _sendHeld(self) -> None:
+        """The backend said 100 (or kept silent too long): write what was held,
+        then let the producer go on under the transport's backpressure."""
+        held, end, listener = self._held, self._heldEnd, self._listener
+        self._dropHeld()
+        if held is None or listener is None or self._lost:
+            return
+        for data in held:
+            self.writeBody(data)
+            if self.state is not ClientState.TRANSMITTING:
+                return
+        if end is not None:
+            self.finishBody(end)
+        else:
+            self._proxy = _BodyProducerProxy(listener)
+            self.transport.registerProducer(self._proxy, True)
+        listener.resumeRequestBody()
+
+    def _dropHeld(self) -> None:
+        """Stop waiting for a 100: forget the held body and its timer."""
+        self._held, self._heldSize, self._heldEnd = None, 0, None
+        timer, self._continueTimer = self._continueTimer, None
+        if timer is not None and timer.active():
+            timer.cancel()
 
     def _startTimer(self) -> None:
         self._stopTimer()
