@@ -68,7 +68,9 @@ class ProxyServer:
         expects one: Twisted's wrapper reads it and makes C{getPeer} return the
         client address it carries, so everything above sees the real client), then
         TLS, then the choice between HTTP/2 and HTTP/1.1. Each front end gets a
-        handler factory with the listener's forwarding policy. Every listener of the
+        handler factory with the listener's forwarding policy, and answers
+        ``Expect: 100-continue`` itself only with C{forwarding.expect_continue:
+        local}. Every listener of the
         worker shares one connection cap (C{limits.max_connections}).
         """
         timeouts = self.config.timeouts
@@ -76,6 +78,7 @@ class ProxyServer:
         if limiter is None and self.config.limits.max_connections:
             limiter = self.connectionLimiter = ConnectionLimiter(self.config.limits.max_connections)
         forwarding = ForwardingPolicy.fromConfig(self.config.forwarding_for(listener))
+        localContinue = self.config.forwarding_for(listener).expect_continue == "local"
         h2 = H2Factory(
             reactor=self.reactor,
             handlerFactory=self.context.handlersFor(forwarding, HTTP2).handlerFactory,
@@ -86,6 +89,7 @@ class ProxyServer:
             requestHeaderTimeout=timeouts.request_header,
             requestBodyTimeout=timeouts.request_body or None,
             sendTimeout=timeouts.send or None,
+            localContinue=localContinue,
         )
         self.h2Factories[listener.name] = h2
         http1 = HTTP1Factory(
@@ -95,6 +99,7 @@ class ProxyServer:
             secure=listener.tls is not None,
             maxHeaderBytes=self.config.http2_for(listener).max_header_list_size,
             abortTimeout=timeouts.abort or None,
+            localContinue=localContinue,
         )
         self.http1Factories[listener.name] = http1
         factory: IProtocolFactory = NegotiationFactory(

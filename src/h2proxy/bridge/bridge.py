@@ -260,7 +260,7 @@ class StreamBridge:
                 memoryLimit=self.context.bufferInMemory,
                 openFile=self.context.openFile,
             )
-            self._pending = upstream
+            self._pending = self._continueLocally(upstream)
             return
         if self._tunnel:
             self._startTunnel(route, upstream, head)
@@ -421,6 +421,16 @@ class StreamBridge:
             self._fail(413, "http_request_denied")
         except OSError as error:
             self._bufferFailed(error)
+
+    def _continueLocally(self, upstream: UpstreamRequest) -> UpstreamRequest:
+        """A buffering route reads the whole body before asking any backend, so no
+        backend can answer ``expect: 100-continue``: the client gets the 100 from
+        here and the backend gets the body without the expectation."""
+        kept = tuple(f for f in upstream.headers if not (f[0] == b"expect" and f[1].lower() == b"100-continue"))
+        if len(kept) == len(upstream.headers):
+            return upstream
+        self.stream.writeInformational(ResponseHead(100))
+        return dataclasses.replace(upstream, headers=kept)
 
     def _sendBuffered(self) -> None:
         """The buffered body is complete: ask the backend, with its length."""
