@@ -92,6 +92,8 @@ class Server:
         idleTimeout: float | None = None,
         abortTimeout: float | None = None,
         secure: bool = True,
+        transport: StringTransport | None = None,
+        **connectionKw: Any,
     ) -> None:
         self.clock = MemoryReactorClock()
         self.handlers: dict[int, Any] = {}
@@ -103,8 +105,9 @@ class Server:
             idleTimeout=idleTimeout,
             abortTimeout=abortTimeout,
             secure=secure,
+            **connectionKw,
         )
-        self.transport = StringTransport()
+        self.transport = transport if transport is not None else StringTransport()
         self.connection.makeConnection(self.transport)
 
     def _makeHandler(self, stream: H2Stream) -> Any:
