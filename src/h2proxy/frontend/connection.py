@@ -79,7 +79,7 @@ from h2.events import (
 )
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes
-from priority import PriorityError, PriorityTree
+from priority import PriorityError
 from twisted.internet.error import ConnectionAborted, ConnectionLost, TimeoutError
 from twisted.internet.interfaces import IAddress, IDelayedCall, IProtocol, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
@@ -91,6 +91,7 @@ from zope.interface import implementer
 from h2proxy.config.model import Http2Config
 from h2proxy.frontend.budget import Budget
 from h2proxy.frontend.h2machine import ServerConnection
+from h2proxy.frontend.prioritytree import PriorityTree
 from h2proxy.frontend.stream import END_AFTER_DATA, H2Stream, ResponseCompletedEarly, StreamResetError
 from h2proxy.frontend.validation import (
     InvalidResponseField,
