@@ -40,7 +40,9 @@ of the same read). The checks live here instead, and their outcome is one of thr
      userinfo (``@``), characters outside RFC 3986's host syntax or a bad port; a
      ``host`` field that differs from ``:authority``, or several ``host`` fields;
      plain CONNECT (no TCP tunnelling here); an extended CONNECT whose
-     ``:protocol`` is not ``websocket``.
+     ``:protocol`` is not ``websocket``; a field value with a control character
+     other than HTAB (RFC 9110 5.5: invalid, and HTTP/1.1 backends disagree on
+     what to do with one; in trailers it is a stream error instead).
 
 Extended CONNECT (RFC 8441 section 4, only with C{extended_connect}, i.e. when
 SETTINGS_ENABLE_CONNECT_PROTOCOL was advertised): ``:method CONNECT`` with
@@ -91,6 +93,10 @@ MAX_CONTENT_LENGTH_DIGITS = 19
 _TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _NAME_CHARS = frozenset(c for c in _TCHAR if not (0x41 <= c <= 0x5A))
 _FORBIDDEN_IN_VALUE = frozenset(b"\x00\r\n")
+#: Control characters other than HTAB, and DEL: RFC 9110 5.5 calls them invalid in a
+#: field value, and an HTTP/1.1 backend may reject or mangle them; a request that
+#: carries one is answered 400 (CR, LF and NUL are already malformed in HTTP/2).
+_CONTROLS = frozenset([*range(0x20), 0x7F]) - frozenset(b"\t")
 _EDGE_WHITESPACE = frozenset(b" \t")
 _PATH_CHARS = frozenset(range(0x21, 0x7F)) - frozenset(b"#")
 _HOST_CHARS = frozenset(
@@ -210,7 +216,7 @@ def request_trailers(fields: Sequence[Field]) -> Headers:
     for name, value in fields:
         if name.startswith(b":"):
             raise MalformedRequest(f"pseudo-header {_show(name)} in trailers")
-        _check_regular_field(name, value)
+        _check_regular_field(name, value, inTrailers=True)
     return tuple(fields)
 
 
@@ -282,11 +288,16 @@ def _split_pseudo(fields: Sequence[Field], known: frozenset[bytes]) -> tuple[dic
     return pseudo, regular
 
 
-def _check_regular_field(name: bytes, value: bytes) -> None:
+def _check_regular_field(name: bytes, value: bytes, inTrailers: bool = False) -> None:
     if not name or not _NAME_CHARS.issuperset(name):
         raise MalformedRequest(f"invalid field name {_show(name)}")
     if not _value_ok(value):
         raise MalformedRequest(f"invalid value for field {_show(name)}")
+    if not _CONTROLS.isdisjoint(value):
+        message = f"control character in the value of field {_show(name)}"
+        if inTrailers:
+            raise MalformedRequest(message)
+        raise UnusableRequest(400, message)
     if name in CONNECTION_SPECIFIC:
         raise MalformedRequest(f"connection-specific field {_show(name)}")
     if name == b"te" and value.strip().lower() != b"trailers":
