@@ -1138,9 +1138,16 @@ class HTTP11ClientProtocol(Protocol):
             timer.cancel()
 
     def _startTimer(self) -> None:
-        self._stopTimer()
+        """(Re)start the timer for the current phase; a running one is reset rather
+        than cancelled and replaced (one C{callLater} per exchange, not one per phase)."""
         timeout = self._idleTimeout if self._headReceived else self._timeout
-        if timeout > 0 and not self._lost:
+        if timeout <= 0 or self._lost:
+            self._stopTimer()
+            return
+        timer = self._timer
+        if timer is not None and timer.active():
+            timer.reset(timeout)
+        else:
             self._timer = self._reactor.callLater(timeout, self._timedOut)
 
     def _stopTimer(self) -> None:
