@@ -649,3 +649,23 @@ def test_a_request_made_as_a_response_ends_reuses_its_connection():
     assert transport.value().startswith(b"GET /next ") and endpoint.pending == 0
     protocol.dataReceived(OK)
     assert second.outcome == ("end", ()) and pool.connectionsOpened == 1
+
+
+def test_idle_connections_expire_each_at_its_own_deadline():
+    """When connections become idle at different times, each is closed keepalive_idle
+    after its own start, and no timer is left once none is idle."""
+    pool, clock, [endpoint] = make_pool(keepalive_idle=30.0)
+    for _ in range(2):
+        pool.request(get(), Receiver())
+    first, t1 = endpoint.succeed(0)
+    second, t2 = endpoint.succeed(0)
+    first.dataReceived(OK)
+    clock.advance(10)
+    second.dataReceived(OK)
+    clock.advance(20)
+    assert t1.disconnecting and not t2.disconnecting and pool.idleCount == 1
+    clock.advance(9.5)
+    assert not t2.disconnecting
+    clock.advance(0.5)
+    assert t2.disconnecting and pool.idleCount == 0
+    assert clock.getDelayedCalls() == []

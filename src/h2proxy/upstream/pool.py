@@ -68,6 +68,10 @@ log = Logger()
 #: fast as the backends answer, so "soon".
 QUEUE_RETRY_AFTER = 1
 
+#: Seconds of float error tolerated when the idle sweep compares a deadline with the
+#: clock (it was scheduled for that very deadline).
+_CLOCK_SLACK = 1e-6
+
 #: Levels of urgency (RFC 9218: 0 most urgent to 7 least).
 URGENCY_LEVELS = 8
 
@@ -175,7 +179,8 @@ class ServerPool:
         self._idleTimeout = idleTimeout
         self._tunnelIdleTimeout = tunnelIdleTimeout
         self._idle: list[HTTP11ClientProtocol] = []
-        self._idleTimers: dict[HTTP11ClientProtocol, DelayedCall] = {}
+        self._idleSince: dict[HTTP11ClientProtocol, float] = {}
+        self._sweepCall: DelayedCall | None = None
         self._busy: set[HTTP11ClientProtocol] = set()
         self._connecting: dict[UpstreamExchange, defer.Deferred[HTTP11ClientProtocol]] = {}
         self._closing = False
@@ -295,17 +300,18 @@ class ServerPool:
         if len(self._idle) >= self._config.keepalive:
             self._takeIdle(0).close()
         self._idle.append(connection)
-        self._idleTimers[connection] = self._reactor.callLater(
-            self._config.keepalive_idle, self._expire, connection
-        )
+        self._idleSince[connection] = self._reactor.seconds()
+        if self._sweepCall is None:
+            self._sweepCall = self._reactor.callLater(self._config.keepalive_idle, self._sweep)
 
     def connectionGone(self, connection: HTTP11ClientProtocol) -> None:
         """A connection closed: forget it and let a waiter use the slot."""
         if connection in self._busy:
             self._busy.remove(connection)
-        elif connection in self._idleTimers:
+        elif connection in self._idleSince:
             self._idle.remove(connection)
-            self._idleTimers.pop(connection).cancel()
+            del self._idleSince[connection]
+            self._idleShrank()
         else:
             return
         self._slotFreed()
@@ -318,14 +324,32 @@ class ServerPool:
 
     def _takeIdle(self, index: int) -> HTTP11ClientProtocol:
         connection = self._idle.pop(index)
-        self._idleTimers.pop(connection).cancel()
+        del self._idleSince[connection]
+        self._idleShrank()
         return connection
 
-    def _expire(self, connection: HTTP11ClientProtocol) -> None:
-        del self._idleTimers[connection]
-        self._idle.remove(connection)
-        connection.close()
-        self._slotFreed()
+    def _idleShrank(self) -> None:
+        """No idle connection left: no sweep needed (the next idle one starts it)."""
+        if not self._idle and self._sweepCall is not None:
+            self._sweepCall.cancel()
+            self._sweepCall = None
+
+    def _sweep(self) -> None:
+        """Close the connections idle for C{keepalive_idle}, oldest first (C{_idle} is
+        in the order they became idle), and come back when the next one is due. One
+        timer per server instead of one per idle connection: a request that reuses
+        a connection costs no timer."""
+        self._sweepCall = None
+        limit = self._config.keepalive_idle
+        now = self._reactor.seconds() + _CLOCK_SLACK
+        while self._idle and self._idleSince[self._idle[0]] + limit <= now:
+            connection = self._idle.pop(0)
+            del self._idleSince[connection]
+            connection.close()
+            self._slotFreed()
+        if self._idle and self._sweepCall is None:
+            due = self._idleSince[self._idle[0]] + limit
+            self._sweepCall = self._reactor.callLater(max(0.0, due - self._reactor.seconds()), self._sweep)
 
     def _connect(self, exchange: UpstreamExchange) -> None:
         connection = HTTP11ClientProtocol(
