@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from h2.errors import ErrorCodes
 
+from h2proxy.frontend.h2machine import MAX_FRAMES_PER_TURN
 from tests.hardening.support import Attacker, calmedDown, goaways, settings
 
 E = ErrorCodes
@@ -87,3 +88,16 @@ def test_budget_zero_disables_the_reset_limit():
     attacker = Attacker(settings=settings(reset_budget=0, glitch_budget=0))
     frames = attacker.feed(*(pair(attacker) for _ in range(5000)))
     assert goaways(frames) == [] and attacker.server.handlers == {}
+
+
+def test_a_read_of_many_frames_is_handled_a_turn_at_a_time():
+    """When one read holds more frames than MAX_FRAMES_PER_TURN, a turn's worth is handled, reading pauses, and the rest is handled at the next reactor turn, after which reading resumes."""
+    attacker = Attacker(settings=settings(reset_budget=0, glitch_budget=0))
+    pairs = MAX_FRAMES_PER_TURN  # two frames each
+    attacker.server.feed(b"".join(pair(attacker) for _ in range(pairs)) + attacker.request(b"/last"))
+    transport = attacker.server.transport
+    assert transport.producerState == "paused"
+    assert attacker.server.handlers == {}  # nothing starts before the read is all handled
+    attacker.server.clock.advance(0)
+    assert transport.producerState == "producing"
+    assert [h.head.path for h in attacker.server.handlers.values()] == [b"/last"]

@@ -40,6 +40,9 @@ duties: see shared/spec/H2Connection.txt), without its defects:
   - A request reaches its handler only at the end of the read that completed its
     headers, and only if the stream is still open then: a HEADERS and RST_STREAM
     pair in one read (rapid reset) never starts backend work.
+  - One read is handled a turn at a time (at most MAX_FRAMES_PER_TURN frames, a
+    few milliseconds): past that, reading stops and the rest waits for the next
+    reactor turn, so a flooding connection cannot starve the others.
   - Two leaky-bucket budgets (L{h2proxy.frontend.budget}): streams the client
     resets before their response is complete (C{reset_budget}), and "glitches"
     (C{glitch_budget}): stream errors, refused or malformed requests, premature
@@ -270,6 +273,8 @@ class H2Connection(Protocol, TimeoutMixin):
         self._sendStallCall: IDelayedCall | None = None
         self._watchCall: IDelayedCall | None = None
         self._lingerCall: IDelayedCall | None = None
+        self._inputCall: IDelayedCall | None = None
+        self._readingPaused = False
         self._eventHandlers: dict[type, Callable[[Any], None]] = {
             RequestReceived: self._requestReceived,
             DataReceived: self._requestDataReceived,
@@ -312,6 +317,13 @@ class H2Connection(Protocol, TimeoutMixin):
         if self._closing:
             return
         self.resetTimeout()
+        self._receive(data)
+
+    def _receive(self, data: bytes) -> None:
+        """One turn of input: h2 handles at most a turn's worth of frames
+        (L{MAX_FRAMES_PER_TURN}); if it left some, reading stops and the rest is fed
+        at the next reactor turn, so that other connections get their turn first.
+        Handlers start once the input is all handled."""
         self._inRead = True
         try:
             try:
@@ -326,13 +338,33 @@ class H2Connection(Protocol, TimeoutMixin):
                 if self._closing:
                     return
                 self._dispatch(event)
-            self._startHandlers()
+            if self.conn.inputPending:
+                self._deferInput()
+            else:
+                self._startHandlers()
         except Exception:
             self._internalError(Failure())
             return
         finally:
             self._inRead = False
         self._pump()
+
+    def _deferInput(self) -> None:
+        """Stop reading; go on with the buffered frames at the next turn."""
+        if self._inputCall is None:
+            self._inputCall = self.callLater(0, self._resumeInput)
+        if not self._readingPaused:
+            self._readingPaused = True
+            self.transport.pauseProducing()
+
+    def _resumeInput(self) -> None:
+        self._inputCall = None
+        if self._closing:
+            return
+        self._receive(b"")
+        if self._readingPaused and not self.conn.inputPending and not self._closing:
+            self._readingPaused = False
+            self.transport.resumeProducing()
 
     def timeoutConnection(self) -> None:
         """The connection was idle for C{timeOut} seconds: GOAWAY NO_ERROR and close;
@@ -1188,12 +1220,15 @@ class H2Connection(Protocol, TimeoutMixin):
         self._lingerCall = self.callLater(LINGER, self.transport.loseConnection)
 
     def _cancelTimers(self) -> None:
-        calls = (self._sendCall, self._gracefulCall, self._headerCall, self._sendStallCall, self._watchCall, self._lingerCall)
+        calls = (
+            self._sendCall, self._gracefulCall, self._headerCall, self._sendStallCall, self._watchCall,
+            self._lingerCall, self._inputCall,
+        )
         for call in calls:
             if call is not None and call.active():
                 call.cancel()
         self._sendCall = self._gracefulCall = self._headerCall = self._sendStallCall = self._watchCall = None
-        self._lingerCall = None
+        self._lingerCall = self._inputCall = None
 
     def _peer(self) -> str:
         transport = self.transport

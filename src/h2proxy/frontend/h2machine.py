@@ -31,6 +31,9 @@ module overrides (every override says which rule it restores):
   hard header-list limit in encoded bytes, else a connection error
   ENHANCE_YOUR_CALM, before any of it is decoded. h2's own cap (64 frames, of any
   size) is replaced by these.
+- One call of C{receive_data} handles at most L{MAX_FRAMES_PER_TURN} frames; the
+  rest stays buffered (L{ServerConnection.inputPending}) for the front end to
+  feed on at its next turn, so one connection's flood cannot hold the reactor.
 - Frames that cost work and serve no request are counted as "glitches" for the
   front end's budget (L{ServerConnection.takeGlitches}): standalone PRIORITY frames,
   empty header-block fragments, streams refused over the concurrency limit, and
@@ -74,6 +77,11 @@ _SETTINGS_TYPE = 0x4
 _WINDOW_UPDATE_TYPE = 0x8
 _ACK_FLAG = 0x1
 _END_HEADERS = "END_HEADERS"
+
+#: Frames handled by one call of C{receive_data}. Ordinary traffic is far below it
+#: (a 64 KiB read holds four full DATA frames); a flood of tiny frames (HEADERS and
+#: RST_STREAM pairs: about 25 bytes each) stops here, a few milliseconds of work.
+MAX_FRAMES_PER_TURN = 512
 
 
 #: Stream states in which a DATA frame may go out without changing the stream's state.
@@ -134,6 +142,9 @@ class _FrameBuffer(FrameBuffer):
 
     @ivar glitches: empty header-block fragments seen (counted, then taken by the
         connection).
+    @ivar turnFrames: frames handed out since the current C{receive_data} began.
+    @ivar stoppedEarly: the last C{receive_data} stopped at L{MAX_FRAMES_PER_TURN}
+        with bytes still buffered.
     """
 
     def __init__(self, *, max_continuation_frames: int, max_header_block: int) -> None:
@@ -141,6 +152,8 @@ class _FrameBuffer(FrameBuffer):
         self.max_continuation_frames = max_continuation_frames
         self.max_header_block = max_header_block
         self.glitches = 0
+        self.turnFrames = 0
+        self.stoppedEarly = False
         self._blockSize = 0
 
     def _update_header_buffer(self, f: Frame | None) -> Frame | None:
@@ -181,6 +194,10 @@ class _FrameBuffer(FrameBuffer):
 
     def __next__(self) -> Frame:
         data = self._data
+        if self.turnFrames >= MAX_FRAMES_PER_TURN:
+            self.stoppedEarly = len(data) >= 9
+            raise StopIteration
+        self.turnFrames += 1
         if len(data) >= 9 and not self._headers_buffer:
             high, low, kind, flags, streamID = _FRAME_HEADER.unpack_from(data)
             length = (high << 8) + low
@@ -275,9 +292,18 @@ class ServerConnection(H2Connection):
         self._glitches = 0
         self.lastGlitch = ""
 
+    @property
+    def inputPending(self) -> bool:
+        """The last C{receive_data} left frames for later (see L{MAX_FRAMES_PER_TURN});
+        C{receive_data(b"")} goes on with them."""
+        return self.incoming_buffer.stoppedEarly
+
     def receive_data(self, data: bytes) -> list[Event]:  # type: ignore[override]
         """h2's, plus a GOAWAY for the one error h2 raises without queuing one
         (an invalid connection preface, RFC 9113 3.4)."""
+        buffer = self.incoming_buffer
+        buffer.turnFrames = 0
+        buffer.stoppedEarly = False
         try:
             return super().receive_data(data)
         except ProtocolError as e:
