@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import selectors
 import signal
 import socket
 import subprocess
@@ -217,6 +216,24 @@ def _status_field(pid: int, name: str) -> int:
         if line.startswith(name + ":"):
             return int(line.split()[1])
     raise AssertionError(f"{name} not in /proc/{pid}/status")
+
+
+def poll_until(predicate, timeout: float = 20.0, what: str = "the condition", interval: float = 0.05):
+    """Watch state that announces nothing (a process table, a file another process
+    writes, a counter an origin or the admin listener reports) until C{predicate()}
+    returns something truthy, and return it; fail naming C{what} after C{timeout}.
+
+    This is the one place the end-to-end tests wait on such state; anything that
+    does announce itself (a log line on a pipe) is waited for with
+    L{ProcessOutput.wait_for} instead."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
 
 
 def write_config(tmp: Path, config: dict) -> Path:

@@ -7,24 +7,16 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.e2e.conftest import base_config
-from tests.e2e.harness import kill_leftovers, stop_process, write_config, children_of
+from tests.e2e.harness import children_of, kill_leftovers, poll_until, stop_process, write_config
 
 
 def wait_in_file(path: Path, pattern: str, timeout: float = 20.0) -> re.Match:
     """The first match of C{pattern} in C{path}, polling until C{timeout}."""
     regex = re.compile(pattern)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            match = regex.search(path.read_text())
-            if match:
-                return match
-        time.sleep(0.05)
-    raise AssertionError(f"{pattern!r} not in {path}:\n" + (path.read_text() if path.exists() else ""))
+    return poll_until(lambda: path.exists() and regex.search(path.read_text()), timeout, f"{pattern!r} in {path}")
 
 
 def test_usr1_reopens_the_error_log_in_every_process(tmp_path, origin, certificate):

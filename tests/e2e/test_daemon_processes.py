@@ -13,7 +13,7 @@ import pytest
 
 from tests.e2e.conftest import base_config
 from tests.e2e.h2client import H2Client
-from tests.e2e.harness import alive, cmdline, run, socket_owner, start_proxy, write_config
+from tests.e2e.harness import alive, cmdline, poll_until, run, socket_owner, start_proxy, write_config
 
 #: Connections opened one after the other to see both workers accept.
 SPREAD_CONNECTIONS = 40
@@ -26,17 +26,6 @@ def daemon(tmp_path_factory, origin, certificate):
     proxy = start_proxy(write_config(workdir, config), ["tls", "h2c"])
     yield proxy
     proxy.stop()
-
-
-def wait_until(predicate, timeout: float = 20.0, what: str = "condition"):
-    """Poll C{predicate} (a process table, a log) until it holds, within C{timeout}."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def slot_pid(proxy, slot: int) -> int:
@@ -100,7 +89,7 @@ def test_a_killed_worker_is_restarted_and_the_other_is_unaffected(daemon):
                         r"restarting in \d+s", start=start)
         _, _, rest, reset = client.response(stream, timeout=30)
         assert reset is None and rest.endswith(b"chunk 19\n")
-        replacement = wait_until(lambda: [p for p in daemon.worker_pids() if p not in (victim, survivor)],
+        replacement = poll_until(lambda: [p for p in daemon.worker_pids() if p not in (victim, survivor)],
                                  what="a replacement worker")
         daemon.wait_for(rf"worker 1\.0 \(pid {replacement[0]}\) is ready", start=start)
         assert survivor in daemon.worker_pids() and not alive(victim)

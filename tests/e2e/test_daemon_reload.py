@@ -9,7 +9,6 @@ import re
 import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import h2.events
@@ -19,7 +18,7 @@ import yaml
 from h2proxy.devtools.origin import PATTERN
 from tests.e2e.conftest import base_config
 from tests.e2e.h2client import H2Client
-from tests.e2e.harness import cmdline, start_origin, start_proxy, write_config
+from tests.e2e.harness import cmdline, poll_until, start_origin, start_proxy, write_config
 from tests.e2e.loadclient import LoadClient
 
 MIB = 1024 * 1024
@@ -130,12 +129,10 @@ class Upload:
 
 
 def wait_for_request(origin, target: str, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(r["target"] == target for r in origin.requests()):
-            return True
-        time.sleep(0.05)
-    return False
+    try:
+        return poll_until(lambda: any(r["target"] == target for r in origin.requests()), timeout)
+    except AssertionError:
+        return False
 
 
 def probe(daemon, target: str, attempts: int = 5) -> None:
@@ -162,13 +159,11 @@ def start_load(daemon) -> list[LoadClient]:
 
 
 def wait_for_progress(loads: list[LoadClient], more_than: int, timeout: float = 20.0) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done = sum(load.completed() for load in loads)
-        if done > more_than:
-            return done
-        time.sleep(0.05)
-    raise AssertionError(f"load made no progress beyond {more_than} requests")
+    return poll_until(
+        lambda: (done := sum(load.completed() for load in loads)) > more_than and done,
+        timeout,
+        f"the load to progress beyond {more_than} requests",
+    )
 
 
 def test_five_reloads_under_load_drop_nothing(daemon, origin, origin_b, certificate):
@@ -180,10 +175,7 @@ def test_five_reloads_under_load_drop_nothing(daemon, origin, origin_b, certific
     loads = start_load(daemon)
     try:
         done = wait_for_progress(loads, 0)
-        deadline = time.monotonic() + 20
-        while (download.received == 0 or upload.sent < 8 * MIB) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert download.received > 0 and upload.sent >= 8 * MIB, "transfers did not start"
+        poll_until(lambda: download.received > 0 and upload.sent >= 8 * MIB, 20, "both transfers to start")
         for round_ in range(1, 6):
             switch_to, server = ("b", origin_b) if round_ % 2 else ("a", origin)
             write_config(daemon.config_path.parent,
@@ -249,10 +241,8 @@ def test_an_invalid_reload_is_logged_with_its_location_and_changes_nothing(daemo
     print("\nload across an invalid reload: " + "; ".join(r.summary() for r in results))
     assert [r.failures for r in results] == [[], []]
     assert [r.goaways for r in results] == [0, 0]
-    deadline = time.monotonic() + 20
-    while worker_generations(daemon) != [generation] * 2 and time.monotonic() < deadline:
-        time.sleep(0.05)  # older generations may still be finishing their drain
-    assert worker_generations(daemon) == [generation] * 2
+    # Older generations may still be finishing their drain.
+    poll_until(lambda: worker_generations(daemon) == [generation] * 2, 20, "only the current generation to remain")
 
 
 def served_certificate(port: int) -> bytes:

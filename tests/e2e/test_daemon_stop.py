@@ -11,7 +11,7 @@ import threading
 import time
 
 from tests.e2e.conftest import base_config
-from tests.e2e.harness import alive, kill_leftovers, start_proxy, write_config
+from tests.e2e.harness import alive, kill_leftovers, poll_until, start_proxy, write_config
 from tests.e2e.test_daemon_reload import pattern_digest
 
 MIB = 1024 * 1024
@@ -36,10 +36,7 @@ class SlowDownload:
             self.received += len(chunk)
 
     def started(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.received == 0:
-            assert time.monotonic() < deadline, "the download did not start"
-            time.sleep(0.02)
+        poll_until(lambda: self.received > 0, timeout, "the download to start", interval=0.02)
 
     def finish(self, timeout: float = 60.0) -> tuple[int, int, str]:
         code = self.process.wait(timeout)
@@ -126,10 +123,7 @@ def test_a_killed_supervisor_leaves_no_worker_behind(tmp_path_factory, origin, c
     try:
         proxy.process.kill()
         proxy.process.wait(10)
-        deadline = time.monotonic() + 5 + 10
-        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not any(alive(pid) for pid in workers)
+        poll_until(lambda: not any(alive(pid) for pid in workers), 15, "the orphaned workers to exit")
     finally:
         proxy.stop()
         kill_leftovers(workers)

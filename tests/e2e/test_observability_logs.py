@@ -8,13 +8,12 @@ import re
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import base_config
-from tests.e2e.harness import start_proxy, write_config
+from tests.e2e.harness import poll_until, start_proxy, write_config
 
 #: The usual combined-format regex, as log tools use it.
 COMBINED = re.compile(
@@ -38,14 +37,11 @@ def curl(*args: str) -> subprocess.CompletedProcess:
 
 def read_lines(path: Path, count: int, timeout: float = 20.0) -> list[str]:
     """The first C{count} lines of C{path}, polling until they are all there."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            lines = path.read_text().splitlines()
-            if len(lines) >= count:
-                return lines
-        time.sleep(0.05)
-    raise AssertionError(f"fewer than {count} lines in {path}:\n" + (path.read_text() if path.exists() else ""))
+    def lines():
+        found = path.read_text().splitlines() if path.exists() else []
+        return found if len(found) >= count else None
+
+    return poll_until(lines, timeout, f"{count} lines in {path}")
 
 
 @pytest.fixture(scope="module", params=["combined", "json"])

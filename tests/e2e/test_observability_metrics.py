@@ -5,7 +5,6 @@ strict parser)."""
 from __future__ import annotations
 
 import subprocess
-import time
 import urllib.error
 import urllib.request
 
@@ -13,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import base_config
 from tests.e2e.h2client import H2Client
-from tests.e2e.harness import start_proxy, write_config
+from tests.e2e.harness import poll_until, start_proxy, write_config
 
 ROUTE = (("route", "*/"), ("status_class", "2xx"), ("upstream", "app"))
 
@@ -35,20 +34,19 @@ def scrape(port: int) -> dict[tuple, float]:
 
 
 def scrape_until(port: int, predicate, timeout: float = 20.0) -> dict[tuple, float]:
-    """Scrape until C{predicate(samples)} holds (workers report once a second)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        samples = scrape(port)
-        if predicate(samples) or time.monotonic() > deadline:
-            return samples
-        time.sleep(0.2)
+    """Scrape until C{predicate(samples)} holds (workers report once a second); the last
+    scrape is returned either way, so the caller's assertion shows what was seen."""
+    last: list[dict[tuple, float]] = []
 
+    def holds():
+        last[:] = [scrape(port)]
+        return predicate(last[0])
 
-def wait_until(predicate, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+    try:
+        poll_until(holds, timeout, "the scraped metrics", interval=0.2)
+    except AssertionError:
+        pass
+    return last[0]
 
 
 def requests_done(samples) -> float:
@@ -119,7 +117,7 @@ def test_healthz_says_draining_while_the_daemon_stops(tmp_path, origin, certific
         port = int(proxy.wait_for(r"admin listener on [^ ]*:(\d+) ").group(1))
         slow = subprocess.Popen(["curl", "-sS", "--http2-prior-knowledge", "-o", "/dev/null",
                                  proxy.url("h2c", "/drip?chunks=30&interval=0.1")])
-        wait_until(lambda: any(r.get("target", "").startswith("/drip") for r in origin.requests()))
+        poll_until(lambda: any(r.get("target", "").startswith("/drip") for r in origin.requests()), what="the /drip request at the origin")
         start = proxy.mark()
         proxy.process.terminate()
         proxy.wait_for(r"stopping: draining", start=start)

@@ -12,7 +12,7 @@ from tests.e2e.conftest import base_config
 from tests.e2e.h2client import H2Client
 from tests.e2e.harness import start_proxy, write_config
 from tests.e2e.test_observability_logs import closed_port
-from tests.e2e.test_observability_metrics import requests_done, scrape_until
+from tests.e2e.test_observability_metrics import scrape_until
 
 #: Where the screenshot is copied for people to look at (gitignored).
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

@@ -20,7 +20,7 @@ import pytest
 
 from tests.e2e.conftest import base_config
 from tests.e2e.h2client import H2Client
-from tests.e2e.harness import start_proxy, write_config
+from tests.e2e.harness import poll_until, start_proxy, write_config
 from tests.e2e.semantics_client import RawHTTP1, h2_response, h2_upload
 
 #: How long the judge waits after a request head before answering 100: a proxy that
@@ -50,14 +50,12 @@ class Judge(socketserver.ThreadingTCPServer):
         return self.server_address[1]
 
     def last(self, path: str) -> dict:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        def finished():
             with self.lock:
                 found = [r for r in self.records if r["path"] == path and r.get("done")]
-            if found:
-                return found[-1]
-            time.sleep(0.02)
-        raise AssertionError(f"the judge saw no finished request for {path}")
+            return found[-1] if found else None
+
+        return poll_until(finished, 10, f"the judge to finish a request for {path}", interval=0.02)
 
 
 class JudgeHandler(socketserver.BaseRequestHandler):

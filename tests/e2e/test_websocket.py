@@ -8,7 +8,6 @@ import http.client
 import json
 import os
 import socket
-import time
 
 import h2.events
 import h2.settings
@@ -17,7 +16,7 @@ import pytest
 from h2proxy.devtools.origin import ws_frame
 from tests.e2e.conftest import base_config
 from tests.e2e.h2client import H2Client
-from tests.e2e.harness import start_proxy, write_config
+from tests.e2e.harness import poll_until, start_proxy, write_config
 
 MESSAGES = 10_000
 BATCH = 250
@@ -77,10 +76,7 @@ def origin_open(port: int) -> int:
 
 
 def wait_origin_open(port: int, expected: int) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while origin_open(port) != expected:
-        assert time.monotonic() < deadline, f"origin still has {origin_open(port)} connections, expected {expected}"
-        time.sleep(0.05)
+    poll_until(lambda: origin_open(port) == expected, TIMEOUT, f"the origin to have {expected} open connections")
 
 
 # -- HTTP/2 (RFC 8441) ---------------------------------------------------------
