@@ -65,3 +65,16 @@ def test_a_returning_client_resumes_its_session(daemon: Attacked, version):
         session = first.session
     with handshake(daemon, context, session) as second:
         assert second.session_reused
+
+
+def test_a_key_readable_by_others_is_a_startup_warning(tmp_path, origin, certificate):
+    """When the private key file is readable by every user, the daemon says so when it starts (and serves anyway)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_bytes(open(certificate[0], "rb").read())
+    key.write_bytes(open(certificate[1], "rb").read())
+    key.chmod(0o644)
+    daemon = start_attacked(tmp_path / "daemon", origin, (str(cert), str(key)))
+    try:
+        daemon.proxy.wait_for(r"warning: .*private key is readable by every user", timeout=5)
+    finally:
+        daemon.proxy.stop()
