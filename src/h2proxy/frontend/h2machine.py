@@ -57,7 +57,7 @@ from h2.exceptions import (
 )
 from h2.frame_buffer import FrameBuffer
 from h2.settings import SettingCodes, Settings
-from h2.stream import H2Stream, StreamClosedBy, StreamInputs, StreamState
+from h2.stream import H2Stream, H2StreamStateMachine, StreamClosedBy, StreamInputs, StreamState
 from hyperframe.frame import (
     ContinuationFrame,
     Frame,
@@ -111,8 +111,35 @@ class HeaderBlockFlood(DenialOfServiceError):
     connection error ENHANCE_YOUR_CALM (the CONTINUATION flood)."""
 
 
+#: Stream states that count against SETTINGS_MAX_CONCURRENT_STREAMS (h2's C{STREAM_OPEN}).
+_OPEN_STATES = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL, StreamState.HALF_CLOSED_REMOTE})
+
+
+class _CountingStateMachine(H2StreamStateMachine):
+    """h2's stream state machine, reporting to the connection when its stream starts
+    or stops counting as open and when it closes, so that the connection keeps a
+    count instead of scanning every stream for each new one (h2's C{_open_streams})."""
+
+    def __init__(self, stream_id: int, connection: ServerConnection) -> None:
+        super().__init__(stream_id)
+        self._connection = connection
+
+    def process_input(self, input_: StreamInputs) -> list[Event]:
+        before = self.state
+        try:
+            return super().process_input(input_)
+        finally:
+            if self.state is not before:
+                self._connection._streamStateChanged(self.stream_id, before, self.state)
+
+
 class _ServerStream(H2Stream):
-    """h2's stream without its own request validation (see the module docstring)."""
+    """h2's stream without its own request validation (see the module docstring),
+    whose state changes are counted by its connection."""
+
+    def __init__(self, stream_id: int, *, connection: ServerConnection, **kw) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(stream_id, **kw)
+        self.state_machine = _CountingStateMachine(stream_id, connection)
 
     def receive_headers(self, headers, end_stream, header_encoding):  # type: ignore[override]
         """A request or trailer block; a server never receives 1xx heads, so h2's
@@ -291,6 +318,8 @@ class ServerConnection(H2Connection):
         self._terminated = False
         self._glitches = 0
         self.lastGlitch = ""
+        self._openInbound = 0
+        self._closedSincePrune: list[int] = []
 
     @property
     def inputPending(self) -> bool:
@@ -366,7 +395,30 @@ class ServerConnection(H2Connection):
         """Queue a RST_STREAM for a stream h2 has no state for (refused or idle)."""
         self._prepare_for_sending([RstStreamFrame(stream_id, error_code=error_code)])
 
+    def _streamStateChanged(self, stream_id: int, before: StreamState, after: StreamState) -> None:
+        """Keep the open-stream count and note streams to prune (see L{_open_streams})."""
+        delta = (after in _OPEN_STATES) - (before in _OPEN_STATES)
+        if delta and stream_id % 2:
+            self._openInbound += delta
+        if after is StreamState.CLOSED:
+            self._closedSincePrune.append(stream_id)
+
     # -- overridden h2 hooks ------------------------------------------------
+
+    def _open_streams(self, remainder: int) -> int:
+        """h2's count of open streams, without its scan of every stream: the inbound
+        count is kept as streams change state, and the closed streams are moved to
+        C{_closed_streams} as h2 does here, in stream order (h2's dict order). A server
+        that never pushes has no outbound streams, so that count is 0."""
+        closed = self._closedSincePrune
+        if closed:
+            self._closedSincePrune = []
+            for stream_id in sorted(closed):
+                stream = self.streams.get(stream_id)
+                if stream is not None and stream.closed:
+                    del self.streams[stream_id]
+                    self._closed_streams[stream_id] = stream.closed_by
+        return self._openInbound if remainder else 0
 
     def _begin_new_stream(self, stream_id: int, allowed_ids: AllowedStreamIDs) -> H2Stream:
         """h2's own, building L{_ServerStream}s."""
@@ -376,6 +428,7 @@ class ServerConnection(H2Connection):
             raise StreamIDTooLowError(stream_id, self.highest_inbound_stream_id)
         stream = _ServerStream(
             stream_id,
+            connection=self,
             config=self.config,
             inbound_window_size=self.local_settings.initial_window_size,
             outbound_window_size=self.remote_settings.initial_window_size,
