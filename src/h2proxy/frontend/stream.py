@@ -350,8 +350,11 @@ class H2Stream:
             self._producer.resumeProducing()
 
     def discard(self) -> None:
-        """The stream is gone: forget queues and producer."""
+        """The stream is gone: forget queues, producer and handler. Dropping the
+        handler breaks the stream <-> handler cycle, so reference counting frees
+        both (and what the handler holds) at once instead of the cyclic collector."""
         self.alive = False
+        self.handler = None
         self.queue.clear()
         self.queued = 0
         self.outHeaders.clear()
