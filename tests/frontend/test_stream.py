@@ -10,6 +10,7 @@ from twisted.internet.interfaces import IConsumer, IPushProducer
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
+from h2proxy.frontend.stream import STREAM_HIGH_WATER
 from h2proxy.message import ResponseHead
 from tests.frontend.support import FakeProducer, connected
 
@@ -99,7 +100,7 @@ def test_producer_registered_after_a_big_write_is_paused_at_once():
     """When a producer registers while the queue is already over the high-water mark, it is paused immediately."""
     server, client, stream, _ = openStream(autoAck=False)
     stream.writeHeaders(ResponseHead(200))
-    stream.write(b"x" * 200000)
+    stream.write(b"x" * (3 * STREAM_HIGH_WATER))
     producer = FakeProducer()
     stream.registerProducer(producer, True)
     assert producer.state == "paused"

@@ -40,11 +40,13 @@ if TYPE_CHECKING:
     from h2proxy.frontend.connection import H2Connection
     from h2proxy.frontend.handler import StreamHandler
 
-#: Queued response bytes above which the stream pauses its producer.
-STREAM_HIGH_WATER = 64 * 1024
+#: Queued response bytes above which the stream pauses its producer: one backend
+#: read (the upstream side reads 256 KiB at a time), so that a bulk response is not
+#: paused and resumed on every read.
+STREAM_HIGH_WATER = 256 * 1024
 
 #: Queued response bytes below which a paused producer is resumed.
-STREAM_LOW_WATER = 16 * 1024
+STREAM_LOW_WATER = 64 * 1024
 
 
 class StreamResetError(Exception):

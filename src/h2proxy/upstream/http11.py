@@ -39,6 +39,12 @@ from h2proxy.upstream.interfaces import ResponseReceiver
 
 #: Largest response head (status line + fields), and largest trailer section, in bytes.
 MAX_HEAD_SIZE = 64 * 1024
+
+#: Bytes asked of the backend socket per read (Twisted's default is 64 KiB). A bulk
+#: response then arrives in a quarter of the reads, and each read makes one send
+#: pass and one write to the client, so the per-read costs are paid a quarter as
+#: often. Matches the front end's per-stream high-water mark.
+BACKEND_READ_SIZE = 256 * 1024
 #: Largest chunk-size line (size, extensions, CRLF) of a chunked response body.
 MAX_CHUNK_LINE = 4 * 1024
 #: Most 1xx responses accepted before the final one.
@@ -792,6 +798,7 @@ class HTTP11ClientProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self.state = ClientState.QUIESCENT
+        _widenReads(self.transport)
 
     def dataReceived(self, data: bytes) -> None:
         """Feed the parser and deliver what it finds (unless paused)."""
@@ -1164,3 +1171,12 @@ class HTTP11ClientProtocol(Protocol):
         else:
             message = f"backend sent no response head within {self._timeout:g}s of the request"
         self._fail(BackendTimeout(message))
+
+
+def _widenReads(transport: object) -> None:
+    """Read L{BACKEND_READ_SIZE} per socket read: set on a TCP transport, or on the
+    TCP transport under a TLS one (others, such as test transports, have no read size)."""
+    for candidate in (transport, getattr(transport, "transport", None)):
+        if hasattr(candidate, "bufferSize"):
+            candidate.bufferSize = BACKEND_READ_SIZE  # type: ignore[union-attr]
+            return
