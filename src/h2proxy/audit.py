@@ -360,8 +360,17 @@ def settled(target: Target) -> RawConnection:
     return connection
 
 
-def ended(outcome: Outcome, connection: RawConnection, started: float) -> Outcome:
-    """Copy what the connection saw into the outcome."""
+#: How long a flood waits for the server's verdict (GOAWAY or close) once it has written
+#: everything: a busy server may still be working through what it read.
+VERDICT_WAIT = 5.0
+
+
+def ended(outcome: Outcome, connection: RawConnection, started: float, awaitEnd: float = 0.0) -> Outcome:
+    """Copy what the connection saw into the outcome. With C{awaitEnd}, first read for
+    up to that many seconds until the server sends GOAWAY or closes (a flood's verdict
+    may come several reads after the last frame was written)."""
+    if awaitEnd:
+        connection.waitFor(lambda: connection.goaway is not None or connection.closed, awaitEnd)
     connection.poll(0.2)
     outcome.goaway = connection.goaway.error_code if connection.goaway is not None else None
     outcome.closed = connection.closed
@@ -419,7 +428,7 @@ def rapidReset(target: Target, pairs: int = 20_000) -> Outcome:
 
     outcome.sent = connection.flood(pieces(), pairs)
     lastStream = connection.goaway.last_stream_id if connection.goaway is not None else None
-    stoppedByServer(ended(outcome, connection, started), "HEADERS+RST_STREAM pairs", pairs)
+    stoppedByServer(ended(outcome, connection, started, awaitEnd=VERDICT_WAIT), "HEADERS+RST_STREAM pairs", pairs)
     if lastStream is not None:
         outcome.observed += f" (the server took up to stream {lastStream}: {(lastStream + 1) // 2} pairs)"
     return outcome
@@ -434,7 +443,7 @@ def continuationFlood(target: Target, frames: int = 10_000) -> Outcome:
     connection.send(connection.headers(streamID, connection.requestFields(), endHeaders=False))
     fragment = ContinuationFrame(streamID, data=Encoder().encode([(b"x-flood", b"a" * 8)]))
     outcome.sent = connection.flood(repeated(fragment.serialize()), frames)
-    return stoppedByServer(ended(outcome, connection, started), "CONTINUATION frames", frames)
+    return stoppedByServer(ended(outcome, connection, started, awaitEnd=VERDICT_WAIT), "CONTINUATION frames", frames)
 
 
 def headerBlockSize(target: Target, frames: int = 64) -> Outcome:
@@ -446,7 +455,7 @@ def headerBlockSize(target: Target, frames: int = 64) -> Outcome:
     connection.send(connection.headers(streamID, connection.requestFields(), endHeaders=False))
     fragment = ContinuationFrame(streamID, data=b"\x00" * DEFAULT_MAX_FRAME)
     outcome.sent = connection.flood(repeated(fragment.serialize()), frames)
-    return stoppedByServer(ended(outcome, connection, started), "16 KiB CONTINUATION frames", frames)
+    return stoppedByServer(ended(outcome, connection, started, awaitEnd=VERDICT_WAIT), "16 KiB CONTINUATION frames", frames)
 
 
 def hpackBomb(target: Target, references: int = 4000) -> Outcome:
@@ -491,7 +500,7 @@ def dataDribble(target: Target, streams: int = 50, rounds: int = 200) -> Outcome
         outcome.sent += 1
         if not connection.waitFor(lambda: received() > before or connection.goaway is not None, target.timeout):
             break
-    return stoppedByServer(ended(outcome, connection, started), f"rounds of 1-byte WINDOW_UPDATEs on {streams} streams", rounds)
+    return stoppedByServer(ended(outcome, connection, started, awaitEnd=VERDICT_WAIT), f"rounds of 1-byte WINDOW_UPDATEs on {streams} streams", rounds)
 
 
 def pingFlood(target: Target, pings: int = 2_000_000) -> Outcome:
@@ -501,7 +510,7 @@ def pingFlood(target: Target, pings: int = 2_000_000) -> Outcome:
     connection = connect(target, recvBuffer=4096)
     piece = PingFrame(0, opaque_data=b"auditing").serialize()
     outcome.sent = _floodWithoutReading(connection, piece, pings)
-    return stoppedByServer(ended(outcome, connection, started), "PINGs", pings, expectCalm=False)
+    return stoppedByServer(ended(outcome, connection, started, awaitEnd=VERDICT_WAIT), "PINGs", pings, expectCalm=False)
 
 
 def settingsFlood(target: Target, frames: int = 20_000) -> Outcome:
@@ -511,7 +520,7 @@ def settingsFlood(target: Target, frames: int = 20_000) -> Outcome:
     connection = connect(target)
     pieces = (SettingsFrame(0, settings={INITIAL_WINDOW_SIZE: 65535 + (i & 1)}).serialize() for i in range(frames))
     outcome.sent = connection.flood(pieces, frames)
-    return stoppedByServer(ended(outcome, connection, started), "SETTINGS frames", frames)
+    return stoppedByServer(ended(outcome, connection, started, awaitEnd=VERDICT_WAIT), "SETTINGS frames", frames)
 
 
 def priorityChurn(target: Target, frames: int = 20_000) -> Outcome:
@@ -525,7 +534,7 @@ def priorityChurn(target: Target, frames: int = 20_000) -> Outcome:
         for i in range(frames)
     )
     outcome.sent = connection.flood(pieces, frames)
-    return stoppedByServer(ended(outcome, connection, started), "PRIORITY frames", frames)
+    return stoppedByServer(ended(outcome, connection, started, awaitEnd=VERDICT_WAIT), "PRIORITY frames", frames)
 
 
 def resetFlood(target: Target, requests: int = 20_000) -> Outcome:
@@ -541,7 +550,7 @@ def resetFlood(target: Target, requests: int = 20_000) -> Outcome:
             yield connection.headers(connection.streamID(), fields)
 
     outcome.sent = connection.flood(pieces(), requests)
-    return stoppedByServer(ended(outcome, connection, started), "invalid requests", requests)
+    return stoppedByServer(ended(outcome, connection, started, awaitEnd=VERDICT_WAIT), "invalid requests", requests)
 
 
 def zeroLengthHeaders(target: Target, requests: int = 5000) -> Outcome:
@@ -556,7 +565,7 @@ def zeroLengthHeaders(target: Target, requests: int = 5000) -> Outcome:
             yield connection.headers(connection.streamID(), fields)
 
     outcome.sent = connection.flood(pieces(), requests)
-    return stoppedByServer(ended(outcome, connection, started), "requests with empty fields", requests)
+    return stoppedByServer(ended(outcome, connection, started, awaitEnd=VERDICT_WAIT), "requests with empty fields", requests)
 
 
 def windowNoRead(target: Target, streams: int = 50) -> Outcome:
@@ -586,7 +595,7 @@ def emptyFrames(target: Target, frames: int = 20_000) -> Outcome:
     streamID = connection.request(method="POST", endStream=False, extra=[(b"x-audit", b"empty-frames")])
     piece = DataFrame(streamID, data=b"").serialize()
     outcome.sent = connection.flood(repeated(piece), frames)
-    return stoppedByServer(ended(outcome, connection, started), "empty DATA frames", frames)
+    return stoppedByServer(ended(outcome, connection, started, awaitEnd=VERDICT_WAIT), "empty DATA frames", frames)
 
 
 # -- slow clients -----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from h2proxy.audit import SMUGGLING_VECTORS, smugglingFields
 from h2proxy.bridge.bridge import BridgeContext
 from h2proxy.bridge.routing import Router
 from h2proxy.config.model import RouteConfig, ServerConfig, UpstreamConfig
+from h2proxy.upstream.http11 import CONTINUE_TIMEOUT
 from h2proxy.upstream.pool import UpstreamPool
 from tests.frontend.frames import requestHeaders
 from tests.hardening.strict_http1 import read_request
@@ -147,6 +148,9 @@ def test_backends_only_ever_receive_well_formed_http11(extra, body, length, path
     if body is not None:
         chunks.append(attacker.frames.data(streamID, body, flags=["END_STREAM"]).serialize())
     attacker.feed(*chunks)
+    # A body announced with expect: 100-continue is held until the backend's 100 or
+    # the upstream's wait runs out; let the wait run out so the whole request is out.
+    attacker.server.clock.advance(CONTINUE_TIMEOUT)
     reached = any(t.value() for t in proxy.backend.transports)
     event("reached the backend" if reached else "refused by the front end")
     check_backend(proxy, declared)
