@@ -7,6 +7,7 @@ says a port is bound (read with a deadline), never a sleep. Everything runs on
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import signal
@@ -234,6 +235,40 @@ def poll_until(predicate, timeout: float = 20.0, what: str = "the condition", in
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def pattern_digest(count: int) -> str:
+    """sha256 of the first C{count} bytes of the origin's /bytes pattern, without
+    building them in memory."""
+    from h2proxy.devtools.origin import PATTERN
+
+    digest = hashlib.sha256()
+    whole, rest = divmod(count, len(PATTERN))
+    for _ in range(whole):
+        digest.update(PATTERN)
+    digest.update(PATTERN[:rest])
+    return digest.hexdigest()
+
+
+def upload_pattern(command: list[str], count: int, timeout: float = 300.0) -> bytes:
+    """Run a client C{command} that uploads its standard input (curl ``-T -``), feed it
+    C{count} bytes of the /bytes pattern (a whole number of pattern blocks) from a
+    thread, and return what it printed."""
+    from h2proxy.devtools.origin import PATTERN
+
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def feed() -> None:
+        for _ in range(count // len(PATTERN)):
+            process.stdin.write(PATTERN)
+        process.stdin.close()
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    out = process.stdout.read()
+    assert process.wait(timeout) == 0
+    feeder.join(10)
+    return out
 
 
 def write_config(tmp: Path, config: dict) -> Path:

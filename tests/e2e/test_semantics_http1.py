@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import threading
 
 import pytest
 
-from h2proxy.devtools.origin import PATTERN, pattern_bytes
+from h2proxy.devtools.origin import pattern_bytes
 from tests.e2e.conftest import base_config
-from tests.e2e.harness import run, start_proxy, write_config
+from tests.e2e.harness import pattern_digest, run, start_proxy, upload_pattern, write_config
 from tests.e2e.semantics_client import RawHTTP1
 
 GIB = 1024**3
@@ -63,26 +61,10 @@ def test_pipelined_requests_are_answered_in_order(daemon):
 
 def test_one_gib_chunked_upload_streams_with_bounded_memory(daemon):
     """When an HTTP/1.1 client uploads 1 GiB chunked, it arrives intact and the proxy's peak RSS stays bounded."""
-    process = subprocess.Popen(
-        ["curl", "-sS", "--http1.1", "-H", "Transfer-Encoding: chunked", "-T", "-", daemon.url("h2c", "/upload")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
+    out = upload_pattern(
+        ["curl", "-sS", "--http1.1", "-H", "Transfer-Encoding: chunked", "-T", "-", daemon.url("h2c", "/upload")], GIB
     )
-
-    def feed() -> None:
-        for _ in range(GIB // len(PATTERN)):
-            process.stdin.write(PATTERN)
-        process.stdin.close()
-
-    feeder = threading.Thread(target=feed, daemon=True)
-    feeder.start()
-    out = process.stdout.read()
-    assert process.wait(300) == 0
-    feeder.join(10)
-    digest = hashlib.sha256()
-    for _ in range(GIB // len(PATTERN)):
-        digest.update(PATTERN)
-    assert json.loads(out) == {"bytes": GIB, "sha256": digest.hexdigest()}
+    assert json.loads(out) == {"bytes": GIB, "sha256": pattern_digest(GIB)}
     peak = daemon.peak_rss_kib()
     print(f"\n1 GiB HTTP/1.1 chunked upload: proxy peak RSS {peak / 1024:.1f} MiB")
     assert peak < PEAK_RSS_BOUND_KIB

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import threading
 import urllib.request
 
 import h2.events
@@ -18,7 +17,7 @@ import pytest
 from h2proxy.devtools.origin import PATTERN
 from tests.e2e.conftest import base_config
 from tests.e2e.h2client import H2Client
-from tests.e2e.harness import start_proxy, write_config
+from tests.e2e.harness import pattern_digest, start_proxy, upload_pattern, write_config
 
 GIB = 1024 ** 3
 #: What the proxy may hold at its peak while moving 1 GiB (interpreter included).
@@ -31,15 +30,6 @@ def big_proxy(tmp_path_factory, origin, certificate):
     daemon = start_proxy(write_config(workdir, base_config(origin.port, certificate)), ["tls", "h2c"])
     yield daemon
     daemon.stop()
-
-
-def pattern_digest(count: int) -> str:
-    digest = hashlib.sha256()
-    whole, rest = divmod(count, len(PATTERN))
-    for _ in range(whole):
-        digest.update(PATTERN)
-    digest.update(PATTERN[:rest])
-    return digest.hexdigest()
 
 
 def test_one_gib_download_intact_with_bounded_memory(big_proxy):
@@ -63,22 +53,9 @@ def test_one_gib_download_intact_with_bounded_memory(big_proxy):
 
 def test_one_gib_upload_intact_with_bounded_memory(big_proxy):
     """When a client uploads 1 GiB (no content-length, so chunked to the origin), it arrives intact."""
-    process = subprocess.Popen(
-        ["curl", "-sS", "-k", "--http2", "-X", "POST", "-T", "-", big_proxy.url("tls", "/upload")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
+    out = upload_pattern(
+        ["curl", "-sS", "-k", "--http2", "-X", "POST", "-T", "-", big_proxy.url("tls", "/upload")], GIB
     )
-
-    def feed() -> None:
-        for _ in range(GIB // len(PATTERN)):
-            process.stdin.write(PATTERN)
-        process.stdin.close()
-
-    feeder = threading.Thread(target=feed, daemon=True)
-    feeder.start()
-    out = process.stdout.read()
-    assert process.wait(300) == 0
-    feeder.join(10)
     assert json.loads(out) == {"bytes": GIB, "sha256": pattern_digest(GIB)}
     peak = big_proxy.peak_rss_kib()
     print(f"\n1 GiB upload: proxy peak RSS {peak / 1024:.1f} MiB")
