@@ -69,9 +69,15 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
+from h2proxy.frontend.fieldcodec import StaticTableEncoder, decode_indexed_block
+
 _FRAME_HEADER = struct.Struct(">HBBBL")
 _WINDOW_INCREMENT = struct.Struct(">L")
 _DATA_TYPE = 0x0
+_HEADERS_TYPE = 0x1
+_CONTINUATION_TYPE = 0x9
+_END_STREAM_FLAG = 0x1
+_END_HEADERS_FLAG = 0x4
 _PRIORITY_TYPE = 0x2
 _SETTINGS_TYPE = 0x4
 _WINDOW_UPDATE_TYPE = 0x8
@@ -307,6 +313,7 @@ class ServerConnection(H2Connection):
         self.local_settings = CompactSettings(client=False, initial_values=local_settings)
         self.remote_settings = CompactSettings(client=True)
         self.max_inbound_frame_size = self.local_settings.max_frame_size
+        self.encoder = StaticTableEncoder()
         self.incoming_buffer = _FrameBuffer(
             max_continuation_frames=max_continuation_frames, max_header_block=header_list_hard_limit
         )
@@ -348,20 +355,65 @@ class ServerConnection(H2Connection):
         frame = GoAwayFrame(0, last_stream_id=last_stream_id, error_code=error_code, additional_data=additional_data)
         self._prepare_for_sending([frame])
 
+    def send_headers(  # type: ignore[override]
+        self, stream_id: int, headers: list[tuple[bytes, bytes]], end_stream: bool = False, **priority: object
+    ) -> None:
+        """h2's, with a short path for the block every request ends with: a final
+        response head on an open stream. Only the stream's state machine is told
+        (as h2 tells it); the block is encoded by L{StaticTableEncoder} and framed
+        here, skipping h2's frame objects, its header re-encoding pass and its
+        connection state machine (whose SEND_HEADERS leaves SERVER_OPEN as it is).
+        Informational heads, trailers, priority arguments and every unusual state
+        go through h2."""
+        stream = self.streams.get(stream_id)
+        machine = stream.state_machine if stream is not None else None
+        if (
+            machine is None
+            or priority
+            or machine.headers_sent
+            or machine.state not in _DATA_SENDING_STATES
+            or self.state_machine.state is not ConnectionState.SERVER_OPEN
+            or not headers
+            or headers[0][0] != b":status"
+            or headers[0][1][:1] == b"1"
+        ):
+            super().send_headers(stream_id, headers, end_stream, **priority)  # type: ignore[arg-type]
+            return
+        machine.process_input(StreamInputs.SEND_HEADERS)
+        block = self.encoder.encode(headers)
+        if end_stream:
+            machine.process_input(StreamInputs.SEND_END_STREAM)
+        self._frameHeaderBlock(stream_id, block, stream.max_outbound_frame_size, end_stream)
+
+    def _frameHeaderBlock(self, stream_id: int, block: bytes, frameSize: int, end_stream: bool) -> None:
+        """A HEADERS frame, followed by CONTINUATION frames if the block is larger
+        than the peer's frame size."""
+        buffer = self._data_to_send
+        flags = _END_STREAM_FLAG if end_stream else 0
+        kind = _HEADERS_TYPE
+        for start in range(0, max(len(block), 1), frameSize):
+            piece = block[start : start + frameSize]
+            if start + frameSize >= len(block):
+                flags |= _END_HEADERS_FLAG
+            size = len(piece)
+            buffer += _FRAME_HEADER.pack(size >> 8, size & 0xFF, kind, flags, stream_id)
+            buffer += piece
+            kind, flags = _CONTINUATION_TYPE, 0
+
     def send_data(  # type: ignore[override]
         self, stream_id: int, data: bytes | memoryview, end_stream: bool = False, pad_length: int | None = None
     ) -> None:
         """h2's, with a short path for the frame a bulk transfer sends thousands of
-        times: no END_STREAM, no padding, open connection and stream, within the
-        windows and the frame size. That frame changes no state but the two windows,
-        so it is written as a 9-byte header and the payload, skipping h2's frame
+        times: no padding, open connection and stream, within the windows and the
+        frame size. Such a frame changes no state but the two windows and, with
+        END_STREAM, the stream's state (told to its state machine as h2 does), so
+        it is written as a 9-byte header and the payload, skipping h2's frame
         objects and state-machine calls (a third of the per-frame cost of a
         download). Anything else, errors included, goes through h2."""
         size = len(data)
         stream = self.streams.get(stream_id)
         if (
-            end_stream
-            or pad_length is not None
+            pad_length is not None
             or not size
             or stream is None
             or size > self.max_outbound_frame_size
@@ -373,10 +425,26 @@ class ServerConnection(H2Connection):
             super().send_data(stream_id, data, end_stream, pad_length)
             return
         buffer = self._data_to_send
-        buffer += _FRAME_HEADER.pack(size >> 8, size & 0xFF, _DATA_TYPE, 0, stream_id)
+        buffer += _FRAME_HEADER.pack(size >> 8, size & 0xFF, _DATA_TYPE, _END_STREAM_FLAG if end_stream else 0, stream_id)
         buffer += data
         stream.outbound_flow_control_window -= size
         self.outbound_flow_control_window -= size
+        if end_stream:
+            stream.state_machine.process_input(StreamInputs.SEND_END_STREAM)
+
+    def end_stream(self, stream_id: int) -> None:
+        """h2's, with the short path of L{send_data} for the empty DATA frame with
+        END_STREAM that ends a response whose body went out earlier."""
+        stream = self.streams.get(stream_id)
+        if (
+            stream is None
+            or self.state_machine.state is not ConnectionState.SERVER_OPEN
+            or stream.state_machine.state not in _DATA_SENDING_STATES
+        ):
+            super().end_stream(stream_id)
+            return
+        stream.state_machine.process_input(StreamInputs.SEND_END_STREAM)
+        self._data_to_send += _FRAME_HEADER.pack(0, 0, _DATA_TYPE, _END_STREAM_FLAG, stream_id)
 
     def takeGlitches(self) -> int:
         """The glitches counted since the last call (see the module docstring)."""
@@ -462,7 +530,7 @@ class ServerConnection(H2Connection):
     def _receive_headers_frame(self, frame: HeadersFrame) -> tuple[list[Frame], list[Event]]:
         """Decode first (HPACK stays in step), then open, refuse or reject the stream."""
         try:
-            headers = _decode_headers(self.decoder, frame.data)
+            headers = decode_indexed_block(self.decoder, frame.data) or _decode_headers(self.decoder, frame.data)
         except DenialOfServiceError:
             raise
         except ProtocolError as e:

@@ -1,0 +1,135 @@
+"""HPACK for the hot path: response fields against the static table only, request
+blocks of indexed fields by table lookup.
+
+The hpack library is correct but costs about a quarter of a small request's CPU in
+this proxy: its encoder searches the whole dynamic table for every field and logs a
+debug line per field; its decoder walks a memoryview per field. Two narrow
+replacements remove most of that without a second HPACK implementation:
+
+- L{StaticTableEncoder} replaces h2's encoder. It never adds a response field to
+  the dynamic table (nginx makes the same choice): a field is an index into the
+  static table when the whole field is there (``:status: 200``), else a literal
+  *without indexing* whose name, where it can, is a static-table index. Encoding
+  therefore depends on nothing but the field, so the bytes of each field are
+  cached (L{FIELD_CACHE_ENTRIES} of them, process-wide) and a response head costs
+  a few dictionary lookups. The price is a few bytes per field on the wire that the
+  dynamic table would have saved on later responses. Values are Huffman-coded when
+  that is shorter. Dynamic table size updates the client's SETTINGS call for are
+  still emitted first in the next block, as hpack does. Fields that carry
+  credentials (L{NEVER_INDEXED}) use the never-indexed form (RFC 7541 7.1.3), so an
+  intermediary that re-encodes them must not index them either.
+- L{decode_indexed_block} decodes a request block made only of indexed fields (the
+  common case of a client repeating requests: every field already in the table) by
+  table lookups, with hpack's header-list size limit, and returns C{None} for any
+  other block, which then goes to hpack's decoder. Such a block does not change the
+  dynamic table, so either path leaves the decoder in the same state.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from hpack import Encoder, Decoder
+from hpack.hpack import encode_integer
+from hpack.huffman import HuffmanEncoder
+from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
+from hpack.table import HeaderTable
+
+#: Encoded fields kept per process; the cache is emptied when it is full (a
+#: response header with ever-changing values, such as a date, must not grow it).
+FIELD_CACHE_ENTRIES = 4096
+
+#: Fields longer than this (name + value) are encoded each time, not cached.
+MAX_CACHED_FIELD = 256
+
+#: Response fields sent in the never-indexed form (RFC 7541 7.1.3): credentials.
+NEVER_INDEXED = frozenset({b"set-cookie", b"authorization", b"proxy-authorization", b"cookie"})
+
+_STATIC = HeaderTable.STATIC_TABLE
+_STATIC_LENGTH = len(_STATIC)
+_FULL_MATCH: dict[tuple[bytes, bytes], int] = {}
+_NAME_MATCH: dict[bytes, int] = {}
+for _index, (_name, _value) in enumerate(_STATIC, start=1):
+    _FULL_MATCH.setdefault((_name, _value), _index)
+    _NAME_MATCH.setdefault(_name, _index)
+
+_HUFFMAN = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH)
+_LITERAL_WITHOUT_INDEXING = 0x00
+_LITERAL_NEVER_INDEXED = 0x10
+_HUFFMAN_FLAG = 0x80
+_INDEXED = 0x80
+
+#: The process-wide cache: (name, value) -> encoded field.
+_cache: dict[tuple[bytes, bytes], bytes] = {}
+
+
+def encode_field(name: bytes, value: bytes) -> bytes:
+    """One field, encoded without touching any dynamic table."""
+    index = _FULL_MATCH.get((name, value))
+    if index is not None and name not in NEVER_INDEXED:
+        return _integer(index, 7, _INDEXED)
+    form = _LITERAL_NEVER_INDEXED if name in NEVER_INDEXED else _LITERAL_WITHOUT_INDEXING
+    nameIndex = _NAME_MATCH.get(name)
+    if nameIndex is not None:
+        return _integer(nameIndex, 4, form) + _string(value)
+    return bytes((form,)) + _string(name) + _string(value)
+
+
+def _integer(value: int, prefixBits: int, flags: int) -> bytes:
+    encoded = encode_integer(value, prefixBits)
+    encoded[0] |= flags
+    return bytes(encoded)
+
+
+def _string(data: bytes) -> bytes:
+    """A string literal, Huffman-coded when that is shorter (RFC 7541 5.2)."""
+    coded = _HUFFMAN.encode(data)
+    if len(coded) < len(data):
+        return _integer(len(coded), 7, _HUFFMAN_FLAG) + coded
+    return _integer(len(data), 7, 0) + data
+
+
+class StaticTableEncoder(Encoder):
+    """h2's HPACK encoder, encoding against the static table only (see the module
+    docstring). Takes the field lists the front end builds: (name, value) pairs of
+    lower-case bytes."""
+
+    def encode(self, headers: Iterable[tuple[bytes, bytes]], huffman: bool = True) -> bytes:  # type: ignore[override]
+        parts = []
+        if self.header_table.resized:
+            parts.append(self._encode_table_size_change())
+            self.header_table.resized = False
+        cache = _cache
+        for field in headers:
+            encoded = cache.get(field)  # type: ignore[call-overload]
+            if encoded is None:
+                name, value = field
+                encoded = encode_field(name, value)
+                if len(name) + len(value) <= MAX_CACHED_FIELD:
+                    if len(cache) >= FIELD_CACHE_ENTRIES:
+                        cache.clear()
+                    cache[(name, value)] = encoded
+            parts.append(encoded)
+        return b"".join(parts)
+
+
+def decode_indexed_block(decoder: Decoder, data: bytes) -> list[tuple[bytes, bytes]] | None:
+    """The fields of a block made only of indexed fields with one-byte indices, or
+    C{None} for any other block (including any error, so that hpack's decoder
+    reports it). The decoded size is checked against the decoder's
+    C{max_header_list_size}; over it, C{None} too."""
+    dynamic = decoder.header_table.dynamic_entries
+    highest = _STATIC_LENGTH + len(dynamic)
+    limit = decoder.max_header_list_size
+    fields = []
+    size = 0
+    for byte in data:
+        index = byte & 0x7F
+        if byte < _INDEXED or index == 0 or index == 0x7F or index > highest:
+            return None
+        field = _STATIC[index - 1] if index <= _STATIC_LENGTH else dynamic[index - _STATIC_LENGTH - 1]
+        size += len(field[0]) + len(field[1]) + 32
+        fields.append(field)
+    if size > limit or decoder.header_table_size > decoder.max_allowed_table_size:
+        return None
+    return fields
