@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from OpenSSL import SSL
 from twisted.internet import ssl
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from h2proxy import tlsbatch
 from h2proxy.devtools.devcert import make_certificate
 from h2proxy.tlsbatch import TLS_WRITE_CHUNK, BatchingTLSProtocol
 
@@ -93,3 +95,75 @@ def test_client_close_notify_delivers_data_then_closes(tmp_path):
     server.dataReceived(client.bio_read(1 << 20))
     assert server.wrappedProtocol.chunks == [b"last words"]
     assert transport.disconnecting or lost
+
+
+@pytest.fixture(params=["shared buffer", "public recv"])
+def readPath(request, monkeypatch):
+    """Each receive test runs on both paths: records decrypted into the shared
+    buffer, and pyOpenSSL's public recv (used when its internals are missing)."""
+    if request.param == "public recv":
+        monkeypatch.setattr(tlsbatch._PLAINTEXT, "available", False)
+    return request.param
+
+
+def test_shared_buffer_is_used_with_this_pyopenssl():
+    """When pyOpenSSL has the internals the shared buffer needs, it is used."""
+    assert tlsbatch._PLAINTEXT.available
+
+
+def test_read_larger_than_delivery_limit_arrives_in_order_in_bounded_calls(tmp_path, readPath):
+    """When one read brings more plaintext than TLS_DELIVER_LIMIT, the protocol gets
+    all of it in order, in calls of at most TLS_DELIVER_LIMIT bytes (plus one record
+    on the public path)."""
+    server, transport, client = _connected(tmp_path)
+    payload = bytes(range(256)) * (3 * tlsbatch.TLS_DELIVER_LIMIT // 256 + 100)
+    for start in range(0, len(payload), 16384):
+        client.send(payload[start : start + 16384])
+    server.dataReceived(client.bio_read(len(payload) * 2))
+    chunks = server.wrappedProtocol.chunks
+    assert b"".join(chunks) == payload
+    assert len(chunks) == 4
+    assert max(len(chunk) for chunk in chunks) <= tlsbatch.TLS_DELIVER_LIMIT + 16384
+
+
+def test_records_split_across_reads_are_delivered_once_complete(tmp_path, readPath):
+    """When a record arrives in two reads, nothing is delivered for the first part
+    and the whole record's plaintext comes with the second."""
+    server, transport, client = _connected(tmp_path)
+    client.send(b"x" * 10000)
+    wire = client.bio_read(65536)
+    server.dataReceived(wire[:5000])
+    assert server.wrappedProtocol.chunks == []
+    server.dataReceived(wire[5000:])
+    assert server.wrappedProtocol.chunks == [b"x" * 10000]
+
+
+def test_corrupt_record_delivers_earlier_data_then_fails_the_connection(tmp_path, readPath):
+    """When a read holds a good record then a corrupted one, the good record's
+    plaintext is delivered, then the connection is closed with a TLS error."""
+    server, transport, client = _connected(tmp_path)
+    client.send(b"good")
+    good = client.bio_read(65536)
+    client.send(b"bad!" * 100)
+    bad = bytearray(client.bio_read(65536))
+    bad[-1] ^= 0xFF
+    lost = []
+    server.wrappedProtocol.connectionLost = lost.append
+    server.dataReceived(good + bytes(bad))
+    assert server.wrappedProtocol.chunks == [b"good"]
+    assert transport.disconnecting
+    assert server._reason is not None and server._reason.check(SSL.Error)
+
+
+def test_close_notify_on_both_paths_delivers_then_closes(tmp_path, readPath):
+    """When data and a close_notify arrive in one read, on either receive path, the
+    data is delivered and the TLS connection is over."""
+    server, transport, client = _connected(tmp_path)
+    client.send(b"bye")
+    try:
+        client.shutdown()
+    except SSL.Error:
+        pass
+    server.dataReceived(client.bio_read(1 << 20))
+    assert server.wrappedProtocol.chunks == [b"bye"]
+    assert server._lostTLSConnection
