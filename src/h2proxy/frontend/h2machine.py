@@ -60,6 +60,7 @@ from h2.settings import SettingCodes, Settings
 from h2.stream import H2Stream, H2StreamStateMachine, StreamClosedBy, StreamInputs, StreamState
 from hyperframe.frame import (
     ContinuationFrame,
+    DataFrame,
     Frame,
     GoAwayFrame,
     HeadersFrame,
@@ -78,6 +79,7 @@ _HEADERS_TYPE = 0x1
 _CONTINUATION_TYPE = 0x9
 _END_STREAM_FLAG = 0x1
 _END_HEADERS_FLAG = 0x4
+_PADDED_FLAG = 0x8
 _PRIORITY_TYPE = 0x2
 _SETTINGS_TYPE = 0x4
 _WINDOW_UPDATE_TYPE = 0x8
@@ -92,6 +94,9 @@ MAX_FRAMES_PER_TURN = 512
 
 #: Stream states in which a DATA frame may go out without changing the stream's state.
 _DATA_SENDING_STATES = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE})
+
+#: Stream states in which a DATA frame from the client is body (h2's RECV_DATA is valid).
+_DATA_RECEIVING_STATES = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL})
 
 #: Stream states in which a HEADERS frame from the client is a trailer block.
 _TRAILERS_STATES = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL})
@@ -165,6 +170,23 @@ class _ServerStream(H2Stream):
         """Content-length is checked by the front end's stream, as a stream error."""
 
 
+class _PlainData:
+    """A DATA frame without padding, as L{_FrameBuffer} hands it over: the three
+    things h2's receive path reads of one, without building hyperframe's object
+    (its flags set and two copies of the payload)."""
+
+    __slots__ = ("stream_id", "data", "end_stream")
+
+    def __init__(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        self.stream_id = stream_id
+        self.data = data
+        self.end_stream = end_stream
+
+    def toFrame(self) -> DataFrame:
+        """hyperframe's frame, for h2's own path (unusual states and errors)."""
+        return DataFrame(self.stream_id, self.data, flags=("END_STREAM",) if self.end_stream else ())
+
+
 class _MisSizedPriorityFrame(PriorityFrame):
     """A PRIORITY frame whose length is not 5: a stream error (RFC 9113 6.3)."""
 
@@ -235,6 +257,13 @@ class _FrameBuffer(FrameBuffer):
             high, low, kind, flags, streamID = _FRAME_HEADER.unpack_from(data)
             length = (high << 8) + low
             streamID &= 0x7FFFFFFF
+            if kind == _DATA_TYPE and not flags & _PADDED_FLAG and streamID and length <= self.max_frame_size:
+                end = 9 + length
+                if len(data) >= end:
+                    with memoryview(data) as view:
+                        payload = bytes(view[9:end])
+                    del data[:end]
+                    return _PlainData(streamID, payload, bool(flags & _END_STREAM_FLAG))
             if kind == _PRIORITY_TYPE and length != 5 and streamID and len(data) >= 9 + length:
                 # RFC 9113 6.3: hyperframe makes every size error a connection error.
                 if length > self.max_frame_size:
@@ -318,6 +347,7 @@ class ServerConnection(H2Connection):
             max_continuation_frames=max_continuation_frames, max_header_block=header_list_hard_limit
         )
         self._frame_dispatch_table[_MisSizedPriorityFrame] = self._receive_missized_priority_frame
+        self._frame_dispatch_table[_PlainData] = self._receive_plain_data
         self._header_list_hard_limit = header_list_hard_limit
         self.decoder.max_header_list_size = header_list_hard_limit
         self.last_accepted_stream_id = 0
@@ -446,6 +476,23 @@ class ServerConnection(H2Connection):
         stream.state_machine.process_input(StreamInputs.SEND_END_STREAM)
         self._data_to_send += _FRAME_HEADER.pack(0, 0, _DATA_TYPE, _END_STREAM_FLAG, stream_id)
 
+    def acknowledge_received_data(self, acknowledged_size: int, stream_id: int) -> None:
+        """h2's, writing the WINDOW_UPDATE frames directly (an upload acknowledges
+        every DATA frame it hands on). Streams h2 does not hold (closed, idle) and
+        bad arguments go through h2."""
+        stream = self.streams.get(stream_id)
+        if stream is None or acknowledged_size < 0:
+            super().acknowledge_received_data(acknowledged_size, stream_id)
+            return
+        buffer = self._data_to_send
+        increment = self._inbound_flow_control_window_manager.process_bytes(acknowledged_size)
+        if increment:
+            buffer += _FRAME_HEADER.pack(0, 4, _WINDOW_UPDATE_TYPE, 0, 0) + _WINDOW_INCREMENT.pack(increment)
+        if stream.open:
+            increment = stream._inbound_window_manager.process_bytes(acknowledged_size)
+            if increment:
+                buffer += _FRAME_HEADER.pack(0, 4, _WINDOW_UPDATE_TYPE, 0, stream_id) + _WINDOW_INCREMENT.pack(increment)
+
     def takeGlitches(self) -> int:
         """The glitches counted since the last call (see the module docstring)."""
         buffer = self.incoming_buffer
@@ -552,6 +599,22 @@ class ServerConnection(H2Connection):
             stream_events[0].priority_updated = priority_events[0]  # type: ignore[attr-defined]
             stream_events.extend(priority_events)
         return frames, events + stream_events
+
+    def _receive_plain_data(self, frame: _PlainData) -> tuple[list[Frame], list[Event]]:
+        """h2's C{_receive_data_frame} for body on an open stream of an open
+        connection, where the connection's state machine has nothing to do:
+        consume both windows and let the stream report it. Anything else goes
+        through h2's own path with a real frame."""
+        stream = self.streams.get(frame.stream_id)
+        if (
+            stream is None
+            or self.state_machine.state is not ConnectionState.SERVER_OPEN
+            or stream.state_machine.state not in _DATA_RECEIVING_STATES
+        ):
+            return self._receive_data_frame(frame.toFrame())
+        size = len(frame.data)
+        self._inbound_flow_control_window_manager.window_consumed(size)
+        return stream.receive_data(frame.data, frame.end_stream, size)
 
     def _receive_priority_frame(self, frame: HeadersFrame | PriorityFrame) -> tuple[list[Frame], list[Event]]:
         if frame.depends_on == frame.stream_id:

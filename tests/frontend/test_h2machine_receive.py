@@ -1,0 +1,153 @@
+"""The short path for received DATA frames gives exactly what h2's own path gives."""
+
+from __future__ import annotations
+
+import h2.config
+import h2.connection
+import h2.exceptions
+from hyperframe.frame import DataFrame, RstStreamFrame
+from hypothesis import given, settings, strategies as st
+
+from h2proxy.frontend import h2machine
+from h2proxy.frontend.h2machine import ServerConnection
+from tests.frontend.frames import requestHeaders
+
+#: Stream 1: a POST still sending its body; stream 3: a GET that ended; stream 5:
+#: a POST the client reset; stream 7: never opened.
+_STREAMS = [1, 3, 5, 7]
+
+
+def _server() -> tuple[ServerConnection, bytes]:
+    """A server after the client preface and three requests; the client's bytes."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    client.initiate_connection()
+    client.send_headers(1, requestHeaders(b"/up", b"POST"), end_stream=False)
+    client.send_headers(3, requestHeaders(b"/", b"GET"), end_stream=True)
+    client.send_headers(5, requestHeaders(b"/up", b"POST"), end_stream=False)
+    client.reset_stream(5)
+    server = ServerConnection(local_settings={}, header_list_hard_limit=65536)
+    server.initiate_connection()
+    server.receive_data(client.data_to_send())
+    server.data_to_send()
+    return server
+
+
+_frames = st.lists(
+    st.tuples(
+        st.sampled_from(_STREAMS),
+        st.integers(min_value=0, max_value=20000),
+        st.one_of(st.none(), st.integers(min_value=0, max_value=255)),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+def _wire(frames: list[tuple]) -> bytes:
+    """DATA frames as a client would serialize them (the big ones over the 16 KiB
+    frame size the server allows)."""
+    out = b""
+    for stream, size, padding, end in frames:
+        frame = DataFrame(stream, b"d" * size, flags=["END_STREAM"] if end else [])
+        if padding is not None:
+            frame.flags.add("PADDED")
+            frame.pad_length = padding
+        out += frame.serialize()
+    return out
+
+
+def _run(data: bytes, chunk: int) -> list:
+    """Feed C{data} in reads of C{chunk} bytes; what came out, read by read."""
+    server = _server()
+    record: list = []
+    for start in range(0, len(data), chunk):
+        try:
+            events = server.receive_data(data[start : start + chunk])
+        except h2.exceptions.ProtocolError as e:
+            record.append(("error", type(e).__name__, server.data_to_send()))
+            return record
+        record.append([_describe(event) for event in events])
+        record.append(server.data_to_send())
+        record.append((server.inbound_flow_control_window, server.open_inbound_streams))
+        for stream in _STREAMS:
+            machine = server.streams.get(stream)
+            record.append(machine.state_machine.state if machine else None)
+            record.append(machine.inbound_flow_control_window if machine else None)
+    return record
+
+
+def _describe(event: object) -> tuple:
+    return (type(event).__name__, *sorted((k, repr(v)) for k, v in vars(event).items()))
+
+
+@settings(max_examples=200, deadline=None)
+@given(frames=_frames, chunk=st.sampled_from([7, 4096, 65536, 1 << 20]))
+def test_received_data_matches_h2s_path(frames, chunk):
+    """When DATA frames of any size, padding and END_STREAM arrive on open, ended,
+    reset and idle streams, in reads of any size, the events, output, windows,
+    stream states and errors are those of h2's own receive path."""
+    data = _wire(frames)
+    ours = _run(data, chunk)
+    fast = h2machine._DATA_TYPE
+    h2machine._DATA_TYPE = -1  # no frame has this type: every DATA frame takes h2's path
+    try:
+        theirs = _run(data, chunk)
+    finally:
+        h2machine._DATA_TYPE = fast
+    assert ours == theirs
+
+
+def test_plain_data_frames_take_the_short_path():
+    """When an unpadded DATA frame arrives whole, h2's hyperframe parsing is skipped
+    and the body arrives as bytes."""
+    server = _server()
+    buffer = server.incoming_buffer
+    buffer.add_data(DataFrame(1, b"body").serialize())
+    buffer.turnFrames = 0
+    frame = next(buffer)
+    assert type(frame) is h2machine._PlainData
+    assert (frame.stream_id, frame.data, frame.end_stream) == (1, b"body", False)
+    assert type(frame.data) is bytes
+
+
+def test_data_after_reset_by_client_is_answered_as_before():
+    """When body arrives for a stream the client reset, the server answers
+    RST_STREAM STREAM_CLOSED and still counts it against the connection window."""
+    server = _server()
+    window = server.inbound_flow_control_window
+    server.receive_data(DataFrame(5, b"x" * 100).serialize())
+    out = server.data_to_send()
+    assert RstStreamFrame(5, error_code=h2.errors.ErrorCodes.STREAM_CLOSED).serialize() in out
+    assert server.inbound_flow_control_window == window - 100
+
+
+@settings(max_examples=100, deadline=None)
+@given(acks=st.lists(st.tuples(st.sampled_from(_STREAMS), st.integers(min_value=0, max_value=40000)), max_size=12))
+def test_acknowledgements_match_h2(acks):
+    """When received bytes are acknowledged on open, ended, reset and idle streams,
+    the WINDOW_UPDATE frames, the windows and the errors are those of h2's own
+    acknowledge_received_data."""
+    ours, theirs = _server(), _server()
+    body = _wire([(1, 16000, None, False)] * 3)
+    ours.receive_data(body)
+    theirs.receive_data(body)
+    for stream, size in acks:
+        outcomes = []
+        for server, acknowledge in (
+            (ours, ours.acknowledge_received_data),
+            (theirs, lambda size, stream: h2.connection.H2Connection.acknowledge_received_data(theirs, size, stream)),
+        ):
+            try:
+                acknowledge(size, stream)
+                outcomes.append(None)
+            except (h2.exceptions.ProtocolError, ValueError) as e:
+                outcomes.append(type(e))
+        assert outcomes[0] == outcomes[1]
+        assert ours.data_to_send() == theirs.data_to_send()
+        assert ours.inbound_flow_control_window == theirs.inbound_flow_control_window
+        assert _streamWindows(ours) == _streamWindows(theirs)
+
+
+def _streamWindows(server: ServerConnection) -> list[int | None]:
+    return [server.streams[s].inbound_flow_control_window if s in server.streams else None for s in _STREAMS]
