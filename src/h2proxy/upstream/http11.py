@@ -36,6 +36,7 @@ from zope.interface import implementer
 from h2proxy.errors import BackendClosed, BackendProtocolError, BackendTimeout, UpstreamError
 from h2proxy.message import Headers, ResponseHead, UpstreamRequest
 from h2proxy.upstream.interfaces import ResponseReceiver
+from h2proxy.upstream.transport import writeImmediately
 
 #: Largest response head (status line + fields), and largest trailer section, in bytes.
 MAX_HEAD_SIZE = 64 * 1024
@@ -798,7 +799,7 @@ class HTTP11ClientProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self.state = ClientState.QUIESCENT
-        _widenReads(self.transport)
+        _tuneTransport(self.transport)
 
     def dataReceived(self, data: bytes) -> None:
         """Feed the parser and deliver what it finds (unless paused)."""
@@ -1173,10 +1174,12 @@ class HTTP11ClientProtocol(Protocol):
         self._fail(BackendTimeout(message))
 
 
-def _widenReads(transport: object) -> None:
-    """Read L{BACKEND_READ_SIZE} per socket read: set on a TCP transport, or on the
-    TCP transport under a TLS one (others, such as test transports, have no read size)."""
+def _tuneTransport(transport: object) -> None:
+    """On the TCP transport (under a TLS one, if any): read L{BACKEND_READ_SIZE} per
+    socket read, and write at once when nothing is queued (L{writeImmediately}).
+    Other transports, such as test transports, have no read size and are left alone."""
     for candidate in (transport, getattr(transport, "transport", None)):
         if hasattr(candidate, "bufferSize"):
             candidate.bufferSize = BACKEND_READ_SIZE  # type: ignore[union-attr]
+            writeImmediately(candidate)
             return
