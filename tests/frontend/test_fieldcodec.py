@@ -60,15 +60,18 @@ def test_table_size_change_is_signalled_first():
 
 
 def test_cache_is_bounded(monkeypatch):
-    """When more distinct fields than the cache holds are encoded, the cache never
-    exceeds its size and every block still decodes."""
+    """When more distinct fields and names than the caches hold are encoded, neither
+    cache exceeds its size and every block still decodes."""
     monkeypatch.setattr(fieldcodec, "FIELD_CACHE_ENTRIES", 8)
     monkeypatch.setattr(fieldcodec, "_cache", {})
+    monkeypatch.setattr(fieldcodec, "_names", {})
     encoder = StaticTableEncoder()
     for n in range(50):
-        block = encoder.encode([(b"x-n", b"%d" % n)])
-        assert Decoder().decode(block, raw=True) == [(b"x-n", b"%d" % n)]
+        fields = [(b"x-n", b"%d" % n), (b"x-name-%d" % n, b"v")]
+        block = encoder.encode(fields)
+        assert Decoder().decode(block, raw=True) == fields
         assert len(fieldcodec._cache) <= 8
+        assert len(fieldcodec._names) <= 8
 
 
 @settings(max_examples=200, deadline=None)

@@ -59,8 +59,9 @@ _LITERAL_NEVER_INDEXED = 0x10
 _HUFFMAN_FLAG = 0x80
 _INDEXED = 0x80
 
-#: The process-wide cache: (name, value) -> encoded field.
+#: The process-wide caches: (name, value) -> encoded field; name -> encoded name.
 _cache: dict[tuple[bytes, bytes], bytes] = {}
+_names: dict[bytes, bytes] = {}
 
 
 def encode_field(name: bytes, value: bytes) -> bytes:
@@ -72,7 +73,21 @@ def encode_field(name: bytes, value: bytes) -> bytes:
     nameIndex = _NAME_MATCH.get(name)
     if nameIndex is not None:
         return _integer(nameIndex, 4, form) + _string(value)
-    return bytes((form,)) + _string(name) + _string(value)
+    return bytes((form,)) + _literalName(name) + _string(value)
+
+
+def _literalName(name: bytes) -> bytes:
+    """A name outside the static table as a string literal, cached on its own: a
+    field whose value changes with every response (x-request-id) misses the field
+    cache but not this one."""
+    encoded = _names.get(name)
+    if encoded is None:
+        encoded = _string(name)
+        if len(name) <= MAX_CACHED_FIELD:
+            if len(_names) >= FIELD_CACHE_ENTRIES:
+                _names.clear()
+            _names[name] = encoded
+    return encoded
 
 
 def _integer(value: int, prefixBits: int, flags: int) -> bytes:
