@@ -336,3 +336,18 @@ def test_any_split_of_a_chunked_response_parses_the_same(chunks, cuts):
         position += step
         index += 1
     assert summary(events)[2:] == (b"".join(chunks), ())
+
+
+def test_known_field_name_without_colon_is_an_error():
+    """When a line repeats a field name seen before but has no colon, it is still a BackendProtocolError."""
+    parse(b"HTTP/1.1 200 OK\r\nX-Seen-Name: 1\r\ncontent-length: 0\r\n\r\n")
+    with pytest.raises(BackendProtocolError, match="invalid field line"):
+        parse(b"HTTP/1.1 200 OK\r\nX-Seen-Name\r\ncontent-length: 0\r\n\r\n")
+
+
+def test_stray_cr_in_a_value_is_an_error_after_clean_heads():
+    """When a value holds a bare CR, LF or NUL, the head is a BackendProtocolError even for field names seen before."""
+    parse(b"HTTP/1.1 200 OK\r\nX-Seen-Value: 1\r\ncontent-length: 0\r\n\r\n")
+    for bad in (b"a\rb", b"a\nb", b"a\x00b"):
+        with pytest.raises(BackendProtocolError, match="CR, LF or NUL"):
+            parse(b"HTTP/1.1 200 OK\r\nX-Seen-Value: " + bad + b"\r\ncontent-length: 0\r\n\r\n")

@@ -80,6 +80,9 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
+#: Response fields that decide the framing or the connection's reuse, or that are
+#: never forwarded.
+_FRAMING_AND_HOP = HOP_BY_HOP | {b"content-length"}
 #: Methods whose requests carry a body by nature: they get ``content-length: 0`` when empty.
 BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 #: Request fields the client owns (framing and connection management): refused if given.
@@ -96,9 +99,16 @@ _BAD_TARGET = re.compile(rb"[\x00-\x20\x7f]")
 _VERSION = re.compile(rb"HTTP/1\.[0-9]")
 _STATUS = re.compile(rb"[0-9]{3}")
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
-_CONTENT_LENGTH = re.compile(rb"[0-9]{1,19}")
+_MAX_LENGTH_DIGITS = 19
+_CONTENT_LENGTH = re.compile(rb"[0-9]{1,%d}" % _MAX_LENGTH_DIGITS)
+_NO_TOKENS: frozenset[bytes] = frozenset()
 #: Request field names already found to be valid tokens the client does not own.
 _good_names: set[bytes] = set()
+#: Response field names already found to be tokens, as received -> lowercase
+#: (at most L{MAX_GOOD_NAMES}): a backend sends the same few names over and over.
+_response_names: dict[bytes, bytes] = {}
+#: Status-line versions that need no pattern match.
+_COMMON_VERSIONS = frozenset({b"HTTP/1.1", b"HTTP/1.0"})
 
 
 class RequestRefused(UpstreamError):
@@ -477,21 +487,31 @@ class ResponseParser:
         """One head: L{Informational}, L{FinalHead}, or C{None} for a swallowed 100."""
         lines = raw.split(b"\r\n")
         version, status = _status_line(lines[0])
-        fields = _fields(lines[1:], "response header")
+        fields = _fields(lines[1:], "response header", _clean(raw))
         if status == 101 and self._upgrade is not None:
             return self._switched(fields)
         if status < 200:
             return self._informationalHead(status, fields)
         self.status = status
         http10 = version == b"HTTP/1.0"
-        tokens = _connection_tokens(fields)
-        self._chooseFraming(status, fields, http10)
+        # Framing and connection fields are few: look at them alone, and hand the
+        # fields on as they are when none of them has to go.
+        special = []
+        hop = False
+        for item in fields:
+            if item[0] in _FRAMING_AND_HOP:
+                special.append(item)
+                hop = hop or item[0] in HOP_BY_HOP
+        tokens = _connection_tokens(special) if hop else _NO_TOKENS
+        self._chooseFraming(status, special, http10)
         self.keepAlive = (
             self.state is not ParserState.UNTIL_CLOSE
             and b"close" not in tokens
             and (not http10 or b"keep-alive" in tokens)
         )
-        return FinalHead(ResponseHead(status=status, headers=_end_to_end(fields, tokens)))
+        if hop:
+            fields = _end_to_end(fields, tokens)
+        return FinalHead(ResponseHead(status=status, headers=fields))
 
     def _switched(self, fields: Headers) -> Event:
         """A 101 to our upgrade request: the rest of the connection is the new
@@ -526,8 +546,13 @@ class ResponseParser:
         if self._method == b"HEAD" or status in (204, 304):
             self.state = ParserState.END
             return
-        codings = [c for n, v in fields if n == b"transfer-encoding" for c in _list(v)]
-        lengths = [c for n, v in fields if n == b"content-length" for c in _list(v)]
+        codings: list[bytes] = []
+        lengths: list[bytes] = []
+        for name, value in fields:
+            if name == b"content-length":
+                lengths += _list(value)
+            elif name == b"transfer-encoding":
+                codings += _list(value)
         if codings:
             if http10 or lengths:
                 raise BackendProtocolError(
@@ -604,26 +629,43 @@ class ResponseParser:
 
 def _status_line(line: bytes) -> tuple[bytes, int]:
     parts = line.split(b" ", 2)
-    if len(parts) < 2 or not _VERSION.fullmatch(parts[0]) or not _STATUS.fullmatch(parts[1]):
+    if len(parts) < 2 or not (parts[0] in _COMMON_VERSIONS or _VERSION.fullmatch(parts[0])):
         raise BackendProtocolError(f"backend sent an invalid status line {line[:60]!r}")
-    status = int(parts[1])
+    code = parts[1]
+    if not (len(code) == 3 and code.isdigit()):
+        raise BackendProtocolError(f"backend sent an invalid status line {line[:60]!r}")
+    status = int(code)
     if not 100 <= status <= 599:
         raise BackendProtocolError(f"backend sent status {status}, outside 100-599")
     return parts[0], status
 
 
-def _fields(lines: list[bytes], what: str) -> Headers:
-    """Field lines -> lowercase (name, value) pairs; obs-fold and junk are errors."""
+def _clean(raw: bytes) -> bool:
+    """Whether a head has no NUL and no CR or LF outside its CRLF line ends: then no
+    field value can hold one, and L{_fields} skips its per-value search."""
+    crlf = raw.count(b"\r\n")
+    return b"\x00" not in raw and raw.count(b"\r") == crlf and raw.count(b"\n") == crlf
+
+
+def _fields(lines: list[bytes], what: str, clean: bool = False) -> Headers:
+    """Field lines -> lowercase (name, value) pairs; obs-fold and junk are errors.
+    C{clean}: the caller checked that no line holds CR, LF or NUL (L{_clean})."""
     fields = []
+    names = _response_names
     for line in lines:
         name, colon, value = line.partition(b":")
-        if not colon or not _TOKEN.fullmatch(name):
-            kind = "obsolete line folding" if line[:1] in (b" ", b"\t") else "an invalid field line"
-            raise BackendProtocolError(f"backend {what} has {kind}: {line[:60]!r}")
+        lowered = names.get(name) if colon else None
+        if lowered is None:
+            if not colon or not _TOKEN.fullmatch(name):
+                kind = "obsolete line folding" if line[:1] in (b" ", b"\t") else "an invalid field line"
+                raise BackendProtocolError(f"backend {what} has {kind}: {line[:60]!r}")
+            lowered = name.lower()
+            if len(names) < MAX_GOOD_NAMES:
+                names[name] = lowered
         value = value.strip(b" \t")
-        if _BAD_VALUE.search(value):
+        if not clean and _BAD_VALUE.search(value):
             raise BackendProtocolError(f"backend {what} {name!r} contains CR, LF or NUL")
-        fields.append((name.lower(), value))
+        fields.append((lowered, value))
     return tuple(fields)
 
 
@@ -642,6 +684,8 @@ def _end_to_end(fields: Headers, tokens: frozenset[bytes]) -> Headers:
 
 def _content_length(values: list[bytes]) -> int:
     """The one length all ``content-length`` values agree on (RFC 9110 8.6)."""
+    if len(values) == 1 and 0 < len(values[0]) <= _MAX_LENGTH_DIGITS and values[0].isdigit():
+        return int(values[0])
     if any(not _CONTENT_LENGTH.fullmatch(v) for v in values) or len(set(values)) != 1:
         raise BackendProtocolError(f"backend sent an invalid or conflicting content-length {values!r}")
     return int(values[0])
