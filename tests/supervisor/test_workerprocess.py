@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import socket
 
@@ -17,8 +18,10 @@ from h2proxy.workerprocess import (
     STREAMS_REPORT_INTERVAL,
     LineLogObserver,
     ReportChannel,
+    YOUNG_COLLECTION_THRESHOLD,
     WorkerProcess,
     open_streams,
+    settle_heap,
 )
 from tests.supervisor.fakes import make_config
 
@@ -246,3 +249,17 @@ def test_log_lines_below_the_level_are_not_written():
     observer({"log_format": "chatter", "log_level": LogLevel.info})
     observer({"log_format": "trouble", "log_level": LogLevel.error})
     assert stream.getvalue() == b"error trouble\n"
+
+
+def test_settle_heap_freezes_start_up_objects_and_raises_the_young_threshold():
+    """When the worker settles its heap, what start-up built is frozen out of the
+    collector's sight and young collections wait for YOUNG_COLLECTION_THRESHOLD
+    net allocations; the older generations keep their thresholds."""
+    before = gc.get_threshold()
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (YOUNG_COLLECTION_THRESHOLD, before[1], before[2])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
