@@ -58,3 +58,18 @@ def test_data_after_end_stream_is_refused():
     conn.send_data(1, b"x", end_stream=True)
     with pytest.raises(h2.exceptions.ProtocolError):
         conn.send_data(1, b"y")
+
+
+def test_output_keeps_order_and_amount():
+    """When output is taken in parts (data_to_send with an amount), the bytes come
+    out in the order queued and nothing is lost; clearing drops what is queued."""
+    conn = _pair(ServerConnection)
+    reference = _pair(H2Connection)
+    for server in (conn, reference):
+        server.send_data(1, b"a" * 100)
+        server.send_data(1, memoryview(b"b" * 50))
+    expected = reference.data_to_send()
+    assert conn.data_to_send(30) + conn.data_to_send(100) + conn.data_to_send() == expected
+    conn.send_data(1, b"c")
+    conn.clear_outbound_data_buffer()
+    assert conn.data_to_send() == b""

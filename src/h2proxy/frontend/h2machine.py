@@ -282,6 +282,37 @@ class _FrameBuffer(FrameBuffer):
         return super().__next__()
 
 
+class _Output:
+    """h2's outgoing bytes, kept as the list of pieces they were queued as: ``+=``
+    keeps a reference instead of copying into a bytearray (a DATA payload is a
+    memoryview of the stream's chunk), and one join makes the bytes to write. That
+    is one copy of every response byte fewer than h2's bytearray, which was copied
+    in and then copied out again by C{data_to_send}."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes | bytearray | memoryview] = []
+        self.size = 0
+
+    def __iadd__(self, data: bytes | bytearray | memoryview) -> _Output:
+        if data:
+            self.parts.append(data)
+            self.size += len(data)
+        return self
+
+    def __len__(self) -> int:
+        return self.size
+
+    def take(self) -> bytes:
+        """Everything queued, as one bytes object; the buffer is empty afterwards."""
+        parts = self.parts
+        data = parts[0] if len(parts) == 1 and type(parts[0]) is bytes else b"".join(parts)
+        self.parts = []
+        self.size = 0
+        return data  # type: ignore[return-value]
+
+
 class _Values(list):  # type: ignore[type-arg]
     """The stack of values of one setting (current first, then those awaiting an
     acknowledgement): the one deque method h2's L{Settings} uses, on a list."""
@@ -343,6 +374,7 @@ class ServerConnection(H2Connection):
         self.remote_settings = CompactSettings(client=True)
         self.max_inbound_frame_size = self.local_settings.max_frame_size
         self.encoder = StaticTableEncoder()
+        self._data_to_send = _Output()  # type: ignore[assignment]
         self.incoming_buffer = _FrameBuffer(
             max_continuation_frames=max_continuation_frames, max_header_block=header_list_hard_limit
         )
@@ -376,6 +408,18 @@ class ServerConnection(H2Connection):
             if not self._terminated:
                 self._terminate_connection(e.error_code)
             raise
+
+    def data_to_send(self, amount: int | None = None) -> bytes:
+        """h2's, on L{_Output}: what is queued (at most C{amount} bytes of it)."""
+        data = self._data_to_send.take()  # type: ignore[attr-defined]
+        if amount is not None and amount < len(data):
+            self._data_to_send += data[amount:]
+            data = data[:amount]
+        return data
+
+    def clear_outbound_data_buffer(self) -> None:
+        """h2's, on L{_Output}."""
+        self._data_to_send = _Output()  # type: ignore[assignment]
 
     def send_goaway(
         self, last_stream_id: int, error_code: ErrorCodes = ErrorCodes.NO_ERROR, additional_data: bytes = b""
