@@ -5,7 +5,8 @@ from __future__ import annotations
 import h2.config
 import h2.connection
 import h2.exceptions
-from hyperframe.frame import DataFrame, RstStreamFrame
+from hpack import Encoder
+from hyperframe.frame import DataFrame, HeadersFrame, RstStreamFrame
 from hypothesis import given, settings, strategies as st
 
 from h2proxy.frontend import h2machine
@@ -88,14 +89,17 @@ def test_received_data_matches_h2s_path(frames, chunk):
     reset and idle streams, in reads of any size, the events, output, windows,
     stream states and errors are those of h2's own receive path."""
     data = _wire(frames)
-    ours = _run(data, chunk)
-    fast = h2machine._DATA_TYPE
-    h2machine._DATA_TYPE = -1  # no frame has this type: every DATA frame takes h2's path
+    assert _run(data, chunk) == _withoutShortPaths(_run, data, chunk)
+
+
+def _withoutShortPaths(run, *args):  # type: ignore[no-untyped-def]
+    """C{run(*args)} with every frame taking h2's own path."""
+    fast = h2machine._SHORT_PATHS
+    h2machine._SHORT_PATHS = frozenset()
     try:
-        theirs = _run(data, chunk)
+        return run(*args)
     finally:
-        h2machine._DATA_TYPE = fast
-    assert ours == theirs
+        h2machine._SHORT_PATHS = fast
 
 
 def test_plain_data_frames_take_the_short_path():
@@ -151,3 +155,66 @@ def test_acknowledgements_match_h2(acks):
 
 def _streamWindows(server: ServerConnection) -> list[int | None]:
     return [server.streams[s].inbound_flow_control_window if s in server.streams else None for s in _STREAMS]
+
+
+_headerFrames = st.lists(
+    st.tuples(
+        st.sampled_from(["new", "same", "trailers", "data", "zero"]),
+        st.booleans(),  # END_STREAM
+        st.booleans(),  # PRIORITY flag
+        st.one_of(st.none(), st.integers(min_value=0, max_value=20)),  # padding
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+def _headersWire(steps: list[tuple]) -> bytes:
+    """HEADERS (new streams, repeated ids, trailers, stream 0) and DATA frames as a
+    client serializes them, field blocks from one client encoder."""
+    encoder = Encoder()
+    out = b""
+    stream = 7
+    for kind, end, priority, padding in steps:
+        if kind == "data":
+            out += DataFrame(stream, b"d" * 10, flags=["END_STREAM"] if end else []).serialize()
+            continue
+        if kind == "new":
+            stream += 2
+        target = 0 if kind == "zero" else (1 if kind == "trailers" else stream)
+        fields = [(b"x-trailer", b"1")] if kind == "trailers" else requestHeaders(b"/p", b"POST")
+        frame = HeadersFrame(target if target else 1, encoder.encode(fields), flags=["END_HEADERS"])
+        frame.stream_id = target
+        if end:
+            frame.flags.add("END_STREAM")
+        if priority:
+            frame.flags.add("PRIORITY")
+            frame.depends_on, frame.stream_weight = 0, 15
+        if padding is not None:
+            frame.flags.add("PADDED")
+            frame.pad_length = padding
+        out += frame.serialize()
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=_headerFrames, chunk=st.sampled_from([5, 4096, 1 << 20]))
+def test_received_headers_match_h2s_path(steps, chunk):
+    """When HEADERS frames arrive (new streams, reused ids, trailers with and without
+    END_STREAM, priority, padding, stream 0) among DATA frames, in reads of any size,
+    the events, output, windows, stream states and errors are those of the path
+    through hyperframe's frames."""
+    data = _headersWire(steps)
+    assert _run(data, chunk) == _withoutShortPaths(_run, data, chunk)
+
+
+def test_plain_headers_take_the_short_path():
+    """When a HEADERS frame carries a whole block without padding or priority, it is
+    handed over without hyperframe's object."""
+    server = _server()
+    buffer = server.incoming_buffer
+    buffer.add_data(HeadersFrame(9, b"\x82", flags=["END_HEADERS", "END_STREAM"]).serialize())
+    buffer.turnFrames = 0
+    frame = next(buffer)
+    assert type(frame) is h2machine._PlainHeaders
+    assert (frame.stream_id, frame.data, sorted(frame.flags)) == (9, b"\x82", ["END_HEADERS", "END_STREAM"])

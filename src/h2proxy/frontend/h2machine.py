@@ -80,6 +80,7 @@ _CONTINUATION_TYPE = 0x9
 _END_STREAM_FLAG = 0x1
 _END_HEADERS_FLAG = 0x4
 _PADDED_FLAG = 0x8
+_PRIORITY_FLAG = 0x20
 _PRIORITY_TYPE = 0x2
 _SETTINGS_TYPE = 0x4
 _WINDOW_UPDATE_TYPE = 0x8
@@ -91,6 +92,13 @@ _END_HEADERS = "END_HEADERS"
 #: RST_STREAM pairs: about 25 bytes each) stops here, a few milliseconds of work.
 MAX_FRAMES_PER_TURN = 512
 
+
+#: Frame types L{_FrameBuffer} hands over without hyperframe when they are plain
+#: (see L{_PlainData} and L{_PlainHeaders}).
+_SHORT_PATHS = frozenset({_DATA_TYPE, _HEADERS_TYPE})
+
+_HEADERS_FLAGS = frozenset({"END_HEADERS"})
+_HEADERS_END_STREAM_FLAGS = frozenset({"END_HEADERS", "END_STREAM"})
 
 #: Stream states in which a DATA frame may go out without changing the stream's state.
 _DATA_SENDING_STATES = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE})
@@ -187,6 +195,19 @@ class _PlainData:
         return DataFrame(self.stream_id, self.data, flags=("END_STREAM",) if self.end_stream else ())
 
 
+class _PlainHeaders:
+    """A HEADERS frame that carries a whole field block, without padding or
+    priority: what h2's (and our) header handling reads of one (stream id, block,
+    flags), without hyperframe's object."""
+
+    __slots__ = ("stream_id", "data", "flags")
+
+    def __init__(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        self.stream_id = stream_id
+        self.data = data
+        self.flags = _HEADERS_END_STREAM_FLAGS if end_stream else _HEADERS_FLAGS
+
+
 class _MisSizedPriorityFrame(PriorityFrame):
     """A PRIORITY frame whose length is not 5: a stream error (RFC 9113 6.3)."""
 
@@ -247,6 +268,23 @@ class _FrameBuffer(FrameBuffer):
         if not frame.data and _END_HEADERS not in frame.flags:
             self.glitches += 1
 
+    def _plainFrame(self, kind: int, flags: int, streamID: int, end: int) -> _PlainData | _PlainHeaders | None:
+        """The next frame as a L{_PlainData} or L{_PlainHeaders} if it is whole and
+        plain (HEADERS: the whole block, no priority), else C{None}."""
+        data = self._data
+        if len(data) < end:
+            return None
+        if kind == _DATA_TYPE:
+            plain: _PlainData | _PlainHeaders = _PlainData(streamID, b"", bool(flags & _END_STREAM_FLAG))
+        elif flags & _END_HEADERS_FLAG and not flags & _PRIORITY_FLAG:
+            plain = _PlainHeaders(streamID, b"", bool(flags & _END_STREAM_FLAG))
+        else:
+            return None
+        with memoryview(data) as view:
+            plain.data = bytes(view[9:end])
+        del data[:end]
+        return plain
+
     def __next__(self) -> Frame:
         data = self._data
         if self.turnFrames >= MAX_FRAMES_PER_TURN:
@@ -257,13 +295,10 @@ class _FrameBuffer(FrameBuffer):
             high, low, kind, flags, streamID = _FRAME_HEADER.unpack_from(data)
             length = (high << 8) + low
             streamID &= 0x7FFFFFFF
-            if kind == _DATA_TYPE and not flags & _PADDED_FLAG and streamID and length <= self.max_frame_size:
-                end = 9 + length
-                if len(data) >= end:
-                    with memoryview(data) as view:
-                        payload = bytes(view[9:end])
-                    del data[:end]
-                    return _PlainData(streamID, payload, bool(flags & _END_STREAM_FLAG))
+            if kind in _SHORT_PATHS and not flags & _PADDED_FLAG and streamID and length <= self.max_frame_size:
+                plain = self._plainFrame(kind, flags, streamID, 9 + length)
+                if plain is not None:
+                    return plain
             if kind == _PRIORITY_TYPE and length != 5 and streamID and len(data) >= 9 + length:
                 # RFC 9113 6.3: hyperframe makes every size error a connection error.
                 if length > self.max_frame_size:
@@ -380,6 +415,7 @@ class ServerConnection(H2Connection):
         )
         self._frame_dispatch_table[_MisSizedPriorityFrame] = self._receive_missized_priority_frame
         self._frame_dispatch_table[_PlainData] = self._receive_plain_data
+        self._frame_dispatch_table[_PlainHeaders] = self._receive_headers_frame
         self._header_list_hard_limit = header_list_hard_limit
         self.decoder.max_header_list_size = header_list_hard_limit
         self.last_accepted_stream_id = 0
@@ -618,8 +654,10 @@ class ServerConnection(H2Connection):
         self._prepare_for_sending(frames)
         return events
 
-    def _receive_headers_frame(self, frame: HeadersFrame) -> tuple[list[Frame], list[Event]]:
-        """Decode first (HPACK stays in step), then open, refuse or reject the stream."""
+    def _receive_headers_frame(self, frame: HeadersFrame | _PlainHeaders) -> tuple[list[Frame], list[Event]]:
+        """Decode first (HPACK stays in step), then open, refuse or reject the stream.
+        (An open connection's state machine has nothing to do for HEADERS: it is only
+        consulted in other states.)"""
         try:
             headers = decode_indexed_block(self.decoder, frame.data) or _decode_headers(self.decoder, frame.data)
         except DenialOfServiceError:
@@ -631,7 +669,9 @@ class ServerConnection(H2Connection):
             stream_id not in self.streams
             and self.open_inbound_streams >= self.local_settings.max_concurrent_streams
         )
-        events = self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
+        events: list[Event] = []
+        if self.state_machine.state is not ConnectionState.SERVER_OPEN:
+            events = self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
         stream = self._get_or_create_stream(stream_id, AllowedStreamIDs.ODD)
         frames, stream_events = stream.receive_headers(headers, "END_STREAM" in frame.flags, None)
         if refuse:
