@@ -268,12 +268,16 @@ class ChunkedBody:
         transport.write(b"0\r\n" + fields + b"\r\n")
 
 
+#: The one L{NoBody} (it keeps no state).
+NO_BODY = NoBody()
+
+
 def body_writer(request: UpstreamRequest) -> NoBody | LengthBody | ChunkedBody:
     """The body writer matching the framing L{serialize_request_head} announced."""
     if request.body_length is None:
         return ChunkedBody()
     if request.body_length == 0:
-        return NoBody()
+        return NO_BODY
     return LengthBody(request.body_length)
 
 
@@ -820,7 +824,7 @@ class HTTP11ClientProtocol(Protocol):
         self.requestsSent = 0
         self._listener: ExchangeListener | None = None
         self._parser: ResponseParser | None = None
-        self._body: NoBody | LengthBody | ChunkedBody = NoBody()
+        self._body: NoBody | LengthBody | ChunkedBody = NO_BODY
         self._proxy: _BodyProducerProxy | None = None
         self._timer: DelayedCall | None = None
         # Waiting for a 100 Continue: the body held back, its end (trailers) if
@@ -920,14 +924,14 @@ class HTTP11ClientProtocol(Protocol):
         self.requestsSent += 1
         self.responseBytes = 0
         self._listener = listener
-        self._body = body_writer(request)
-        expectContinue = not isinstance(self._body, NoBody) and expects_continue(request)
+        self._body = body = body_writer(request)
+        expectContinue = body is not NO_BODY and expects_continue(request)
         self._parser = ResponseParser(request.method, request.upgrade, expectContinue)
         self._headReceived = False
         self._paused = False
         self._bodyRefused = False
         self.transport.write(head)
-        if isinstance(self._body, NoBody):
+        if body is NO_BODY:
             self._requestSent()
             return
         self.state = ClientState.TRANSMITTING

@@ -465,6 +465,7 @@ class UpstreamPool:
         self._balancer = make_balancer(
             config.policy, self.servers, weight=lambda s: s.server.weight, load=lambda s: s.load, rng=rng
         )
+        self._only = self.servers[0] if len(self.servers) == 1 else None
         self.probes = self._startProbes(connectors, tls)
 
     # -- introspection ---------------------------------------------------------
@@ -593,8 +594,14 @@ class UpstreamPool:
     # -- dispatching -----------------------------------------------------------
 
     def _dispatch(self, exchange: UpstreamExchange) -> None:
-        """Send C{exchange} to a server with a free slot, else queue it, else fail it."""
-        server = self._balancer.pick(lambda s: self._usable(s, exchange) and s.hasCapacity())
+        """Send C{exchange} to a server with a free slot, else queue it, else fail it.
+        With one server the balancer has no choice to make (every policy returns the
+        one eligible server and keeps no state for it), so it is not asked."""
+        if self._only is not None:
+            only = self._only
+            server = only if self._usable(only, exchange) and only.hasCapacity() else None
+        else:
+            server = self._balancer.pick(lambda s: self._usable(s, exchange) and s.hasCapacity())
         if server is not None:
             server.acquire(exchange, fresh=exchange.wantsFresh)
             return
