@@ -65,6 +65,7 @@ would leave the client's HPACK table out of step with ours.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -104,6 +105,16 @@ _HOST_CHARS = frozenset(
 )
 _IP_LITERAL_CHARS = _HOST_CHARS | frozenset(b":")
 _DIGITS = frozenset(b"0123456789")
+#: In values joined with LF: a control character other than HTAB and LF, or
+#: whitespace at the edge of a value. A match sends the fields to the one-by-one checks.
+_SUSPECT_VALUES = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]|[ \t]\n|\n[ \t]|\A[ \t]|[ \t]\Z")
+#: Regular field names remembered as valid (lowercase tokens, not connection-specific,
+#: not te or content-length), at most this many: clients send the same few names.
+MAX_GOOD_NAMES = 1024
+_good_names: set[bytes] = set()
+#: Authorities remembered as valid, at most this many: a proxy serves few names.
+MAX_GOOD_AUTHORITIES = 1024
+_good_authorities: set[bytes] = set()
 
 
 class MalformedRequest(ValueError):
@@ -162,15 +173,11 @@ def parse_request(
     @raise UnusableRequest: for a polite 431/400 (see the module docstring).
     @raise MalformedRequest: for RST_STREAM PROTOCOL_ERROR.
     """
-    size = header_list_size(fields)
-    if size > max_header_list_size:
-        raise UnusableRequest(
-            431, f"request header fields total {size} bytes, over the limit of {max_header_list_size}"
-        )
-    pseudo, regular = _split_pseudo(fields, EXTENDED_CONNECT_PSEUDO if extended_connect else REQUEST_PSEUDO)
-    for name, value in regular:
-        _check_regular_field(name, value)
-    contentLength = _content_length(regular)
+    known = EXTENDED_CONNECT_PSEUDO if extended_connect else REQUEST_PSEUDO
+    checked = _fields_at_once(fields, max_header_list_size, known)
+    if checked is None:
+        checked = _fields_one_by_one(fields, max_header_list_size, known)
+    pseudo, regular, contentLength = checked
     if end_stream and contentLength:
         raise MalformedRequest("content-length announces a body but HEADERS ended the stream")
     method = _required(pseudo, b":method")
@@ -206,6 +213,70 @@ def parse_request(
         end_stream=end_stream,
     )
     return ParsedRequest(head, expectsContinue, localContinue and expectsContinue and not end_stream)
+
+
+Checked = tuple[dict[bytes, bytes], list[Field], "int | None"]
+
+
+def _fields_one_by_one(fields: Sequence[Field], limit: int, known: frozenset[bytes]) -> Checked:
+    """Every field check in order, raising the first problem found: size, then the
+    pseudo-headers, then each regular field, then content-length."""
+    size = header_list_size(fields)
+    if size > limit:
+        raise UnusableRequest(431, f"request header fields total {size} bytes, over the limit of {limit}")
+    pseudo, regular = _split_pseudo(fields, known)
+    for name, value in regular:
+        _check_regular_field(name, value)
+    return pseudo, regular, _content_length(regular)
+
+
+def _fields_at_once(fields: Sequence[Field], limit: int, known: frozenset[bytes]) -> Checked | None:
+    """The same checks as L{_fields_one_by_one} for the common case, in one pass
+    and one search over all values; C{None} at the first sign of any problem (or
+    anything unusual), and the caller then runs the checks one by one, which find
+    it and say what it is. Never accepts what L{_fields_one_by_one} refuses."""
+    size = 0
+    pseudo: dict[bytes, bytes] = {}
+    regular: list[Field] = []
+    values: list[bytes] = []
+    lengths: list[bytes] = []
+    goodNames = _good_names
+    for item in fields:
+        name, value = item
+        size += len(name) + len(value) + FIELD_OVERHEAD
+        values.append(value)
+        if name in goodNames:
+            regular.append(item)
+        elif name[:1] == b":":
+            if regular or name not in known or name in pseudo:
+                return None
+            pseudo[name] = value
+        elif name == b"content-length":
+            lengths.append(value)
+            regular.append(item)
+        elif name == b"te":
+            if value != b"trailers":
+                return None
+            regular.append(item)
+        elif name and _NAME_CHARS.issuperset(name) and name not in CONNECTION_SPECIFIC:
+            if len(goodNames) < MAX_GOOD_NAMES:
+                goodNames.add(name)
+            regular.append(item)
+        else:
+            return None
+    if size > limit:
+        return None
+    joined = b"\n".join(values)
+    if joined.count(b"\n") != len(values) - 1 or _SUSPECT_VALUES.search(joined):
+        return None
+    if not lengths:
+        return pseudo, regular, None
+    first = lengths[0]
+    if any(value != first for value in lengths) or not (
+        0 < len(first) <= MAX_CONTENT_LENGTH_DIGITS and _DIGITS.issuperset(first)
+    ):
+        return None
+    return pseudo, regular, int(first)
 
 
 def request_trailers(fields: Sequence[Field]) -> Headers:
@@ -376,7 +447,10 @@ def _authority(authority: bytes | None, regular: list[Field]) -> bytes:
         authority = hosts[0]
     elif hosts and hosts[0].lower() != authority.lower():
         raise UnusableRequest(400, "host differs from :authority")
-    _check_authority(authority)
+    if authority not in _good_authorities:
+        _check_authority(authority)
+        if len(_good_authorities) < MAX_GOOD_AUTHORITIES:
+            _good_authorities.add(authority)
     return authority
 
 

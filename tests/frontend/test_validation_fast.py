@@ -1,0 +1,53 @@
+"""The one-pass field checks of parse_request against the one-by-one checks: the fast
+pass never accepts what the full checks refuse, and agrees on what they accept."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from h2proxy.frontend.validation import (
+    EXTENDED_CONNECT_PSEUDO,
+    REQUEST_PSEUDO,
+    MalformedRequest,
+    UnusableRequest,
+    _fields_at_once,
+    _fields_one_by_one,
+)
+
+NAMES = [
+    b":method", b":scheme", b":authority", b":path", b":protocol", b":status", b":bogus",
+    b"accept", b"user-agent", b"host", b"content-length", b"te", b"expect", b"cookie",
+    b"connection", b"transfer-encoding", b"upgrade", b"Accept", b"bad name", b"", b"x-a",
+]
+VALUES = [
+    b"GET", b"https", b"example.org", b"/", b"*/*", b"5", b"05", b"-1", b"1" * 20, b"trailers",
+    b"Trailers", b"100-continue", b"", b" x", b"x ", b"\tx", b"x\t", b"a\tb", b"a\x00b", b"a\rb",
+    b"a\nb", b"a\x01b", b"a\x7fb", b"\n", b"websocket",
+]
+field = st.tuples(st.sampled_from(NAMES) | st.binary(max_size=6), st.sampled_from(VALUES) | st.binary(max_size=6))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(fields=st.lists(field, max_size=8), limit=st.sampled_from([16, 100, 65536]), extended=st.booleans())
+def test_fast_pass_agrees_with_the_full_checks(fields, limit, extended):
+    """When the one-pass check accepts a field list, the one-by-one checks accept it with the same result."""
+    known = EXTENDED_CONNECT_PSEUDO if extended else REQUEST_PSEUDO
+    fast = _fields_at_once(fields, limit, known)
+    try:
+        full = _fields_one_by_one(fields, limit, known)
+    except (MalformedRequest, UnusableRequest):
+        assert fast is None
+        return
+    assert fast is None or fast == full
+
+
+def test_common_request_takes_the_fast_pass():
+    """When a request is ordinary, the one-pass check accepts it."""
+    fields = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"a.test"), (b":path", b"/"),
+              (b"accept", b"*/*"), (b"te", b"trailers"), (b"content-length", b"3"), (b"a-b", b"x\ty")]
+    assert _fields_at_once(fields, 65536, REQUEST_PSEUDO) == (
+        {b":method": b"GET", b":scheme": b"https", b":authority": b"a.test", b":path": b"/"},
+        fields[4:],
+        3,
+    )
