@@ -95,18 +95,34 @@ def test_partial_write_queues_the_rest_in_order(pair):
     assert reactor.getWriters() == []
 
 
-def test_write_with_a_producer_takes_the_queued_path(pair):
-    """When a producer is registered, writes are queued for doWrite and a full buffer pauses the producer as before."""
+def test_write_with_a_producer_sends_at_once_while_nothing_is_queued(pair):
+    """When a producer is registered and nothing is queued, a write goes out at once
+    and the producer is left alone."""
     transport, peer, reactor = pair
     producer = _Producer()
-    transport.bufferSize = 16
     transport.registerProducer(producer, True)
     transport.write(b"x" * 10)
-    assert _received(peer) == b"" and producer.calls == []
-    transport.write(b"y" * 10)
-    assert producer.calls == ["pause"]
-    assert _drain(transport, peer, reactor) == b"x" * 10 + b"y" * 10
-    assert producer.calls == ["pause", "resume"]
+    assert _received(peer) == b"x" * 10
+    assert producer.calls == [] and reactor.getWriters() == []
+
+
+def test_producer_is_paused_when_the_kernel_refuses_and_resumed_when_drained(pair):
+    """When the kernel takes only part of a write with a producer registered, the rest
+    is queued, the producer paused once the queue passes bufferSize, and resumed when
+    doWrite has sent it all, in order."""
+    transport, peer, reactor = pair
+    producer = _Producer()
+    transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_SNDBUF)
+    transport.bufferSize = 16
+    transport.registerProducer(producer, True)
+    data = bytes(range(256)) * (BIG // 256)
+    transport.write(data)
+    first = _received(peer)
+    assert 0 < len(first) < len(data)
+    transport.write(b"tail")
+    assert set(producer.calls) == {"pause"}  # Twisted pauses again on each write over the limit
+    assert first + _drain(transport, peer, reactor) == data + b"tail"
+    assert producer.calls[-1] == "resume" and producer.calls.count("resume") == 1
 
 
 def test_failed_send_is_reported_by_dowrite(pair):
@@ -150,12 +166,13 @@ def test_only_plain_tcp_clients_are_converted():
 
 
 def test_backend_connection_converts_its_tcp_transport():
-    """When a backend connection is made over a plain tcp.Client, it reads wide and writes immediately."""
+    """When a backend connection is made over a plain tcp.Client, it reads wide, writes immediately and turns Nagle's algorithm off."""
     reactor = MemoryReactorClock()
     client = tcp.Client("127.0.0.1", 9, None, None, reactor)
     try:
         protocol = HTTP11ClientProtocol(reactor=reactor, responseTimeout=5)
         protocol.makeConnection(client)
         assert type(client) is ImmediateWriteClient and client.bufferSize == BACKEND_READ_SIZE
+        assert client.getTcpNoDelay()
     finally:
         client.socket.close()

@@ -14,9 +14,11 @@ the ordinary queued path, so Twisted's semantics are kept:
   - errors: a failed C{send} (would block, reset, broken pipe) queues the bytes
     unsent; C{doWrite} meets the same condition and reports the lost connection
     through C{connectionLost} as it always did; C{write} itself never raises;
-  - producers: with one registered (a request body being streamed) every write
-    takes the queued path, so writes made in one reactor turn still go out in one
-    ``send`` and the producer is paused and resumed exactly as before;
+  - producers (a request body being streamed): a write is sent at once only when
+    nothing is queued; what the kernel does not take is queued, and the producer is
+    paused when the queue passes C{bufferSize} and resumed when it drains, exactly
+    as before. (Queuing every body write instead cost an ``epoll_ctl`` pair per
+    reactor turn: 5,530 against 1,086 per 256 MiB uploaded.);
   - no reentrancy: the fast path calls neither the protocol nor a producer.
 
 Twisted gives no hook to choose the transport class of C{connectTCP} short of
@@ -38,8 +40,7 @@ class ImmediateWriteMixin:
 
     def write(self, data: bytes) -> None:
         if (
-            self.producer is None  # type: ignore[attr-defined]
-            and not self.dataBuffer  # type: ignore[attr-defined]
+            not self.dataBuffer  # type: ignore[attr-defined]
             and not self._tempDataBuffer  # type: ignore[attr-defined]
             and type(data) is bytes
             and data
