@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import h2.config
 import h2.connection
+import h2.events
 import h2.exceptions
+import h2.settings
 from hpack import Encoder
-from hyperframe.frame import DataFrame, HeadersFrame, RstStreamFrame
+from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, RstStreamFrame
 from hypothesis import given, settings, strategies as st
 
+from h2proxy.config.model import Http2Config
 from h2proxy.frontend import h2machine
 from h2proxy.frontend.h2machine import ServerConnection
-from tests.frontend.frames import requestHeaders
+from tests.frontend.frames import FrameFactory, requestHeaders
+from tests.frontend.support import Server
 
 #: Stream 1: a POST still sending its body; stream 3: a GET that ended; stream 5:
 #: a POST the client reset; stream 7: never opened.
@@ -68,7 +72,7 @@ def _run(data: bytes, chunk: int) -> list:
         except h2.exceptions.ProtocolError as e:
             record.append(("error", type(e).__name__, server.data_to_send()))
             return record
-        record.append([_describe(event) for event in events])
+        record.append([_describe(event) for event in _joinData(events)])
         record.append(server.data_to_send())
         record.append((server.inbound_flow_control_window, server.open_inbound_streams))
         for stream in _STREAMS:
@@ -76,6 +80,31 @@ def _run(data: bytes, chunk: int) -> list:
             record.append(machine.state_machine.state if machine else None)
             record.append(machine.inbound_flow_control_window if machine else None)
     return record
+
+
+def _joinData(events: list) -> list:
+    """Events with consecutive DataReceived of one stream joined into one (data
+    concatenated, flow-controlled lengths added, the last one's stream_ended): the
+    short path hands a run of DATA frames over as one event, which is what a handler
+    of h2's per-frame events sees too."""
+    joined: list = []
+    for event in events:
+        previous = joined[-1] if joined else None
+        if (
+            isinstance(event, h2.events.DataReceived)
+            and isinstance(previous, h2.events.DataReceived)
+            and previous.stream_id == event.stream_id
+            and previous.stream_ended is None
+        ):
+            joined[-1] = h2.events.DataReceived(
+                stream_id=event.stream_id,
+                data=previous.data + event.data,
+                flow_controlled_length=previous.flow_controlled_length + event.flow_controlled_length,
+                stream_ended=event.stream_ended,
+            )
+        else:
+            joined.append(event)
+    return joined
 
 
 def _describe(event: object) -> tuple:
@@ -218,3 +247,62 @@ def test_plain_headers_take_the_short_path():
     frame = next(buffer)
     assert type(frame) is h2machine._PlainHeaders
     assert (frame.stream_id, frame.data, sorted(frame.flags)) == (9, b"\x82", ["END_HEADERS", "END_STREAM"])
+
+
+_runs = st.lists(
+    st.tuples(
+        st.sampled_from([1, 1, 1, 1, 3, 5]),
+        st.integers(min_value=0, max_value=16384),
+        st.just(None),
+        st.integers(min_value=0, max_value=5).map(lambda n: n == 0),  # END_STREAM now and then
+    ),
+    min_size=2,
+    max_size=16,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(frames=_runs, chunk=st.sampled_from([100, 16393, 65536, 1 << 20]))
+def test_runs_of_data_frames_match_h2s_path(frames, chunk):
+    """When many DATA frames follow each other on one stream (some empty, some with
+    END_STREAM, past the stream's window, interleaved with other streams), the
+    joined body, windows, states, output and errors are those of h2's per-frame path."""
+    data = _wire(frames)
+    assert _run(data, chunk) == _withoutShortPaths(_run, data, chunk)
+
+
+def test_a_read_of_consecutive_frames_is_one_event():
+    """When one read carries four DATA frames of one open stream, h2proxy gets one
+    DataReceived with the four payloads in order and their total length."""
+    server = _server()
+    server.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20})
+    frames = [(1, 1000, None, False), (1, 2000, None, False), (1, 3000, None, False), (1, 4000, None, True)]
+    body = b"".join(DataFrame(1, bytes([65 + n]) * size, flags=["END_STREAM"] if end else []).serialize()
+                    for n, (_, size, _, end) in enumerate(frames))
+    events = server.receive_data(body)
+    data = [event for event in events if isinstance(event, h2.events.DataReceived)]
+    assert len(data) == 1
+    assert data[0].data == b"A" * 1000 + b"B" * 2000 + b"C" * 3000 + b"D" * 4000
+    assert data[0].flow_controlled_length == 10000 and data[0].stream_ended is not None
+
+
+def test_empty_frames_are_not_joined_into_a_run():
+    """When empty DATA frames follow a non-empty one, each stays its own event, so
+    the front end can still charge each to the glitch budget."""
+    server = _server()
+    body = DataFrame(1, b"x").serialize() + DataFrame(1, b"").serialize() * 2
+    events = [event for event in server.receive_data(body) if isinstance(event, h2.events.DataReceived)]
+    assert [event.data for event in events] == [b"x", b"", b""]
+
+
+def test_empty_frames_after_body_in_one_read_still_cost_glitches():
+    """When a read carries body and then a flood of empty DATA frames, the front end
+    closes the connection with ENHANCE_YOUR_CALM once the glitch budget is spent."""
+    settings = Http2Config(glitch_budget=5)
+    server = Server(settings=settings)
+    factory = FrameFactory()
+    server.handshake(factory)
+    server.feed(factory.headers(1, requestHeaders(b"/up", b"POST")).serialize())
+    server.output()
+    server.feed(factory.data(1, b"body").serialize() + b"".join(factory.data(1, b"").serialize() for _ in range(10)))
+    assert [f.error_code for f in server.frames() if isinstance(f, GoAwayFrame)] == [11]
