@@ -3,6 +3,7 @@ boundaries, fall-through to less specific hosts, prefix stripping."""
 
 import pytest
 
+from h2proxy.bridge import routing
 from h2proxy.bridge.routing import Route, Router, host_without_port, path_matches
 from h2proxy.config.model import RouteConfig
 
@@ -92,3 +93,22 @@ def test_host_and_prefix_helpers():
     assert host_without_port(b"example.org.:443") == "example.org"
     assert host_without_port(b"[::1]:443") == "[::1]"
     assert path_matches("/a/", "/a/b") and not path_matches("/a", "/ab") and path_matches("/a", "/a/")
+
+
+def test_one_router_answers_every_case_twice_the_same():
+    """When one router matches every case twice (its host lookups remembered), each gets the same route both times."""
+    router = Router(ROUTES)
+    for _ in range(2):
+        for (authority, path), upstream in CASES.items():
+            match = router.match(authority, path)
+            assert match is not None and match.upstream == upstream, (authority, path)
+
+
+def test_authorities_past_the_cache_limit_still_route(monkeypatch):
+    """When more authorities arrive than the router remembers, later ones are still routed and the memory stays bounded."""
+    monkeypatch.setattr(routing, "MAX_CACHED_AUTHORITIES", 3)
+    router = Router(ROUTES)
+    for index in range(10):
+        assert router.match(b"h%d.example.org" % index, b"/").upstream == "wild"
+        assert router.match(b"h%d.other.net" % index, b"/api").upstream == "api"
+    assert len(router._byAuthority) == 3

@@ -20,6 +20,10 @@ from dataclasses import dataclass
 from h2proxy.bridge.headers import HeaderEdits
 from h2proxy.config.model import RouteConfig
 
+#: Authorities whose candidate route tables L{Router} remembers (a client names few;
+#: past this many, new ones are worked out each time).
+MAX_CACHED_AUTHORITIES = 1024
+
 
 def host_without_port(authority: bytes) -> str:
     """The lowercase host part of an ``:authority``, without a trailing dot (IPv6
@@ -128,19 +132,31 @@ class Router:
         self._wildcards = sorted(wildcards.items(), key=lambda item: -len(item[0]))
         for table in (*self._exact.values(), *wildcards.values(), self._default):
             table.ready()
+        self._byAuthority: dict[bytes, tuple[_HostRoutes, ...]] = {}
 
     def match(self, authority: bytes, path: bytes) -> Route | None:
         """The route for this request, or ``None`` (the caller answers 404)."""
-        host = host_without_port(authority)
+        tables = self._byAuthority.get(authority)
+        if tables is None:
+            tables = self._tablesFor(authority)
         text = path.decode("latin-1")
         query = text.find("?")
         if query != -1:
             text = text[:query]
-        for table in self._candidates(host):
+        for table in tables:
             route = table.find(text)
             if route is not None:
                 return route
         return None
+
+    def _tablesFor(self, authority: bytes) -> tuple[_HostRoutes, ...]:
+        """The tables to try for C{authority}, most specific first, remembered (up to
+        L{MAX_CACHED_AUTHORITIES}): the table is fixed per config and every request
+        of a connection names the same authority, so the host is parsed once."""
+        tables = tuple(self._candidates(host_without_port(authority)))
+        if len(self._byAuthority) < MAX_CACHED_AUTHORITIES:
+            self._byAuthority[authority] = tables
+        return tables
 
     def _candidates(self, host: str) -> Iterator[_HostRoutes]:
         exact = self._exact.get(host)
