@@ -104,6 +104,41 @@ class RequestRecord:
     reset: bool = False
 
 
+def _latin1(raw: bytes) -> str:
+    return raw.decode("latin-1")
+
+
+def _header(head, name: bytes) -> str:
+    for key, value in head.headers:
+        if key == name:
+            return value.decode("latin-1")
+    return ""
+
+
+class ArrivedRecord(RequestRecord):
+    """A L{RequestRecord} made from a request head, whose request strings (method,
+    authority, path, user agent, referer, request id) are decoded when first read,
+    not when the request arrives: most records only feed counters and never become
+    a line of text. Reads give the same strings as decoding up front would."""
+
+    __slots__ = ("_head", "_rawRequestId")
+
+    def __init__(self, *, start: float, client: str, protocol: str, head, streamID: int,
+                 requestId: bytes) -> None:
+        self._head, self._rawRequestId = head, requestId
+        self.start, self.client, self.protocol, self.streamID = start, client, protocol, streamID
+        self.status = self.requestBytes = self.responseBytes = self.retries = 0
+        self.duration, self.firstByte, self.reset = 0.0, None, False
+        self.route = self.upstream = self.server = self.error = ""
+
+    method = property(lambda self: _latin1(self._head.method))  # type: ignore[assignment]
+    authority = property(lambda self: _latin1(self._head.authority))  # type: ignore[assignment]
+    path = property(lambda self: _latin1(self._head.path))  # type: ignore[assignment]
+    requestId = property(lambda self: self._rawRequestId.decode("ascii", "replace"))  # type: ignore[assignment]
+    userAgent = property(lambda self: _header(self._head, b"user-agent"))  # type: ignore[assignment]
+    referer = property(lambda self: _header(self._head, b"referer"))  # type: ignore[assignment]
+
+
 # -- formats ------------------------------------------------------------------------
 
 
@@ -415,13 +450,6 @@ class AccessLogFile:
 _PROTOCOLS = {b"2": "h2", b"1.1": "http/1.1"}
 
 
-def _header(head, name: bytes) -> str:
-    for key, value in head.headers:
-        if key == name:
-            return value.decode("latin-1")
-    return ""
-
-
 class NullObserver:
     """Keeps a request's record up to date and reports it nowhere."""
 
@@ -431,17 +459,13 @@ class NullObserver:
     def requestStarted(self, *, head, client: str, protocol: bytes, streamID: int,
                        requestId: bytes) -> RequestRecord:
         """The record of a request whose head (a C{RequestHead}) just arrived."""
-        return RequestRecord(
+        return ArrivedRecord(
             start=self.now(),
             client=client,
-            protocol=_PROTOCOLS.get(protocol, protocol.decode("ascii", "replace")),
-            method=head.method.decode("latin-1"),
-            authority=head.authority.decode("latin-1"),
-            path=head.path.decode("latin-1"),
+            protocol=_PROTOCOLS.get(protocol) or protocol.decode("ascii", "replace"),
+            head=head,
             streamID=streamID,
-            requestId=requestId.decode("ascii", "replace"),
-            userAgent=_header(head, b"user-agent"),
-            referer=_header(head, b"referer"),
+            requestId=requestId,
         )
 
     def responseStarted(self, record: RequestRecord, status: int) -> None:

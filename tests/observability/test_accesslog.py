@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -16,12 +17,14 @@ from h2proxy.accesslog import (
     MAX_PENDING,
     RECENT_ERRORS,
     AccessLogFile,
+    NullObserver,
     Output,
     RequestObserver,
     RequestRecord,
     format_combined,
     format_json,
 )
+from h2proxy.message import RequestHead
 from h2proxy.metrics import WorkerMetrics
 
 #: The usual combined-format regex (as log tools use it; not anchored at the end).
@@ -300,3 +303,28 @@ def test_recent_errors_are_capped():
     for stream in range(RECENT_ERRORS + 5):
         observer.requestFinished(record(status=503, error="destination_unavailable", streamID=stream))
     assert len(observer.recent) == RECENT_ERRORS
+
+
+def test_record_from_a_head_reads_like_one_decoded_up_front():
+    """When a record is made from a request head, its strings read as the latin-1 (request id: ASCII) decodings of the head's bytes, and its fields and lines equal those of the eagerly built record."""
+    head = RequestHead(
+        method=b"GET", scheme=b"https", authority=b"h\xe9.example:8443", path=b"/caf\xe9?x=1",
+        headers=((b"accept", b"*/*"), (b"user-agent", b"agent/\xff"), (b"referer", b"https://r/"),
+                 (b"user-agent", b"second")),
+        end_stream=True,
+    )
+    record = NullObserver(clock=lambda: 5.0).requestStarted(
+        head=head, client="192.0.2.7", protocol=b"2", streamID=3, requestId=b"id-\xff")
+    eager = RequestRecord(start=5.0, client="192.0.2.7", protocol="h2", method="GET",
+                          authority="h\xe9.example:8443", path="/caf\xe9?x=1", streamID=3,
+                          requestId="id-\ufffd", userAgent="agent/\xff", referer="https://r/")
+    assert dataclasses.asdict(record) == dataclasses.asdict(eager)
+    assert format_combined(record) == format_combined(eager) and format_json(record) == format_json(eager)
+
+
+def test_record_from_a_head_without_agent_or_referer_has_empty_ones():
+    """When the head has no user-agent or referer and an unknown protocol version, the record reads empty strings and the version as given."""
+    head = RequestHead(method=b"POST", scheme=b"http", authority=b"a", path=b"/", headers=(), end_stream=False)
+    record = NullObserver().requestStarted(head=head, client="unknown", protocol=b"3", streamID=1, requestId=b"x")
+    assert (record.userAgent, record.referer, record.protocol, record.method) == ("", "", "3", "POST")
+    assert record.status == record.requestBytes == record.retries == 0 and record.firstByte is None
