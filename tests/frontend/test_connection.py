@@ -428,6 +428,18 @@ def test_getters():
     assert stream.isSecure() is False
 
 
+def test_peer_address_is_asked_of_the_transport_once():
+    """When several streams of a connection ask for the peer, they all get the transport's address, which it built only once."""
+    server, client = connected(secure=False)
+    asked = []
+    original = server.transport.getPeer
+    server.transport.getPeer = lambda: asked.append(1) or original()
+    first = server.handlers[client.request(end=False)].stream
+    second = server.handlers[client.request(end=False)].stream
+    assert first.getPeer() == second.getPeer() == original()
+    assert first.getPeer() is second.getPeer() and asked == [1]
+
+
 # -- timeouts ----------------------------------------------------------------------------------
 
 

@@ -278,6 +278,7 @@ class H2Connection(Protocol, TimeoutMixin):
         self._watchCall: IDelayedCall | None = None
         self._lingerCall: IDelayedCall | None = None
         self._inputCall: IDelayedCall | None = None
+        self._peerAddress: IAddress | None = None
         self._readingPaused = False
         self._eventHandlers: dict[type, Callable[[Any], None]] = {
             RequestReceived: self._requestReceived,
@@ -557,7 +558,14 @@ class H2Connection(Protocol, TimeoutMixin):
         self._outputReady()
 
     def getPeer(self) -> IAddress:
-        return self.transport.getPeer()
+        """The client's address, asked of the transport once: every request of the
+        connection wants it, and a TCP transport builds a new address object per
+        call. By the first request any PROXY protocol header has been read, so the
+        address is final."""
+        peer = self._peerAddress
+        if peer is None:
+            peer = self._peerAddress = self.transport.getPeer()
+        return peer
 
     def getHost(self) -> IAddress:
         return self.transport.getHost()
