@@ -239,3 +239,15 @@ def test_large_head_is_split_into_continuation_frames():
     assert output[3] == 0x1 and output[4] == 0x1  # HEADERS with END_STREAM, without END_HEADERS
     assert _client_view(output) == [("ResponseReceived", fields), ("StreamEnded",)]
     assert server.streams[1].state_machine.state is StreamState.HALF_CLOSED_LOCAL
+
+
+def test_table_size_changes_work_without_a_dynamic_table():
+    """When the client shrinks the table to 0 and grows it again, the encoder (which
+    keeps no entries) signals both sizes and goes on encoding."""
+    encoder = StaticTableEncoder()
+    encoder.header_table_size = 0
+    encoder.header_table_size = 4096
+    block = encoder.encode([(b":status", b"404")])
+    decoder = Decoder()
+    assert decoder.decode(block, raw=True) == [(b":status", b"404")]
+    assert block.startswith(b"\x20")
