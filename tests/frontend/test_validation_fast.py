@@ -1,18 +1,23 @@
-"""The one-pass field checks of parse_request against the one-by-one checks: the fast
-pass never accepts what the full checks refuse, and agrees on what they accept."""
+"""The one-pass field checks of parse_request and of response fields against the
+one-by-one checks: the fast pass never accepts what the full checks refuse, and agrees
+on what they accept."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from h2proxy.frontend import validation
 from h2proxy.frontend.validation import (
     EXTENDED_CONNECT_PSEUDO,
     REQUEST_PSEUDO,
+    InvalidResponseField,
     MalformedRequest,
     UnusableRequest,
     _fields_at_once,
     _fields_one_by_one,
+    _outbound_checked,
+    _outbound_regular,
 )
 
 NAMES = [
@@ -51,3 +56,33 @@ def test_common_request_takes_the_fast_pass():
         fields[4:],
         3,
     )
+
+
+@settings(max_examples=1000, deadline=None)
+@given(warm=st.lists(field, max_size=8), fields=st.lists(field, max_size=8))
+def test_outbound_fields_agree_with_the_field_by_field_checks(warm, fields):
+    """When response fields are checked after other responses taught the remembered names, the result (fields or refusal) is the field-by-field one."""
+    try:
+        _outbound_checked(warm)
+    except InvalidResponseField:
+        pass
+    try:
+        expected = _outbound_checked(fields)
+    except InvalidResponseField:
+        expected = None
+    try:
+        got = _outbound_regular(fields)
+    except InvalidResponseField:
+        got = None
+    assert got == expected
+
+
+def test_repeated_response_names_take_the_short_path(monkeypatch):
+    """When a response repeats names already sent, it is accepted without the field-by-field checks, unless a value holds CR, LF, NUL or edge whitespace."""
+    head = [(b"content-type", b"text/plain"), (b"content-length", b"5")]
+    assert _outbound_regular(head) == head
+    monkeypatch.setattr(validation, "_outbound_checked", lambda headers: "checked")
+    assert _outbound_regular(head) == head
+    for value in (b"a\rb", b"a\nb", b"a\x00b", b" a", b"a\t"):
+        assert _outbound_regular([(b"content-type", value)]) == "checked"
+    assert _outbound_regular([(b"x-never-sent-before", b"1")]) == "checked"

@@ -115,6 +115,9 @@ _good_names: set[bytes] = set()
 #: Authorities remembered as valid, at most this many: a proxy serves few names.
 MAX_GOOD_AUTHORITIES = 1024
 _good_authorities: set[bytes] = set()
+#: Response field names already sent: valid and not connection-specific (at most
+#: L{MAX_GOOD_NAMES}).
+_good_response_names: set[bytes] = set()
 
 
 class MalformedRequest(ValueError):
@@ -327,6 +330,24 @@ def trailer_fields(headers: Headers) -> list[Field]:
 
 
 def _outbound_regular(headers: Headers) -> list[Field]:
+    """The fields to send: the checks of L{_outbound_checked}, done at once when every
+    name was already sent (so valid and kept), no value has edge whitespace, and
+    no CR, LF or NUL is among all the values joined; a backend repeats the same few
+    names on every response."""
+    good = _good_response_names
+    values = []
+    for name, value in headers:
+        if name not in good or (value and (value[0] in _EDGE_WHITESPACE or value[-1] in _EDGE_WHITESPACE)):
+            return _outbound_checked(headers)
+        values.append(value)
+    if not _FORBIDDEN_IN_VALUE.isdisjoint(b"".join(values)):
+        return _outbound_checked(headers)
+    return list(headers)
+
+
+def _outbound_checked(headers: Headers) -> list[Field]:
+    """Field by field: connection-specific fields and TE dropped, bad names and
+    values refused; names found good are remembered (up to L{MAX_GOOD_NAMES})."""
     fields: list[Field] = []
     for name, value in headers:
         if name in CONNECTION_SPECIFIC or name == b"te":
@@ -336,6 +357,8 @@ def _outbound_regular(headers: Headers) -> list[Field]:
         if not _value_ok(value):
             raise InvalidResponseField(f"invalid value for field {_show(name)}")
         fields.append((name, value))
+        if len(_good_response_names) < MAX_GOOD_NAMES:
+            _good_response_names.add(name)
     return fields
 
 
