@@ -8,9 +8,10 @@ import h2.connection
 import h2.exceptions
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
+from h2.stream import H2StreamStateMachine, StreamInputs
 from hypothesis import given, settings, strategies as st
 
-from h2proxy.frontend.h2machine import ServerConnection
+from h2proxy.frontend.h2machine import ServerConnection, _CountingStateMachine
 from tests.frontend.frames import requestHeaders
 
 
@@ -103,3 +104,35 @@ def test_refused_stream_does_not_count():
     conn.receive_data(client.data_to_send())
     assert conn.open_inbound_streams == 4
     assert 9 not in conn.streams
+
+
+@settings(max_examples=300, deadline=None)
+@given(inputs=st.lists(st.sampled_from(list(StreamInputs)), max_size=12))
+def test_stream_transitions_match_h2s_state_machine(inputs):
+    """When any sequence of inputs is given to a stream's state machine, the states,
+    the events (and their attributes) and the errors are those of h2's own machine,
+    and every state change is reported to the connection."""
+    reported: list[tuple] = []
+
+    class Recorder:
+        def _streamStateChanged(self, stream_id, before, after):
+            reported.append((before, after))
+
+    ours, theirs = _CountingStateMachine(1, Recorder()), H2StreamStateMachine(1)
+    changes = []
+    for input_ in inputs:
+        results = []
+        for machine in (ours, theirs):
+            before = machine.state
+            try:
+                events = machine.process_input(input_)
+                results.append([(type(e).__name__, sorted(vars(e).items())) for e in events])
+            except h2.exceptions.ProtocolError as e:
+                results.append(type(e).__name__)
+            if machine is theirs and machine.state is not before:
+                changes.append((before, machine.state))
+        assert results[0] == results[1]
+        assert ours.state is theirs.state
+        assert vars(ours).keys() - {"_connection"} == vars(theirs).keys()
+        assert all(getattr(ours, k) == v for k, v in vars(theirs).items())
+    assert reported == changes

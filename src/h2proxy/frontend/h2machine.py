@@ -58,6 +58,7 @@ from h2.exceptions import (
 )
 from h2.frame_buffer import FrameBuffer
 from h2.settings import SettingCodes, Settings
+from h2 import stream as h2stream
 from h2.stream import H2Stream, H2StreamStateMachine, StreamClosedBy, StreamInputs, StreamState
 from hyperframe.frame import (
     ContinuationFrame,
@@ -138,6 +139,10 @@ class HeaderBlockFlood(DenialOfServiceError):
 _OPEN_STATES = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL, StreamState.HALF_CLOSED_REMOTE})
 
 
+#: h2's stream transitions keyed by the (state, input) members' integer values.
+_TRANSITIONS = {(state._value_, input_._value_): entry for (state, input_), entry in h2stream._transitions.items()}
+
+
 class _CountingStateMachine(H2StreamStateMachine):
     """h2's stream state machine, reporting to the connection when its stream starts
     or stops counting as open and when it closes, so that the connection keeps a
@@ -148,9 +153,26 @@ class _CountingStateMachine(H2StreamStateMachine):
         self._connection = connection
 
     def process_input(self, input_: StreamInputs) -> list[Event]:
+        """h2's transition, looked up by the members' integer values: h2's table is
+        keyed by (state, input) enum pairs, and each lookup hashed both through
+        C{Enum.__hash__} in Python (four transitions per request). Inputs h2 does
+        not know from this state go through h2's own method, for its error."""
         before = self.state
+        transition = _TRANSITIONS.get((before._value_, input_._value_)) if type(input_) is StreamInputs else None
         try:
-            return super().process_input(input_)
+            if transition is None:
+                return super().process_input(input_)
+            function, self.state = transition
+            if function is None:
+                return []
+            try:
+                return function(self, before)
+            except ProtocolError:
+                self.state = StreamState.CLOSED
+                raise
+            except AssertionError as e:  # pragma: no cover - h2's own guard
+                self.state = StreamState.CLOSED
+                raise ProtocolError(e) from e
         finally:
             if self.state is not before:
                 self._connection._streamStateChanged(self.stream_id, before, self.state)
