@@ -251,3 +251,14 @@ def test_table_size_changes_work_without_a_dynamic_table():
     decoder = Decoder()
     assert decoder.decode(block, raw=True) == [(b":status", b"404")]
     assert block.startswith(b"\x20")
+
+
+def test_request_ids_are_sent_plain_and_not_cached(monkeypatch):
+    """When a response carries x-request-id, its value goes out as a plain literal
+    (decodable, not Huffman-coded) and never enters the field cache."""
+    monkeypatch.setattr(fieldcodec, "_cache", {})
+    encoder = StaticTableEncoder()
+    block = encoder.encode([(b":status", b"200"), (b"x-request-id", b"0123456789abcdef")])
+    assert Decoder().decode(block, raw=True) == [(b":status", b"200"), (b"x-request-id", b"0123456789abcdef")]
+    assert block.endswith(b"\x100123456789abcdef")
+    assert (b"x-request-id", b"0123456789abcdef") not in fieldcodec._cache

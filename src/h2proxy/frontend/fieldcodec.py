@@ -42,6 +42,11 @@ FIELD_CACHE_ENTRIES = 4096
 #: Fields longer than this (name + value) are encoded each time, not cached.
 MAX_CACHED_FIELD = 256
 
+#: Response fields whose value is new in every response (the request id the proxy
+#: adds): neither cached (they would only push the others out) nor Huffman-coded
+#: (in Python that costs more than the dozen bytes it saves on an id).
+UNIQUE_VALUE_FIELDS = frozenset({b"x-request-id"})
+
 #: Response fields sent in the never-indexed form (RFC 7541 7.1.3): credentials.
 NEVER_INDEXED = frozenset({b"set-cookie", b"authorization", b"proxy-authorization", b"cookie"})
 
@@ -74,6 +79,11 @@ def encode_field(name: bytes, value: bytes) -> bytes:
     if nameIndex is not None:
         return _integer(nameIndex, 4, form) + _string(value)
     return bytes((form,)) + _literalName(name) + _string(value)
+
+
+def _literal(name: bytes, value: bytes) -> bytes:
+    """A literal without indexing whose value is not Huffman-coded."""
+    return bytes((_LITERAL_WITHOUT_INDEXING,)) + _literalName(name) + _integer(len(value), 7, 0) + value
 
 
 def _literalName(name: bytes) -> bytes:
@@ -125,6 +135,9 @@ class StaticTableEncoder(Encoder):
             encoded = cache.get(field)  # type: ignore[call-overload]
             if encoded is None:
                 name, value = field
+                if name in UNIQUE_VALUE_FIELDS:
+                    parts.append(_literal(name, value))
+                    continue
                 encoded = encode_field(name, value)
                 if len(name) + len(value) <= MAX_CACHED_FIELD:
                     if len(cache) >= FIELD_CACHE_ENTRIES:
