@@ -1,4 +1,4 @@
-"""H2Connection turns Nagle's algorithm off on its TCP socket (L{H2Connection._noDelay})."""
+"""H2Connection turns Nagle's algorithm off on its TCP socket (L{h2proxy.frontend.nodelay})."""
 
 from __future__ import annotations
 

@@ -94,6 +94,7 @@ from zope.interface import implementer
 from h2proxy.config.model import Http2Config
 from h2proxy.frontend.budget import Budget
 from h2proxy.frontend.h2machine import ServerConnection
+from h2proxy.frontend.nodelay import disableNagle
 from h2proxy.frontend.prioritytree import PriorityTree
 from h2proxy.frontend.stream import END_AFTER_DATA, H2Stream, ResponseCompletedEarly, StreamResetError
 from h2proxy.frontend.validation import (
@@ -303,7 +304,7 @@ class H2Connection(Protocol, TimeoutMixin):
 
     def connectionMade(self) -> None:
         """Send our SETTINGS, raise the connection window, start the idle timer."""
-        self._noDelay()
+        disableNagle(self.transport)
         self.transport.registerProducer(self, True)
         self.conn.initiate_connection()
         extra = self._settings.connection_window_size - DEFAULT_WINDOW
@@ -315,23 +316,6 @@ class H2Connection(Protocol, TimeoutMixin):
             self._headerCall = self.callLater(self.requestHeaderTimeout, self._requestHeaderTimedOut)
         if self.tracker is not None:
             self.tracker.connectionOpened(self)
-
-    def _noDelay(self) -> None:
-        """Turn Nagle's algorithm off on the TCP socket under us (through TLS, if
-        any), as nginx does for HTTP/2: writes are already batched per send pass,
-        and a small frame must not wait for the client's ACK of the previous one.
-        With Nagle, at every request boundary of an upload the response head
-        written after a WINDOW_UPDATE waited for the client's delayed ACK (up to
-        40 ms: the client, waiting for that response, sends nothing to carry the
-        ACK), and the proxy sat idle. Transports without the option (tests') are
-        left alone."""
-        setTcpNoDelay = getattr(self.transport, "setTcpNoDelay", None)
-        if setTcpNoDelay is None:
-            return
-        try:
-            setTcpNoDelay(True)
-        except OSError:
-            return  # the socket is already gone: connectionLost follows
 
     def dataReceived(self, data: bytes) -> None:
         """Feed h2, dispatch its events, start the handlers of the requests that are

@@ -56,6 +56,7 @@ from h2proxy.frontend.http1_write import (
     start_response,
     switching_protocols,
 )
+from h2proxy.frontend.nodelay import disableNagle
 from h2proxy.message import Headers, RequestHead, ResponseHead, Trailers
 
 log = Logger()
@@ -397,6 +398,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
 
     def connectionMade(self) -> None:
         self.factory.connections.add(self)
+        disableNagle(self.transport)
         self.transport.registerProducer(self, True)
         self._updateTimer()
 
