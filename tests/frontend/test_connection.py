@@ -321,7 +321,7 @@ def test_unexpected_internal_error_becomes_goaway_internal_error(capture_logs):
     def broken(event):
         raise KeyError("bug")
 
-    server.connection._eventHandlers[h2.events.RequestReceived] = broken
+    server.connection._requestReceived = broken
     server.feed(factory.headers(1, flags=["END_HEADERS", "END_STREAM"]).serialize())
     goaways = of(server.frames(), GoAwayFrame)
     assert [g.error_code for g in goaways] == [ErrorCodes.INTERNAL_ERROR]
