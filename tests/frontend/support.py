@@ -82,6 +82,21 @@ class FakeProducer:
         self.state = "stopped"
 
 
+class TCPLikeTransport(StringTransport):
+    """A StringTransport with TCP's no-delay switch (failing like a closed socket
+    when C{failing})."""
+
+    def __init__(self, failing: bool = False) -> None:
+        super().__init__()
+        self.noDelay: bool | None = None
+        self.failing = failing
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        if self.failing:
+            raise OSError("socket already closed")
+        self.noDelay = enabled
+
+
 class Server:
     """An H2Connection on a StringTransport and a MemoryReactorClock."""
 

@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 from hyperframe.frame import SettingsFrame
-from twisted.internet.testing import StringTransport
 
 from tests.frontend.frames import framesFromBytes
-from tests.frontend.support import Server
-
-
-class _TCPLike(StringTransport):
-    """A StringTransport with TCP's no-delay switch."""
-
-    def __init__(self, failing: bool = False) -> None:
-        super().__init__()
-        self.noDelay: bool | None = None
-        self.failing = failing
-
-    def setTcpNoDelay(self, enabled: bool) -> None:
-        if self.failing:
-            raise OSError("socket already closed")
-        self.noDelay = enabled
+from tests.frontend.support import Server, TCPLikeTransport
 
 
 def test_connection_turns_nagle_off():
     """When the connection is made on a TCP transport, TCP_NODELAY is set on it, so
     small frames (a response head after a WINDOW_UPDATE) leave without waiting for
     the client's ACK."""
-    transport = _TCPLike()
+    transport = TCPLikeTransport()
     Server(transport=transport)
     assert transport.noDelay is True
 
@@ -35,6 +20,6 @@ def test_connection_turns_nagle_off():
 def test_a_socket_gone_before_the_option_still_gets_the_preface():
     """When setting TCP_NODELAY fails because the socket is gone, the connection goes
     on and writes its SETTINGS (connectionLost will follow)."""
-    transport = _TCPLike(failing=True)
+    transport = TCPLikeTransport(failing=True)
     Server(transport=transport)
     assert isinstance(framesFromBytes(transport.value())[0], SettingsFrame)
