@@ -424,6 +424,27 @@ class ResponseParser:
         """Bytes received but not yet parsed."""
         return len(self._buf) - self._pos
 
+    def wholeBodyBuffered(self) -> bool:
+        """Right after a final head: whether its whole body is already here, a
+        content-length one or none at all. Then the protocol takes it with
+        L{takeWholeBody} and L{takeComplete} instead of two more events."""
+        state = self.state
+        return state is ParserState.END or (
+            state is ParserState.LENGTH and len(self._buf) - self._pos >= self._remaining
+        )
+
+    def takeWholeBody(self) -> bytes:
+        """The body L{wholeBodyBuffered} found (C{b""} for none), the same bytes
+        L{Body} would carry; the next event is then L{Complete}."""
+        count, self._remaining = self._remaining, 0
+        self.state = ParserState.END
+        return self._take(count) if count else b""
+
+    def takeComplete(self) -> Headers:
+        """The trailers L{Complete} would carry, once the state is C{END}."""
+        self.state = ParserState.DONE
+        return self._trailers
+
     # -- output --------------------------------------------------------------
 
     def next_event(self) -> Event | None:
@@ -1047,17 +1068,7 @@ class HTTP11ClientProtocol(Protocol):
         if isinstance(event, Body):
             listener.responseDataReceived(event.data)
         elif isinstance(event, FinalHead):
-            self._headReceived = True
-            if self._held is not None:
-                self._bodyRefused = True
-                self._dropHeld()
-            if self._parser is not None and self._parser.upgraded:
-                self._switched(listener)
-            if self._paused:
-                self._stopTimer()
-            else:
-                self._startTimer()
-            listener.responseHeadReceived(event.head)
+            self._finalHead(listener, event.head)
         elif isinstance(event, Informational):
             listener.responseInformational(event.head)
             if event.head.status == 100 and self._held is not None and self._listener is listener:
@@ -1066,6 +1077,35 @@ class HTTP11ClientProtocol(Protocol):
             self._complete(event.trailers)
         else:
             raise AssertionError(f"Unexpected event: {event!r}")
+
+    def _finalHead(self, listener: ExchangeListener, head: ResponseHead) -> None:
+        """Deliver the final head; when its whole body is already buffered (the
+        common small response), deliver the body and the end right after it, without
+        the parser's two further events and without moving the timer to the body
+        phase: it is stopped at the end anyway, and a pause or an abandon from a
+        callback stops it as it would have. Anything else goes back to the event loop."""
+        parser = self._parser
+        assert parser is not None
+        self._headReceived = True
+        if self._held is not None:
+            self._bodyRefused = True
+            self._dropHeld()
+        if parser.upgraded:
+            self._switched(listener)
+        whole = not self._paused and parser.wholeBodyBuffered()
+        if self._paused:
+            self._stopTimer()
+        elif not whole:
+            self._startTimer()
+        listener.responseHeadReceived(head)
+        if not whole or self._listener is not listener or self._paused:
+            return
+        data = parser.takeWholeBody()
+        if data:
+            listener.responseDataReceived(data)
+            if self._listener is not listener or self._paused:
+                return
+        self._complete(parser.takeComplete())
 
     def _complete(self, trailers: Headers) -> None:
         """The response is whole: pool or close the connection, then deliver the end.
