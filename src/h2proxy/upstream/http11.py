@@ -575,7 +575,8 @@ class ResponseParser:
         lengths: list[bytes] = []
         for name, value in fields:
             if name == b"content-length":
-                lengths += _list(value)
+                # Digits alone (the usual value) are already the one list element.
+                lengths += (value,) if value.isdigit() else _list(value)
             elif name == b"transfer-encoding":
                 codings += _list(value)
         if codings:
