@@ -118,7 +118,8 @@ def test_stream_transitions_match_h2s_state_machine(inputs):
         def _streamStateChanged(self, stream_id, before, after):
             reported.append((before, after))
 
-    ours, theirs = _CountingStateMachine(1, Recorder()), H2StreamStateMachine(1)
+    recorder = Recorder()
+    ours, theirs = _CountingStateMachine(1, recorder), H2StreamStateMachine(1)
     changes = []
     for input_ in inputs:
         results = []

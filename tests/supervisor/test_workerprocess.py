@@ -18,8 +18,10 @@ from h2proxy.workerprocess import (
     STREAMS_REPORT_INTERVAL,
     LineLogObserver,
     ReportChannel,
+    FULL_COLLECTION_INTERVAL,
     YOUNG_COLLECTION_THRESHOLD,
     WorkerProcess,
+    collect_periodically,
     open_streams,
     settle_heap,
 )
@@ -263,3 +265,18 @@ def test_settle_heap_freezes_start_up_objects_and_raises_the_young_threshold():
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_full_collections_run_on_the_clock(monkeypatch):
+    """When the worker collects periodically, a full collection runs every
+    FULL_COLLECTION_INTERVAL seconds and not before."""
+    calls = []
+    monkeypatch.setattr(gc, "collect", lambda *a: calls.append(a) or 0)
+    clock = MemoryReactorClock()
+    collector = collect_periodically(clock)
+    clock.advance(FULL_COLLECTION_INTERVAL - 1)
+    assert calls == []
+    clock.advance(1)
+    clock.advance(FULL_COLLECTION_INTERVAL)
+    assert len(calls) == 2
+    collector.stop()

@@ -43,7 +43,8 @@ module overrides (every override says which rule it restores):
 from __future__ import annotations
 
 import struct
-from typing import Callable
+import weakref
+from typing import Any
 
 from h2.config import H2Configuration
 from h2.connection import AllowedStreamIDs, ConnectionInputs, ConnectionState, H2Connection, _decode_headers
@@ -154,7 +155,10 @@ class _CountingStateMachine(H2StreamStateMachine):
 
     def __init__(self, stream_id: int, connection: ServerConnection) -> None:
         super().__init__(stream_id)
-        self._connection = connection
+        # Weak: a strong reference made every connection a reference cycle (connection
+        # -> streams -> state machine -> connection) that only the cyclic collector
+        # could free, and closed connections piled up between its rare full passes.
+        self._connection = weakref.ref(connection)
 
     def process_input(self, input_: StreamInputs) -> list[Event]:
         """h2's transition, looked up by the members' integer values: h2's table is
@@ -179,7 +183,9 @@ class _CountingStateMachine(H2StreamStateMachine):
                 raise ProtocolError(e) from e
         finally:
             if self.state is not before:
-                self._connection._streamStateChanged(self.stream_id, before, self.state)
+                connection = self._connection()
+                if connection is not None:
+                    connection._streamStateChanged(self.stream_id, before, self.state)
 
 
 class _ServerStream(H2Stream):
@@ -249,8 +255,10 @@ class _FrameBuffer(FrameBuffer):
     @ivar glitches: empty header-block fragments seen (counted, then taken by the
         connection).
     @ivar turnFrames: frames handed out since the current C{receive_data} began.
-    @ivar receivingBody: whether a stream takes the short path for DATA now (set by
-        the connection): only then are its consecutive DATA frames joined.
+    @ivar bodyStreams: the connection's h2 streams, and C{connectionMachine} its
+        state machine (set by the connection; not the connection itself, which
+        would make a reference cycle): consecutive DATA frames are joined only for
+        a stream that takes the short path (L{receivingBody}).
     @ivar stoppedEarly: the last C{receive_data} stopped at L{MAX_FRAMES_PER_TURN}
         with bytes still buffered.
     """
@@ -263,7 +271,19 @@ class _FrameBuffer(FrameBuffer):
         self.turnFrames = 0
         self.stoppedEarly = False
         self._blockSize = 0
-        self.receivingBody: Callable[[int], bool] = _never
+        self.bodyStreams: dict[int, H2Stream] = {}
+        self.connectionMachine: Any = None  # h2.connection.H2ConnectionStateMachine
+
+    def receivingBody(self, stream_id: int) -> bool:
+        """Whether DATA on C{stream_id} takes L{ServerConnection._receive_plain_data}'s
+        short path now; for any other stream (closed, unusual) each frame keeps its
+        own answer and glitch."""
+        stream = self.bodyStreams.get(stream_id)
+        return (
+            stream is not None
+            and self.connectionMachine.state is ConnectionState.SERVER_OPEN
+            and stream.state_machine.state in _DATA_RECEIVING_STATES
+        )
 
     def _update_header_buffer(self, f: Frame | None) -> Frame | None:
         """h2's header-block assembly, with our caps instead of its 64-frame backlog."""
@@ -388,10 +408,6 @@ class _FrameBuffer(FrameBuffer):
         return super().__next__()
 
 
-def _never(streamID: int) -> bool:
-    return False
-
-
 class _Output:
     """h2's outgoing bytes, kept as the list of pieces they were queued as: ``+=``
     keeps a reference instead of copying into a bytearray (a DATA payload is a
@@ -511,7 +527,8 @@ class ServerConnection(H2Connection):
             max_continuation_frames=max_continuation_frames, max_header_block=header_list_hard_limit
         )
         del self._frame_dispatch_table  # L{_FRAME_HANDLERS} instead
-        self.incoming_buffer.receivingBody = self._receivingBody
+        self.incoming_buffer.bodyStreams = self.streams
+        self.incoming_buffer.connectionMachine = self.state_machine
         self._header_list_hard_limit = header_list_hard_limit
         self.decoder.max_header_list_size = header_list_hard_limit
         self.last_accepted_stream_id = 0
@@ -779,17 +796,6 @@ class ServerConnection(H2Connection):
             stream_events[0].priority_updated = priority_events[0]  # type: ignore[attr-defined]
             stream_events.extend(priority_events)
         return frames, events + stream_events
-
-    def _receivingBody(self, stream_id: int) -> bool:
-        """Whether DATA on C{stream_id} takes L{_receive_plain_data}'s short path now:
-        the frame buffer joins consecutive DATA frames only for such a stream (on a
-        closed or unusual one each frame keeps its own answer and glitch)."""
-        stream = self.streams.get(stream_id)
-        return (
-            stream is not None
-            and self.state_machine.state is ConnectionState.SERVER_OPEN
-            and stream.state_machine.state in _DATA_RECEIVING_STATES
-        )
 
     def _receive_plain_data(self, frame: _PlainData) -> tuple[list[Frame], list[Event]]:
         """h2's C{_receive_data_frame} for body on an open stream of an open

@@ -194,7 +194,10 @@ class ProtocolNegotiation(Protocol):
             protocol.dataReceived(pending)
 
     def _chosenLost(self, protocol: Protocol) -> Callable[[Failure], None]:
-        """The chosen protocol's C{connectionLost}, followed by the limiter's release."""
+        """The chosen protocol's C{connectionLost}, followed by the limiter's release.
+        The closure refers to this protocol, which holds it: once called it removes
+        itself (and the delegated C{dataReceived}), so that the closed connection is
+        freed by reference counting instead of waiting for the cyclic collector."""
         if self._onLost is None:
             return protocol.connectionLost
         chosenLost = protocol.connectionLost
@@ -204,6 +207,8 @@ class ProtocolNegotiation(Protocol):
                 chosenLost(reason)
             finally:
                 self._lost()
+                self.__dict__.pop("connectionLost", None)
+                self.__dict__.pop("dataReceived", None)
 
         return connectionLost
 
