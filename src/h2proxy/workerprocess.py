@@ -308,9 +308,10 @@ def collect_periodically(clock: IReactorTime) -> task.LoopingCall:
     allocates little net. Garbage that only the cyclic collector can free and
     that was promoted while alive (objects of a long-lived connection caught in a
     reference cycle when it closes) would then wait without bound; the clock
-    bounds it to a minute's worth. The front end's HTTP/2 connections leave no
-    such cycle behind (tests/frontend/test_connection_release.py), so a pass
-    mostly finds little; it costs a walk of the live objects once a minute."""
+    bounds it to a minute's worth. Client connections leave no such cycle behind
+    (tests/frontend/test_connection_release.py, tests/frontend_http1/test_nodelay.py),
+    so a pass mostly finds little (a closed backend connection's few objects); it
+    costs a walk of the live objects once a minute."""
     collector = task.LoopingCall(gc.collect)
     collector.clock = clock
     collector.start(FULL_COLLECTION_INTERVAL, now=False)

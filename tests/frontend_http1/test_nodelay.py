@@ -1,4 +1,4 @@
-"""The HTTP/1.1 front end turns Nagle's algorithm off on its TCP socket."""
+"""The HTTP/1.1 front end turns Nagle's algorithm off on its TCP socket and lets go of it when lost."""
 
 from __future__ import annotations
 
@@ -23,3 +23,32 @@ def test_http1_connection_on_a_gone_socket_still_serves():
     protocol.makeConnection(transport)
     protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     assert len(handlers) == 1
+
+
+def test_a_lost_http1_connection_is_freed_without_the_cyclic_collector():
+    """When an HTTP/1.1 connection that served a request is lost and its transport
+    goes away, the protocol is freed at once by reference counting, and its
+    addresses stay available to late callers until then."""
+    import gc
+    import weakref
+
+    from twisted.internet.error import ConnectionDone
+    from twisted.python.failure import Failure
+
+    factory, handlers, _ = make_factory()
+    gc.disable()
+    try:
+        transport = TCPLikeTransport()
+        protocol = factory.buildProtocol(None)
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        protocol.connectionLost(Failure(ConnectionDone()))
+        assert protocol.transport is None and protocol.getPeer() == transport.getPeer()
+        ref = weakref.ref(protocol)
+        del protocol
+        handlers.clear()
+        assert ref() is not None  # the transport still holds it as its producer
+        del transport
+        assert ref() is None
+    finally:
+        gc.enable()

@@ -271,10 +271,10 @@ class HTTP1Stream:
     # -- connection facts -----------------------------------------------------
 
     def getPeer(self) -> IAddress:
-        return self.connection.transport.getPeer()
+        return self.connection.getPeer()
 
     def getHost(self) -> IAddress:
-        return self.connection.transport.getHost()
+        return self.connection.getHost()
 
     def isSecure(self) -> bool:
         return self.connection.factory.secure
@@ -385,6 +385,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
         self._again = False
         self._tunnel = False
         self._abortTimer: IDelayedCall | None = None
+        self._addresses: tuple[IAddress, IAddress] | None = None
 
     def callLater(self, period: float, func: Callable[[], object]) -> IDelayedCall:
         """TimeoutMixin's clock: the injected reactor, never the global one."""
@@ -409,7 +410,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
         if self._readingPaused and len(self._buffer) > self.factory.maxHeaderBytes + READ_AHEAD_LIMIT:
             log.warn(
                 "HTTP/1.1 client {peer} sent {n} bytes while paused (limit {limit}); aborting",
-                peer=self.transport.getPeer(),
+                peer=self.getPeer(),
                 n=len(self._buffer),
                 limit=self.factory.maxHeaderBytes + READ_AHEAD_LIMIT,
             )
@@ -435,10 +436,28 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
         self._body = None
         self._buffer.clear()
         self.factory._connectionLost(self)
+        self._releaseTransport()
+
+    def _releaseTransport(self) -> None:
+        """Let go of the transport once lost (its addresses kept for late callers):
+        it holds this protocol as its producer, and the reference cycle left every
+        closed connection to the cyclic collector."""
+        transport = self.transport
+        if transport is not None:
+            self._addresses = (transport.getPeer(), transport.getHost())
+            self.transport = None
+
+    def getPeer(self) -> IAddress:
+        transport = self.transport
+        return transport.getPeer() if transport is not None else self._addresses[0]  # type: ignore[index]
+
+    def getHost(self) -> IAddress:
+        transport = self.transport
+        return transport.getHost() if transport is not None else self._addresses[1]  # type: ignore[index]
 
     def timeoutConnection(self) -> None:
         """The client stalled: between requests, mid-head, mid-body or not reading."""
-        log.info("HTTP/1.1 client {peer} timed out; closing", peer=self.transport.getPeer())
+        log.info("HTTP/1.1 client {peer} timed out; closing", peer=self.getPeer())
         stream, self._stream = self._stream, None
         if stream is None:
             self._close()
@@ -582,7 +601,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
         error if no response started, else a truncated response; the connection ends."""
         log.info(
             "HTTP/1.1 client {peer}: bad request body: {reason}",
-            peer=self.transport.getPeer(),
+            peer=self.getPeer(),
             reason=rejected.message,
         )
         self._stream = self._body = None
@@ -596,7 +615,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
         """Answer a request the front end refuses with a short error, then close."""
         log.info(
             "HTTP/1.1 client {peer}: {status} {reason}",
-            peer=self.transport.getPeer(),
+            peer=self.getPeer(),
             status=rejected.status,
             reason=rejected.message,
         )
@@ -650,7 +669,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
     def _logDropped(self, names: tuple[bytes, ...]) -> None:
         log.warn(
             "HTTP/1.1 response to {peer}: dropped invalid field(s) {names}",
-            peer=self.transport.getPeer(),
+            peer=self.getPeer(),
             names=[n.decode("latin-1") for n in names],
         )
 
@@ -688,7 +707,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
     def closeIdle(self) -> None:
         """Close an idle connection to make room for another."""
         if self.isIdle():
-            log.info("closing idle HTTP/1.1 connection from {peer} to make room for a new one", peer=self.transport.getPeer())
+            log.info("closing idle HTTP/1.1 connection from {peer} to make room for a new one", peer=self.getPeer())
             self._close()
 
     def abort(self) -> None:
