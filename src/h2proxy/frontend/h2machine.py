@@ -801,17 +801,13 @@ class ServerConnection(H2Connection):
         """h2's C{_receive_data_frame} for body on an open stream of an open
         connection, where the connection's state machine has nothing to do:
         consume both windows and let the stream report it. Anything else goes
-        through h2's own path with a real frame."""
-        stream = self.streams.get(frame.stream_id)
-        if (
-            stream is None
-            or self.state_machine.state is not ConnectionState.SERVER_OPEN
-            or stream.state_machine.state not in _DATA_RECEIVING_STATES
-        ):
+        through h2's own path with a real frame (the frame buffer's
+        C{receivingBody} is the one statement of which streams qualify)."""
+        if not self.incoming_buffer.receivingBody(frame.stream_id):
             return self._receive_data_frame(frame.toFrame())
         size = len(frame.data)
         self._inbound_flow_control_window_manager.window_consumed(size)
-        return stream.receive_data(frame.data, frame.end_stream, size)
+        return self.streams[frame.stream_id].receive_data(frame.data, frame.end_stream, size)
 
     def _receive_priority_frame(self, frame: HeadersFrame | PriorityFrame) -> tuple[list[Frame], list[Event]]:
         if frame.depends_on == frame.stream_id:
