@@ -1,13 +1,13 @@
-"""H2Connection hands consecutive DATA frames of one stream to the stream as one chunk
-with one credit (L{H2Connection._dataRun}), without changing what the handler sees
-in order, what the client is credited, or the checks made per frame."""
+"""Consecutive DATA frames of one stream reach the stream as one chunk with one credit
+(the frame buffer's DATA runs, L{h2proxy.frontend.h2machine}), without changing what
+the handler sees in order, what the client is credited, or the checks made per frame."""
 
 from __future__ import annotations
 
 from hyperframe.frame import GoAwayFrame, RstStreamFrame, WindowUpdateFrame
 
 from h2proxy.config.model import Http2Config
-from h2proxy.frontend.connection import MAX_DATA_RUN
+from h2proxy.frontend.h2machine import MAX_DATA_RUN
 from tests.frontend.frames import FrameFactory, requestHeaders
 from tests.frontend.support import Server
 

@@ -116,10 +116,6 @@ log = Logger()
 #: Body bytes one pass of the send loop may write before yielding to the reactor.
 SEND_PASS_BYTES = 256 * 1024
 
-#: Request body bytes of consecutive DATA frames joined into one chunk for a stream
-#: (L{H2Connection._dataRun}); a socket read is at most this much plaintext.
-MAX_DATA_RUN = 256 * 1024
-
 #: Seconds between the two GOAWAY frames of a graceful shutdown (h2o's value).
 GRACEFUL_GOAWAY_DELAY = 1.0
 
@@ -327,16 +323,10 @@ class H2Connection(Protocol, TimeoutMixin):
             glitches = self.conn.takeGlitches()
             if glitches:
                 self._glitch(self.conn.lastGlitch, glitches)
-            index, count = 0, len(events)
-            while index < count:
+            for event in events:
                 if self._closing:
                     return
-                event = events[index]
-                if type(event) is DataReceived:
-                    index = self._dataRun(events, index)
-                else:
-                    self._dispatch(event)
-                    index += 1
+                self._dispatch(event)
             if self.conn.inputPending:
                 self._deferInput()
             else:
@@ -692,37 +682,19 @@ class H2Connection(Protocol, TimeoutMixin):
         if stream.alive:
             stream.start()
 
-    def _dataRun(self, events: list[Any], start: int) -> int:
-        """Hand the DATA frames of one stream that follow each other in C{events}
-        (from C{start}, up to L{MAX_DATA_RUN} bytes) to the stream as one chunk with
-        one credit: a socket read carries several 16 KiB frames, and each costs a
-        handler call and a window acknowledgement otherwise. Returns the index of
-        the next event."""
-        streamID = events[start].stream_id
-        parts: list[bytes] = []
-        size = flow = 0
-        index, count = start, len(events)
-        while index < count and size < MAX_DATA_RUN:
-            event = events[index]
-            if type(event) is not DataReceived or event.stream_id != streamID:
-                break
-            index += 1
-            data = event.data
-            if data:
-                parts.append(data)
-                size += len(data)
-            elif event.stream_ended is None:
-                self._glitch("empty DATA frame")
-                if self._closing:
-                    return index
-            flow += event.flow_controlled_length
-        stream = self.streams.get(streamID)
+    def _requestDataReceived(self, event: DataReceived) -> None:
+        """Body for a stream: consecutive DATA frames of an open stream in one read
+        already arrive as one event (L{h2proxy.frontend.h2machine}), with one credit."""
+        if not event.data and event.stream_ended is None:
+            self._glitch("empty DATA frame")
+            if self._closing:
+                return
+        stream = self.streams.get(event.stream_id)
         if stream is None:
             # Reset earlier in this read: the bytes still count on the connection window.
-            self.conn.acknowledge_received_data(flow, streamID)
-        else:
-            stream.dataReceived(parts[0] if len(parts) == 1 else b"".join(parts), flow)
-        return index
+            self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            return
+        stream.dataReceived(event.data, event.flow_controlled_length)
 
     def _trailersReceived(self, event: TrailersReceived) -> None:
         stream = self.streams.get(event.stream_id)
@@ -1290,6 +1262,7 @@ class H2Connection(Protocol, TimeoutMixin):
 #: each idle connection's memory.
 _EVENT_HANDLERS: dict[type, str] = {
     RequestReceived: "_requestReceived",
+    DataReceived: "_requestDataReceived",
     TrailersReceived: "_trailersReceived",
     StreamEnded: "_streamEnded",
     StreamReset: "_streamReset",
