@@ -370,7 +370,7 @@ def test_declared_length_streams_even_on_a_buffering_route():
     assert pool.exchanges[0].request.body_length == 3 and pool.exchanges[0].producer is stream
 
 
-def test_buffer_write_error_is_500():
+def test_buffer_write_error_is_500(logged_errors):
     """When the temporary file cannot be written, the client gets 500 and nothing reaches a backend."""
 
     class Full(TrackedFile):
@@ -383,6 +383,7 @@ def test_buffer_write_error_is_500():
     bridge.requestDataReceived(b"z" * 3000)
     assert stream.calls[0][:2] == ("headers", 500) and pool.exchanges == []
     assert all(f.closed for f in TrackedFile.opened)
+    assert logged_errors.take(r"cannot buffer the request body")
 
 
 def test_request_ids_are_unique_and_sixteen_hex_digits():

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.logcheck import unexpected_lines
+
 READY_TIMEOUT = 20.0
 
 
@@ -64,6 +66,11 @@ class ProcessOutput:
     def text(self) -> str:
         return "\n".join(self.lines[-200:])
 
+    def wait_closed(self, timeout: float = 10.0) -> None:
+        """Wait until the child's output has been read to its end, so that nothing
+        it logged while stopping is missed."""
+        self._thread.join(timeout)
+
 
 @dataclass
 class Origin:
@@ -103,6 +110,7 @@ class Proxy:
     output: ProcessOutput
     config_path: Path
     ports: dict[str, int] = field(default_factory=dict)
+    expected_errors: list[str] = field(default_factory=list)
 
     @property
     def pid(self) -> int:
@@ -142,10 +150,42 @@ class Proxy:
         self.process.send_signal(signal.SIGHUP)
         return self.wait_for(r"generation (\d+) serving|(reload failed)", timeout, start)
 
-    def stop(self) -> None:
+    def expect_log(self, *patterns: str) -> None:
+        """Declare error lines this test provokes on purpose (regular expressions):
+        an error event of the daemon's log that matches one passes L{check_log}."""
+        self.expected_errors.extend(patterns)
+
+    def unexpected_errors(self) -> list[str]:
+        """The error events in the daemon's output so far that no test expected."""
+        return unexpected_lines(list(self.output.lines), self.expected_errors)
+
+    def check_log(self) -> None:
+        """Fail if the daemon logged an error, a traceback or a critical line that
+        the test did not declare with L{expect_log} (as trial fails a test that
+        logged an error)."""
+        found = self.unexpected_errors()
+        if found:
+            shown = "\n---\n".join(_summary(block) for block in found[:5])
+            raise AssertionError(f"the daemon logged {len(found)} unexpected error(s):\n{shown}")
+
+    def stop(self, check: bool = True) -> None:
+        """Stop the daemon (SIGTERM, then SIGKILL for anything left) and, with
+        C{check}, fail on unexpected errors in its log (L{check_log})."""
         workers = self.worker_pids() if self.process.poll() is None else []
         stop_process(self.process)
         kill_leftovers(workers)
+        if check:
+            self.output.wait_closed()
+            self.check_log()
+
+
+def _summary(block: str, keep: int = 4) -> str:
+    """An error event short enough to read in a test report: its first line and
+    the last lines of its traceback, where the exception is named."""
+    lines = block.split("\n")
+    if len(lines) <= keep + 2:
+        return block
+    return "\n".join([lines[0], f"  ... {len(lines) - keep - 1} lines ...", *lines[-keep:]])
 
 
 def children_of(pid: int) -> list[int]:

@@ -105,6 +105,7 @@ def test_a_crash_loop_backs_off(daemon):
     # Slot 1 has not been killed yet: its first death restarts at once (it ran for a
     # while) or after 1 s (it is younger than the threshold); then the waits double.
     survivor = slot_pid(daemon, 0)
+    daemon.expect_log(r"worker 1\.1 \(pid \d+\) died: killed by signal 9")
     delays = []
     for _ in range(3):
         victim = slot_pid(daemon, 1)

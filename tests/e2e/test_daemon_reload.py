@@ -222,6 +222,7 @@ def test_an_invalid_reload_is_logged_with_its_location_and_changes_nothing(daemo
     path = daemon.config_path
     good = path.read_text()
     generation = serving_generation(daemon)
+    daemon.expect_log(r"listeners\[1\]\.port: expected an integer", r"reload failed: .* is invalid")
     broken = yaml.safe_load(good)
     broken["listeners"][1]["port"] = "http"
     path.write_text(yaml.safe_dump(broken, sort_keys=False))

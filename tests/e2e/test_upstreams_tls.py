@@ -65,6 +65,7 @@ def test_a_valid_certificate_works(tls_setup):
 def test_a_failed_verification_is_a_502_with_a_precise_log_line(tls_setup, path, logged):
     """When verification fails, the client gets 502 (tls_certificate_error) and the log says what did not match."""
     daemon, client, secure = tls_setup
+    daemon.expect_log(logged)
     mark = daemon.mark()
     [(status, headers)] = get_all(client, [path])
     assert status == 502 and b"tls_certificate_error" in headers.get(b"proxy-status", b"")

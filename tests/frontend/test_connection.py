@@ -301,7 +301,7 @@ class RaisingHandler(RecordingHandler):
         raise ValueError("boom")
 
 
-def test_handler_exception_resets_only_its_stream(capture_logs):
+def test_handler_exception_resets_only_its_stream(capture_logs, logged_errors):
     """When a handler raises, its stream gets RST_STREAM INTERNAL_ERROR, the error is logged, the handler is aborted, and the connection goes on."""
     server, client = connected(handlerClass=RaisingHandler)
     streamID = client.request()
@@ -310,9 +310,10 @@ def test_handler_exception_resets_only_its_stream(capture_logs):
     assert any("boom" in str(event.get("log_failure", "")) for event in capture_logs)
     server.handlerClass = EchoHandler
     assert client.response(client.request())["status"] == 200
+    assert logged_errors.take(r"raised for stream 1 .*resetting the stream")
 
 
-def test_unexpected_internal_error_becomes_goaway_internal_error(capture_logs):
+def test_unexpected_internal_error_becomes_goaway_internal_error(capture_logs, logged_errors):
     """When something unexpected breaks inside event dispatch, no exception escapes dataReceived: the client gets GOAWAY INTERNAL_ERROR and the connection closes."""
     server = Server()
     factory = FrameFactory()
@@ -327,6 +328,7 @@ def test_unexpected_internal_error_becomes_goaway_internal_error(capture_logs):
     assert [g.error_code for g in goaways] == [ErrorCodes.INTERNAL_ERROR]
     assert server.transport.disconnecting
     assert any(event.get("log_failure") is not None for event in capture_logs)
+    assert logged_errors.take(r"internal error on HTTP/2 connection")
 
 
 # -- stream life ---------------------------------------------------------------------------

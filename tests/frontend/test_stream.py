@@ -58,7 +58,7 @@ def test_wrong_statuses_raise():
         stream.writeInformational(ResponseHead(101))
 
 
-def test_invalid_response_field_resets_the_stream(capture_logs):
+def test_invalid_response_field_resets_the_stream(capture_logs, logged_errors):
     """When the bridge passes a response field that cannot be sent, the stream is reset INTERNAL_ERROR and the error logged; HPACK state is untouched."""
     server, client, stream, streamID = openStream()
     stream.writeHeaders(ResponseHead(200, ((b"x-ok", b"1"), (b"x-bad", b"a\r\nb"))))
@@ -69,6 +69,7 @@ def test_invalid_response_field_resets_the_stream(capture_logs):
     server.handlers[other].respond(200, b"fine", ((b"x-ok", b"1"),))
     client.flush()
     assert client.response(other)["body"] == b"fine"
+    assert logged_errors.take(r"invalid value for field 'x-bad'; resetting it")
 
 
 def test_calls_after_connection_lost_are_ignored():

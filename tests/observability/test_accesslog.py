@@ -158,7 +158,7 @@ def test_records_are_written_once_per_reactor_turn():
     assert [json.loads(line)["stream_id"] for line in lines(output)] == [1, 3]
 
 
-def test_a_full_disk_drops_and_counts_lines_without_raising():
+def test_a_full_disk_drops_and_counts_lines_without_raising(logged_errors):
     """When the write fails with ENOSPC, the lines are counted as lost and logging goes on afterwards."""
     output = FakeOutput()
     accessLog, clock = make_log([output])
@@ -172,9 +172,10 @@ def test_a_full_disk_drops_and_counts_lines_without_raising():
     clock.advance(0)
     assert [json.loads(line)["stream_id"] for line in lines(output)] == [9]
     assert accessLog.lost == 2
+    assert logged_errors.take(r"no space left on the device; request lines are dropped")
 
 
-def test_an_unopenable_file_counts_lines_and_is_retried():
+def test_an_unopenable_file_counts_lines_and_is_retried(logged_errors):
     """When the file cannot be opened, lines are lost and counted, and a later flush opens it again."""
     output = FakeOutput()
     accessLog, clock = make_log([PermissionError(errno.EACCES, "Permission denied"), output])
@@ -185,6 +186,7 @@ def test_an_unopenable_file_counts_lines_and_is_retried():
     accessLog.log(record(streamID=5))
     clock.advance(0)
     assert [json.loads(line)["stream_id"] for line in lines(output)] == [5]
+    assert logged_errors.take(r"Permission denied; request lines are dropped")
 
 
 def test_a_full_output_keeps_a_backlog_and_writes_it_later():

@@ -50,7 +50,7 @@ def test_worker_reports_are_summed():
     assert total(harness, "h2proxy_connections_open", ("main", "h2")) == 3
 
 
-def test_counters_survive_a_worker_restart():
+def test_counters_survive_a_worker_restart(logged_errors):
     """When a worker dies and is replaced, its counted requests stay in the totals."""
     harness = Harness(make_config(workers=1))
     (process,) = harness.startServing()
@@ -64,6 +64,7 @@ def test_counters_survive_a_worker_restart():
     replacement.report("ready")
     replacement.report(metrics_line(2))
     assert total(harness) == 7
+    assert logged_errors.take(r"worker 1\.0 \(pid \d+\) died")
 
 
 def test_counters_survive_a_reload_and_the_summary_is_logged(logged):
@@ -84,7 +85,7 @@ def test_counters_survive_a_reload_and_the_summary_is_logged(logged):
     assert logged.matching("reload: listener extra added")
 
 
-def test_failed_and_invalid_reloads_are_counted():
+def test_failed_and_invalid_reloads_are_counted(logged_errors):
     """When a reload's config is invalid, or its new worker dies before ready, each outcome is counted."""
     harness = Harness(make_config(workers=1))
     harness.startServing()
@@ -94,6 +95,7 @@ def test_failed_and_invalid_reloads_are_counted():
     harness.supervisor.reload()
     harness.reactor.live()[-1].end(status=1)
     assert harness.supervisor.metrics.reloads.values == {("invalid",): 1, ("failed",): 1}
+    assert logged_errors.take(r"workers: bad|reload failed|before its generation was ready")
 
 
 def test_a_malformed_metrics_report_is_logged_and_ignored(logged):
@@ -127,7 +129,7 @@ def test_serves_is_true_only_while_a_ready_generation_serves():
     assert not harness.supervisor.serves()
 
 
-def test_recent_errors_merge_live_and_exited_workers_newest_first():
+def test_recent_errors_merge_live_and_exited_workers_newest_first(logged_errors):
     """When workers report errors and one exits, the list keeps both, newest first, with worker names."""
     harness = Harness(make_config(workers=2))
     first, second = harness.startServing()
@@ -137,6 +139,7 @@ def test_recent_errors_merge_live_and_exited_workers_newest_first():
     errors = harness.supervisor.recentErrors()
     assert [(e["error"], e["worker"]) for e in errors] == [("connection_timeout", "1.1"),
                                                           ("connection_refused", "1.0")]
+    assert logged_errors.take(r"worker 1\.0 \(pid \d+\) died")
 
 
 def _app(*addresses: str) -> UpstreamConfig:

@@ -33,7 +33,7 @@ def test_admin_listens_during_privileged_start(monkeypatch):
     assert [server[0] for server in harness.reactor.tcpServers] == [9901]
 
 
-def test_an_admin_port_in_use_stops_the_start(monkeypatch, logged):
+def test_an_admin_port_in_use_stops_the_start(monkeypatch, logged, logged_errors):
     """When the admin address cannot be bound, the start fails with the reason logged."""
     monkeypatch.setattr(tap, "drop_privileges", lambda user, group: None)
     harness = Harness(app_config(workers=1, admin=AdminConfig(port=9901)))
@@ -42,6 +42,7 @@ def test_an_admin_port_in_use_stops_the_start(monkeypatch, logged):
     with pytest.raises(SystemExit):
         service.privilegedStartService()
     assert logged.matching("cannot listen for the admin listener on 127.0.0.1 port 9901")
+    assert logged_errors.take(r"cannot listen for the admin listener .* Address already in use")
 
 
 def test_admin_closes_only_after_the_workers_have_drained():

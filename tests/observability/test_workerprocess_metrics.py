@@ -52,7 +52,7 @@ def test_exit_reports_last_metrics_and_closes_logs():
     assert worker.reactor.stops == 1
 
 
-def test_a_failing_snapshot_is_logged_and_does_not_stop_the_worker(logged):
+def test_a_failing_snapshot_is_logged_and_does_not_stop_the_worker(logged, logged_errors):
     """When taking a snapshot raises, the failure is logged and the worker keeps running."""
     class Broken(MeteredServer):
         def metricsSnapshot(self) -> dict:
@@ -63,6 +63,7 @@ def test_a_failing_snapshot_is_logged_and_does_not_stop_the_worker(logged):
     worker.reactor.advance(METRICS_REPORT_INTERVAL)
     assert worker.reactor.stops == 0
     assert logged.matching("cannot take a metrics snapshot")
+    assert logged_errors.take(r"cannot take a metrics snapshot")
 
 
 @implementer(IHalfCloseableDescriptor)

@@ -91,7 +91,7 @@ def test_an_unknown_report_is_logged_and_ignored(logged):
     assert harness.supervisor.serving is None
 
 
-def test_worker_output_is_logged_under_its_name_and_level(logged):
+def test_worker_output_is_logged_under_its_name_and_level(logged, logged_errors):
     """When a worker writes log lines on its stderr, the supervisor logs each with the
     worker's name and the level the worker gave (a warning when it gave none, as for a
     traceback), and cuts an endless line at its cap."""
@@ -109,12 +109,13 @@ def test_worker_output_is_logged_under_its_name_and_level(logged):
     assert levels["Traceback (most recent call last):"] == "warn"
     process.proto.childDataReceived(2, b"x" * (200 * 1024))
     assert max(len(e.get("text", "")) for e in logged.events) <= 64 * 1024
+    assert logged_errors.take(r"worker 1\.0\[1001\]: something broke")
 
 
 # Deaths, restarts and back-off
 
 
-def test_a_worker_that_ran_a_while_restarts_at_once(logged):
+def test_a_worker_that_ran_a_while_restarts_at_once(logged, logged_errors):
     """When a worker that served for longer than the threshold dies, it is restarted
     immediately and the log says why it died."""
     harness = Harness(make_config(workers=2))
@@ -125,9 +126,10 @@ def test_a_worker_that_ran_a_while_restarts_at_once(logged):
     harness.reactor.advance(0)
     assert len(harness.reactor.live()) == 2
     assert second.alive and second.signals == []
+    assert logged_errors.take(r"died: killed by signal 9")
 
 
-def test_a_crash_loop_backs_off_doubling_up_to_the_cap():
+def test_a_crash_loop_backs_off_doubling_up_to_the_cap(logged_errors):
     """When a worker keeps dying right after it starts, each restart waits twice as long as
     the one before, up to maxRestartDelay."""
     harness = Harness(make_config(workers=1))
@@ -140,9 +142,10 @@ def test_a_crash_loop_backs_off_doubling_up_to_the_cap():
         delays.append(call.slots[0].restartCall.getTime() - harness.reactor.seconds())
         harness.reactor.advance(delays[-1])
     assert delays == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    assert logged_errors.take(r"died: exited with status 1; restarting in")
 
 
-def test_a_crash_loop_spawns_a_bounded_number_of_processes():
+def test_a_crash_loop_spawns_a_bounded_number_of_processes(logged_errors):
     """When a worker dies instantly forever, ten minutes see a handful of spawns, not a spin."""
     harness = Harness(make_config(workers=1))
     harness.start()
@@ -151,9 +154,10 @@ def test_a_crash_loop_spawns_a_bounded_number_of_processes():
             process.end(status=1)
         harness.reactor.advance(1)
     assert len(harness.reactor.spawned) < 20
+    assert logged_errors.take(r"died: exited with status 1; restarting in")
 
 
-def test_the_back_off_resets_after_a_long_run():
+def test_the_back_off_resets_after_a_long_run(logged_errors):
     """When a worker crash-looped, then ran longer than the threshold, its next death
     restarts it at once and the next crash loop starts again from minRestartDelay."""
     harness = Harness(make_config(workers=1))
@@ -168,9 +172,10 @@ def test_the_back_off_resets_after_a_long_run():
     harness.reactor.advance(0)
     harness.reactor.live()[0].end(status=1)
     assert slot.restartCall.getTime() - harness.reactor.seconds() == Supervisor.minRestartDelay
+    assert logged_errors.take(r"died: exited with status 1; restarting in")
 
 
-def test_a_failed_spawn_is_retried_with_back_off(logged):
+def test_a_failed_spawn_is_retried_with_back_off(logged, logged_errors):
     """When spawning a worker fails (fork refused), it is logged and retried later."""
     harness = Harness(make_config(workers=1))
     harness.reactor.spawnError = OSError(11, "Resource temporarily unavailable")
@@ -179,6 +184,7 @@ def test_a_failed_spawn_is_retried_with_back_off(logged):
     harness.reactor.spawnError = None
     harness.reactor.advance(1)
     assert len(harness.reactor.live()) == 1
+    assert logged_errors.take(r"cannot spawn worker 1\.0|died: exited with status 127")
 
 
 # Reloads
@@ -221,7 +227,7 @@ def test_a_reload_keeps_unchanged_sockets_binds_new_ones_and_closes_removed_ones
     assert removed.closed and not kept.closed and not added.closed
 
 
-def test_an_invalid_reload_logs_every_problem_and_keeps_serving(logged):
+def test_an_invalid_reload_logs_every_problem_and_keeps_serving(logged, logged_errors):
     """When the reloaded file is invalid, every problem is logged with file:line:col,
     nothing is spawned or signalled, and systemd gets READY=1 back."""
     harness = Harness(make_config(workers=2))
@@ -237,9 +243,10 @@ def test_an_invalid_reload_logs_every_problem_and_keeps_serving(logged):
     assert len(harness.reactor.spawned) == 2
     assert all(p.alive and p.signals == [] for p in old)
     assert harness.notifier.kinds() == ["READY", "RELOADING", "READY"]
+    assert logged_errors.take(r"expected an integer|no upstream 'x'|reload failed: .* is invalid")
 
 
-def test_a_loader_crash_does_not_take_the_daemon_down(logged):
+def test_a_loader_crash_does_not_take_the_daemon_down(logged, logged_errors):
     """When loading the new config raises something unexpected, the reload fails and the
     serving generation carries on."""
     harness = Harness(make_config(workers=1))
@@ -248,9 +255,10 @@ def test_a_loader_crash_does_not_take_the_daemon_down(logged):
     harness.supervisor.reload()
     assert logged.matching("reload failed: cannot load")
     assert harness.supervisor.serving.number == 1
+    assert logged_errors.take(r"reload failed: cannot load")
 
 
-def test_a_reload_whose_listener_cannot_be_bound_keeps_serving(logged):
+def test_a_reload_whose_listener_cannot_be_bound_keeps_serving(logged, logged_errors):
     """When a reload adds listeners and one of them cannot be bound, the ones bound for it
     are closed again, no worker starts and the old generation keeps serving."""
     harness = Harness(make_config("main", workers=1))
@@ -263,9 +271,10 @@ def test_a_reload_whose_listener_cannot_be_bound_keeps_serving(logged):
     assert not harness.binder.sockets["main"].closed
     assert len(harness.reactor.spawned) == 1
     assert harness.notifier.kinds()[-1] == "READY"
+    assert logged_errors.take(r"reload failed: cannot listen for second")
 
 
-def test_a_new_worker_dying_before_ready_abandons_the_reload(logged):
+def test_a_new_worker_dying_before_ready_abandons_the_reload(logged, logged_errors):
     """When a worker of the new generation dies before the generation is ready, the reload
     fails: the other new workers drain, sockets bound for it close, the old generation
     was never signalled and nothing restarts."""
@@ -284,9 +293,10 @@ def test_a_new_worker_dying_before_ready_abandons_the_reload(logged):
     harness.reactor.advance(120)
     assert len(harness.reactor.spawned) == 4
     assert harness.notifier.kinds()[-1] == "READY"
+    assert logged_errors.take(r"before its generation was ready|reload failed: generation 2 lost worker")
 
 
-def test_a_new_generation_not_ready_in_time_is_abandoned(logged):
+def test_a_new_generation_not_ready_in_time_is_abandoned(logged, logged_errors):
     """When the new generation does not report ready within readyTimeout, the reload is
     abandoned and its workers are told to drain."""
     harness = Harness(make_config(workers=1))
@@ -299,6 +309,7 @@ def test_a_new_generation_not_ready_in_time_is_abandoned(logged):
     assert new.signals == ["TERM"]
     assert old.signals == []
     assert logged.matching("not ready within 60s")
+    assert logged_errors.take(r"reload failed: generation 2 not ready within")
 
 
 def test_a_reload_during_a_reload_follows_it():
@@ -316,7 +327,7 @@ def test_a_reload_during_a_reload_follows_it():
     assert len(harness.supervisor.starting.slots) == 3
 
 
-def test_reloads_are_refused_while_too_many_generations_drain(logged):
+def test_reloads_are_refused_while_too_many_generations_drain(logged, logged_errors):
     """When as many generations as maxGenerations are still alive (long drains), a reload
     is refused with a message, and nothing already running is cut short."""
     harness = Harness(make_config(workers=1, drain=600.0))
@@ -330,6 +341,7 @@ def test_reloads_are_refused_while_too_many_generations_drain(logged):
     assert len(harness.reactor.spawned) == spawned
     assert logged.matching("reload refused: 16 generations are still alive")
     assert all("KILL" not in p.signals for p in harness.reactor.spawned)
+    assert logged_errors.take(r"reload refused: 16 generations are still alive")
 
 
 def test_auto_workers_are_capped():
@@ -341,7 +353,7 @@ def test_auto_workers_are_capped():
     assert len(harness.start()) == MAX_WORKERS
 
 
-def test_a_dead_worker_of_the_serving_generation_restarts_during_a_reload():
+def test_a_dead_worker_of_the_serving_generation_restarts_during_a_reload(logged_errors):
     """When a serving worker dies while a reload is starting, it is still restarted, so the
     serving generation keeps its strength until the handover."""
     harness = Harness(make_config(workers=1))
@@ -352,9 +364,10 @@ def test_a_dead_worker_of_the_serving_generation_restarts_during_a_reload():
     harness.reactor.advance(0)
     generations = sorted(boot_of(p).generation for p in harness.reactor.live())
     assert generations == [1, 2]
+    assert logged_errors.take(r"died: killed by signal 9")
 
 
-def test_a_superseded_generation_does_not_restart_its_workers():
+def test_a_superseded_generation_does_not_restart_its_workers(logged_errors):
     """When a worker of a generation that was handed over dies, no replacement starts, and a
     restart that was pending for it is cancelled."""
     harness = Harness(make_config(workers=2))
@@ -369,6 +382,7 @@ def test_a_superseded_generation_does_not_restart_its_workers():
     harness.reactor.advance(300)
     assert all(boot_of(p).generation == 2 for p in harness.reactor.live())
     assert len(harness.reactor.spawned) == 4
+    assert logged_errors.take(r"died: exited with status 1")
 
 
 # Drain timing
@@ -458,7 +472,7 @@ def test_a_second_stop_kills_at_once():
     assert all(p.signals == ["TERM", "KILL"] for p in harness.reactor.spawned)
 
 
-def test_stop_cancels_pending_restarts_and_ignores_reloads():
+def test_stop_cancels_pending_restarts_and_ignores_reloads(logged_errors):
     """When the daemon stops while a restart is pending, nothing is restarted, and a reload
     requested while stopping does nothing."""
     harness = Harness(make_config(workers=2))
@@ -470,6 +484,7 @@ def test_stop_cancels_pending_restarts_and_ignores_reloads():
     harness.reactor.advance(300)
     assert stopped.called
     assert len(harness.reactor.spawned) == 2
+    assert logged_errors.take(r"died: exited with status 1")
 
 
 # Signals

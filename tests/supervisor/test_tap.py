@@ -138,7 +138,7 @@ def test_not_root_changes_nothing(fake_os):
     assert fake.calls == []
 
 
-def test_an_unknown_user_stops_the_start(fake_os, monkeypatch, logged):
+def test_an_unknown_user_stops_the_start(fake_os, monkeypatch, logged, logged_errors):
     """When the configured user does not exist, the start fails with a message."""
     fake_os(0)
 
@@ -149,6 +149,7 @@ def test_an_unknown_user_stops_the_start(fake_os, monkeypatch, logged):
     with pytest.raises(SystemExit):
         tap.drop_privileges("nobody-here", None)
     assert logged.matching("no such user or group nobody-here")
+    assert logged_errors.take(r"cannot drop privileges: no such user")
 
 
 def test_error_log_writes_at_its_level_and_reopens(tmp_path):

@@ -116,7 +116,7 @@ def test_start_adopts_every_inherited_socket_and_reports_ready():
     assert worker.lines() == ["ready"]
 
 
-def test_a_worker_that_cannot_start_exits_with_status_1(logged):
+def test_a_worker_that_cannot_start_exits_with_status_1(logged, logged_errors):
     """When building the server fails, the worker logs why and exits 1 without reporting ready."""
     def broken(config, reactor):
         raise ValueError("no certificate")
@@ -127,6 +127,7 @@ def test_a_worker_that_cannot_start_exits_with_status_1(logged):
     assert worker.reactor.stops == 1
     assert worker.lines() == []
     assert logged.matching("worker 2.0 cannot start")
+    assert logged_errors.take(r"worker 2\.0 cannot start")
 
 
 def test_drain_stops_accepting_reports_and_exits_when_the_server_has_drained():

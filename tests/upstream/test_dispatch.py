@@ -425,7 +425,7 @@ def test_an_https_connection_is_used_only_after_its_handshake():
     assert receiver.outcome == ("end", ())
 
 
-def test_a_failed_handshake_is_a_502_that_says_why():
+def test_a_failed_handshake_is_a_502_that_says_why(logged_errors):
     """When the connection is lost during the handshake, the request fails with a TLS error naming the server."""
     pool, clock, [endpoint] = make_pool(scheme="https")
     receiver = Receiver()
@@ -434,6 +434,7 @@ def test_a_failed_handshake_is_a_502_that_says_why():
     protocol.connectionLost(Failure(SSL.Error([("SSL routines", "", "wrong version number")])))
     assert isinstance(receiver.error, BackendTLSError) and receiver.error.status == 502
     assert "127.0.0.1:8000" in str(receiver.error) and "wrong version number" in str(receiver.error)
+    assert logged_errors.take(r"TLS handshake failed: wrong version number")
 
 
 def test_the_connect_timeout_covers_the_handshake():

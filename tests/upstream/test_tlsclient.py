@@ -97,7 +97,7 @@ def test_an_ip_address_is_checked_against_the_certificate_ip_names(certs):
     assert receivers[0].outcome == ("end", ())
 
 
-def test_a_wrong_name_is_a_502_naming_both_names(certs, logged):
+def test_a_wrong_name_is_a_502_naming_both_names(certs, logged, logged_errors):
     """When the certificate does not carry the expected name, the request fails with 502 and the
     log names the expected name and the certificate's names."""
     tls = UpstreamTlsConfig(ca_file=certs["good"][0], server_name="wrong.example")
@@ -108,9 +108,10 @@ def test_a_wrong_name_is_a_502_naming_both_names(certs, logged):
     assert "it names DNS:localhost, IP:127.0.0.1" in str(error)
     assert any("wrong.example" in line and "DNS:localhost" in line for line in logged)
     assert origin.requests == 0
+    assert logged_errors.take(r"certificate is not valid for the name 'wrong\.example'")
 
 
-def test_an_expired_certificate_is_a_502_with_its_dates(certs, logged):
+def test_an_expired_certificate_is_a_502_with_its_dates(certs, logged, logged_errors):
     """When the certificate has expired, the request fails with 502 and the log says so with the validity dates."""
     tls = UpstreamTlsConfig(ca_file=certs["expired"][0], server_name="localhost")
     [receiver], origin, pool = fetch(certs["expired"], tls)
@@ -118,20 +119,23 @@ def test_an_expired_certificate_is_a_502_with_its_dates(certs, logged):
     assert isinstance(receiver.error, BackendCertificateError)
     assert "certificate has expired" in message and "valid from" in message and "CN=localhost" in message
     assert any("certificate has expired" in line for line in logged)
+    assert logged_errors.take(r"certificate rejected: certificate has expired")
 
 
-def test_a_self_signed_certificate_without_its_ca_configured_is_a_502(certs):
+def test_a_self_signed_certificate_without_its_ca_configured_is_a_502(certs, logged_errors):
     """When ca_file is not set, a self-signed certificate is rejected against the system's trust store, and the message says so."""
     [receiver], origin, pool = fetch(certs["good"], UpstreamTlsConfig(server_name="localhost"))
     message = str(receiver.error)
     assert isinstance(receiver.error, BackendCertificateError)
     assert "self-signed certificate" in message and "system's trust store" in message
+    assert logged_errors.take(r"certificate rejected: self-signed certificate")
 
 
-def test_a_backend_that_does_not_speak_tls_is_a_502_tls_error(certs):
+def test_a_backend_that_does_not_speak_tls_is_a_502_tls_error(certs, logged_errors):
     """When an https:// server answers in plain HTTP, the handshake fails with a TLS protocol error."""
     [receiver], origin, pool = fetch(certs["good"], UpstreamTlsConfig(server_name="localhost"), plain=True)
     assert type(receiver.error) is BackendTLSError and "TLS handshake failed" in str(receiver.error)
+    assert logged_errors.take(r"TLS handshake failed: wrong version number")
 
 
 def test_verify_false_accepts_any_certificate(certs):
