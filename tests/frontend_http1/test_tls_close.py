@@ -56,11 +56,19 @@ def test_body_of_unknown_length_to_http10_ends_with_close_notify(tmp_path):
     assert transport.disconnecting
 
 
-@pytest.mark.parametrize("why", ["connection close", "idle timeout", "handler reset"])
+UPGRADE = (
+    b"GET /chat HTTP/1.1\r\nHost: example.test\r\nConnection: keep-alive, Upgrade\r\n"
+    b"Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+SWITCH = ResponseHead(101, ((b"sec-websocket-accept", b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),))
+
+
+@pytest.mark.parametrize("why", ["connection close", "idle timeout", "handler reset", "tunnel end"])
 def test_every_close_sends_close_notify_and_closes_tcp(tmp_path, why):
     """When the front end closes (Connection: close, the idle timeout, a handler
-    resetting mid-body as when the backend dies), the client gets close_notify and TCP
-    is closed without waiting for the abort timer."""
+    resetting mid-body as when the backend dies, the backend ending a WebSocket
+    tunnel), the client gets close_notify and TCP is closed without waiting for the
+    abort timer."""
     protocol, handlers, clock, transport, client = _overTLS(tmp_path, idleTimeout=5.0)
     if why == "connection close":
         _request(client, transport, protocol, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
@@ -69,6 +77,11 @@ def test_every_close_sends_close_notify_and_closes_tcp(tmp_path, why):
         _request(client, transport, protocol, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         handlers[0].respond()
         clock.advance(5.0)
+    elif why == "tunnel end":
+        _request(client, transport, protocol, UPGRADE)
+        handlers[0].stream.writeHeaders(SWITCH)
+        handlers[0].stream.write(b"from the backend")
+        handlers[0].stream.finish()
     else:
         _request(client, transport, protocol, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         stream = handlers[0].stream
