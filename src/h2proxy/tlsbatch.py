@@ -17,10 +17,22 @@ of one read copies them again. Where pyOpenSSL's internals allow it, records are
 decrypted straight into one process-wide buffer (L{_PlaintextBuffer}) and copied
 out once per delivery: on an upload that was about a fifth of the TLS receive
 cost. Otherwise the public C{recv} is used.
+
+Closing is changed too (L{BatchingTLSProtocol.loseConnection},
+L{BatchingTLSProtocol.loseWriteConnection}): Twisted sends close_notify and then
+keeps the TCP connection open until the peer answers with its own, so a client that
+never answers (or a protocol still registered as producer) held every close the
+proxy decided on until the abort timer reset it. Here the TCP connection is closed
+as soon as our close_notify is flushed, as on cleartext: TLS does not require the
+side that closes to wait for the answer (RFC 8446 6.1, RFC 5246 7.2.1). And
+nothing touches OpenSSL once the connection is lost: Twisted drops its
+C{SSL.Connection} in C{connectionLost}, which can run inside a read (the peer's
+close_notify arriving after our TCP half-close), before the send BIO is flushed.
 """
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any
 
 from OpenSSL.SSL import Connection, Error, WantReadError, ZeroReturnError
@@ -82,8 +94,68 @@ class _PlaintextBuffer:
 _PLAINTEXT = _PlaintextBuffer(TLS_DELIVER_LIMIT)
 
 
+class WriteSide(Enum):
+    """Where the write side of a TLS connection stands."""
+
+    #: Application data may be written.
+    OPEN = "open"
+    #: close_notify sent and TCP half-closed: reading goes on (a lingering close).
+    CLOSED = "closed"
+
+
 class BatchingTLSProtocol(TLSMemoryBIOProtocol):
-    """C{TLSMemoryBIOProtocol} with batched record writes and reads (see the module)."""
+    """C{TLSMemoryBIOProtocol} with batched record writes and reads and a close that
+    does not wait for the peer (see the module)."""
+
+    _writeSide = WriteSide.OPEN
+
+    def loseConnection(self) -> None:
+        """Send close_notify and close the TCP connection once it is flushed (see
+        L{_shutdownTLS}); after L{loseWriteConnection}, end the lingering close.
+
+        As with Twisted's, the close waits while a producer is registered (it may
+        still write): a protocol that registered itself for its whole life must
+        unregister before it closes."""
+        if self._writeSide is WriteSide.CLOSED:
+            self.transport.loseConnection()
+            return
+        super().loseConnection()
+
+    def loseWriteConnection(self) -> None:
+        """Send close_notify, then half-close TCP once it is flushed; what the peer
+        still sends is read (and decrypted for the protocol, which may drop it) until
+        L{loseConnection}, its close_notify or its FIN. Without a completed handshake,
+        with a producer registered or with application bytes OpenSSL could not take
+        yet, this is L{loseConnection}, which handles those cases."""
+        if self.disconnecting or not self.connected:
+            return
+        if not self._handshakeDone or self._producer is not None or self._appSendBuffer or self._lostTLSConnection:
+            self.loseConnection()
+            return
+        self.disconnecting = True
+        self._writeSide = WriteSide.CLOSED
+        self._sendCloseNotify()
+        self.transport.loseWriteConnection()
+
+    def _shutdownTLS(self) -> None:
+        """Send close_notify, then close TCP once it is flushed, without waiting for
+        the peer's close_notify (Twisted's waits for it, or for the abort timer). An
+        abort closes TCP itself, at once."""
+        if self._tlsConnection is None:
+            return
+        self._sendCloseNotify()
+        if not self._aborted:
+            self.transport.loseConnection()
+
+    def _sendCloseNotify(self) -> None:
+        """Twisted's C{_shutdownTLS} without its TCP close: C{SSL_shutdown} (once
+        both sides sent close_notify it reports success; mid-handshake it fails, and
+        there is nothing to send), then the send BIO to the transport."""
+        try:
+            self._tlsConnection.shutdown()
+        except Error:
+            pass
+        self._flushSendBIO()
 
     def _write(self, data: bytes) -> None:
         """Twisted's C{_write}, with L{TLS_WRITE_CHUNK} bytes per C{SSL_write} and
@@ -108,7 +180,10 @@ class BatchingTLSProtocol(TLSMemoryBIOProtocol):
         self._flushSendBIO()
 
     def _flushSendBIO(self) -> None:
-        """Write everything in the send BIO to the transport, in as few reads as it takes."""
+        """Write everything in the send BIO to the transport, in as few reads as it
+        takes; nothing once the connection is lost (the BIO is gone with it)."""
+        if self._tlsConnection is None:
+            return
         while True:
             try:
                 data = self._tlsConnection.bio_read(TLS_BIO_READ)

@@ -25,6 +25,7 @@ as on C{SIGTERM}, so a killed supervisor leaves no orphan serving forever.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 import signal
@@ -65,6 +66,12 @@ EXIT_GRACE = 2.0
 METRICS_REPORT_INTERVAL = 1.0
 #: Seconds an exiting worker waits for its last reports to reach the supervisor.
 EXIT_FLUSH_TIMEOUT = 1.0
+#: Seconds between two looks at the connection count by the L{HeapTrimmer}: often
+#: enough to see the peak of a short burst (a look is a few C{len()} calls).
+TRIM_CHECK_INTERVAL = 1.0
+#: Connections closed since the peak that make a heap trim worth its cost (about
+#: 3 MiB of OpenSSL state for TLS connections).
+TRIM_MIN_DROP = 100
 
 
 def open_streams(server) -> int:
@@ -77,6 +84,77 @@ def open_streams(server) -> int:
         for connection in factory.connections
     )
     return h2 + sum(len(factory.connections) for factory in server.http1Factories.values())
+
+
+def open_connections(server) -> int:
+    """Client connections of C{server}, HTTP/2 and HTTP/1.1 (from the accept, once
+    the protocol is chosen, to the close)."""
+    factories = [*server.h2Factories.values(), *server.http1Factories.values()]
+    return sum(len(factory.connections) for factory in factories)
+
+
+def glibc_malloc_trim() -> Callable[[], object] | None:
+    """glibc's C{malloc_trim(0)}, or C{None} where the C library has none (musl,
+    macOS): there, freed memory stays with the process, as before."""
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return lambda: trim(0)
+
+
+class HeapTrimmer:
+    """Gives the C heap that closed connections freed back to the system.
+
+    Each TLS connection holds some 30 KiB of OpenSSL state, allocated with
+    C{malloc}. When a burst of connections closes, glibc keeps what they freed
+    (only free memory at the very top of the heap is returned by itself), so the
+    worker's RSS stayed at its peak: 54 MiB before 1,000 idle TLS connections, 89
+    MiB with them, 89 MiB after. C{malloc_trim(0)} returns every free page.
+
+    It walks the heap (a few milliseconds for a hundred MiB), so it runs only when
+    the count of open connections has fallen by at least C{minDrop} below its peak
+    since the previous trim, looked at every C{interval} seconds on the given clock.
+
+    @ivar trims: how many times the heap was trimmed.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        connections: Callable[[], int],
+        trim: Callable[[], object],
+        interval: float = TRIM_CHECK_INTERVAL,
+        minDrop: int = TRIM_MIN_DROP,
+    ) -> None:
+        self._connections = connections
+        self._trim = trim
+        self._minDrop = minDrop
+        self._peak = 0
+        self.trims = 0
+        self._loop = task.LoopingCall(self.check)
+        self._loop.clock = clock
+        self._interval = interval
+
+    def start(self) -> None:
+        self._loop.start(self._interval, now=True)
+
+    def stop(self) -> None:
+        if self._loop.running:
+            self._loop.stop()
+
+    def check(self) -> None:
+        """Trim if the connection count fell far enough below its peak since the last trim."""
+        count = self._connections()
+        if count >= self._peak:
+            self._peak = count
+        elif self._peak - count >= self._minDrop:
+            self._trim()
+            self.trims += 1
+            self._peak = count
 
 
 @implementer(IHalfCloseableProtocol)
@@ -364,6 +442,9 @@ def main() -> int:
         worker.start()
         settle_heap()
         collect_periodically(reactor)
+        trim = glibc_malloc_trim()
+        if worker.server is not None and trim is not None:
+            HeapTrimmer(reactor, lambda: open_connections(worker.server), trim).start()
 
     reactor.callWhenRunning(run)
     reactor.run()

@@ -147,3 +147,14 @@ def test_contexts_are_rebuilt_from_memory(tlsConfig, tmp_path):
     clock.advance(60)
     handshake(tls, clientContext())
     assert tls.generation == 2
+
+
+def test_contexts_release_idle_record_buffers(tlsConfig):
+    """When a listener's context is built (and rebuilt), it sets SSL_MODE_RELEASE_BUFFERS,
+    so an idle connection holds no OpenSSL read or write record buffer. C{set_mode(0)}
+    adds nothing and returns the context's mode."""
+    clock = Clock()
+    tls = ServerTLS(tlsConfig, clock)
+    assert tls.default.set_mode(0) & SSL.MODE_RELEASE_BUFFERS
+    clock.advance(tlsConfig.ticket_key_rotation)
+    assert tls.currentContext().set_mode(0) & SSL.MODE_RELEASE_BUFFERS

@@ -287,6 +287,7 @@ class H2Connection(Protocol, TimeoutMixin):
 
     def connectionMade(self) -> None:
         """Send our SETTINGS, raise the connection window, start the idle timer."""
+        self._hostAddress = self.transport.getHost()
         disableNagle(self.transport)
         self.transport.registerProducer(self, True)
         self.conn.initiate_connection()
@@ -398,13 +399,14 @@ class H2Connection(Protocol, TimeoutMixin):
         this connection held the transport: a reference cycle that only the cyclic
         collector could free, so closed connections, with all their stream and
         HPACK state, waited for its rare full passes (about 1.5 MiB more per 40,000
-        requests on 32 connections)."""
+        requests on 32 connections). A lost TCP transport still knows the peer's
+        address but not the local one (it asks the socket, gone by now), so that
+        one was read in C{connectionMade}."""
         transport = self.transport
         if transport is None:
             return
         if self._peerAddress is None:
             self._peerAddress = transport.getPeer()
-        self._hostAddress = transport.getHost()
         self.transport = None
 
     # -- IPushProducer (driven by the transport) --------------------------------
@@ -545,8 +547,8 @@ class H2Connection(Protocol, TimeoutMixin):
         return peer
 
     def getHost(self) -> IAddress:
-        transport = self.transport
-        return transport.getHost() if transport is not None else self._hostAddress
+        """The local address, read when the connection was made."""
+        return self._hostAddress  # type: ignore[return-value]
 
     def gracefulShutdown(self) -> None:
         """h2o's graceful GOAWAY: GOAWAY(2^31-1, NO_ERROR) now, so that requests in
@@ -1229,7 +1231,13 @@ class H2Connection(Protocol, TimeoutMixin):
 
     def _closeTransport(self) -> None:
         """Close after the output is flushed; where the transport can half-close
-        (TCP), close the write side first and linger (see L{LINGER})."""
+        (TCP; TLS: close_notify, then TCP's half-close), close the write side first
+        and linger (see L{LINGER}).
+
+        The connection stops being the transport's producer first: a TLS transport
+        does not start its close while a producer is registered, so every close
+        waited for the abort timer and ended in a reset."""
+        self.transport.unregisterProducer()
         loseWriteConnection = getattr(self.transport, "loseWriteConnection", None)
         if loseWriteConnection is None:
             self.transport.loseConnection()

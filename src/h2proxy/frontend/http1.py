@@ -385,7 +385,8 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
         self._again = False
         self._tunnel = False
         self._abortTimer: IDelayedCall | None = None
-        self._addresses: tuple[IAddress, IAddress] | None = None
+        self._peer: IAddress | None = None
+        self._host: IAddress | None = None
 
     def callLater(self, period: float, func: Callable[[], object]) -> IDelayedCall:
         """TimeoutMixin's clock: the injected reactor, never the global one."""
@@ -399,6 +400,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
 
     def connectionMade(self) -> None:
         self.factory.connections.add(self)
+        self._host = self.transport.getHost()
         disableNagle(self.transport)
         self.transport.registerProducer(self, True)
         self._updateTimer()
@@ -441,19 +443,20 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
     def _releaseTransport(self) -> None:
         """Let go of the transport once lost (its addresses kept for late callers):
         it holds this protocol as its producer, and the reference cycle left every
-        closed connection to the cyclic collector."""
+        closed connection to the cyclic collector. The peer's address is still known
+        to a lost TCP transport; the local one is not (it asks the socket, which is
+        gone by now), so it was read in C{connectionMade}."""
         transport = self.transport
         if transport is not None:
-            self._addresses = (transport.getPeer(), transport.getHost())
+            self._peer = transport.getPeer()
             self.transport = None
 
     def getPeer(self) -> IAddress:
         transport = self.transport
-        return transport.getPeer() if transport is not None else self._addresses[0]  # type: ignore[index]
+        return transport.getPeer() if transport is not None else self._peer  # type: ignore[return-value]
 
     def getHost(self) -> IAddress:
-        transport = self.transport
-        return transport.getHost() if transport is not None else self._addresses[1]  # type: ignore[index]
+        return self._host  # type: ignore[return-value]
 
     def timeoutConnection(self) -> None:
         """The client stalled: between requests, mid-head, mid-body or not reading."""
@@ -674,11 +677,16 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
         )
 
     def _close(self) -> None:
-        """Close after what was written is flushed; abort if the client never reads it."""
+        """Close after what was written is flushed; abort if the client never reads it.
+
+        This protocol stops being the transport's producer first: a TLS transport
+        does not start its close (close_notify) while a producer is registered, so
+        every close waited for the abort timer and ended in a reset."""
         if self._gone:
             return
         self._gone = True
         self.setTimeout(None)
+        self.transport.unregisterProducer()
         self.transport.loseConnection()
         if self.factory.abortTimeout is not None:
             self._abortTimer = self._reactor.callLater(self.factory.abortTimeout, self.transport.abortConnection)
