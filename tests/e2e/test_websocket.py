@@ -174,6 +174,20 @@ def test_h2_client_end_stream_closes_the_backend(daemon, origin):
         ws.client.close()
 
 
+def test_h2_client_close_with_end_stream_gets_the_backend_close(daemon):
+    """When the h2 client sends its Close frame with END_STREAM (as Chromium does), the stream stays open for the backend's answer: the client gets the backend's Close frame, then END_STREAM (no reset)."""
+    ws = H2WebSocket(daemon.ports["tls"])
+    try:
+        ws.send(client_frame(b"ping"))
+        assert ws.receive(1) == [(0x1, b"ping")]
+        ws.send(client_frame((1000).to_bytes(2, "big") + b"bye", opcode=0x8), end=True)
+        assert ws.receive(1) == [(0x8, (1000).to_bytes(2, "big") + b"bye")]
+        ws.client.run_until(ws.ended, TIMEOUT)
+        assert not any(isinstance(e, h2.events.StreamReset) and e.stream_id == ws.stream for e in ws.client.events)
+    finally:
+        ws.client.close()
+
+
 def test_h2_backend_close_ends_the_stream(daemon):
     """When the backend closes the WebSocket, the client gets its Close frame and then END_STREAM."""
     ws = H2WebSocket(daemon.ports["tls"])
