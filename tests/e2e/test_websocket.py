@@ -8,6 +8,8 @@ import http.client
 import json
 import os
 import socket
+import ssl
+import time
 
 import h2.events
 import h2.settings
@@ -269,3 +271,71 @@ def test_http1_backend_close_closes_the_client(daemon):
         assert ws.at_eof()
     finally:
         ws.sock.close()
+
+
+# -- the websockets client library (HTTP/1.1 Upgrade, TLS and cleartext) ------------
+
+#: The daemon's abort timer (how long a closing client connection may take to flush)
+#: is set far above the bound below: a close that waits for it is unmistakable.
+ABORT_TIMEOUT = 120.0
+#: How long the client waits for the proxy to close the TCP connection after the
+#: closing handshake, above the bound so that a late close is measured, not cut off.
+CLIENT_CLOSE_TIMEOUT = 60.0
+#: A clean close completes in well under this (the handshake is two frames and a FIN).
+CLOSE_BOUND = 5.0
+
+
+@pytest.fixture(scope="module")
+def long_abort_daemon(tmp_path_factory, origin, certificate):
+    workdir = tmp_path_factory.mktemp("websocket-client")
+    config = base_config(origin.port, certificate, timeouts={"abort": ABORT_TIMEOUT})
+    proxy = start_proxy(write_config(workdir, config), ["tls", "h2c"])
+    yield proxy
+    proxy.stop()
+
+
+def websockets_client(proxy, listener: str, certificate):
+    """A websockets client connected through C{listener} to the origin's /ws, over
+    HTTP/1.1 (the library sends no ALPN, so a TLS listener speaks HTTP/1.1 to it)."""
+    from websockets.sync.client import connect
+
+    if listener == "tls":
+        context = ssl.create_default_context(cafile=certificate[0])
+        url = f"wss://127.0.0.1:{proxy.ports['tls']}/ws"
+    else:
+        context = None
+        url = f"ws://127.0.0.1:{proxy.ports['h2c']}/ws"
+    return connect(url, ssl=context, subprotocols=["echo"], open_timeout=TIMEOUT, close_timeout=CLIENT_CLOSE_TIMEOUT)
+
+
+@pytest.mark.parametrize("listener", ["tls", "h2c"])
+def test_websockets_client_close_is_clean_and_prompt(long_abort_daemon, origin, certificate, listener):
+    """When the websockets client echoes a message and closes, it gets the backend's Close (1000) back and the proxy closes the connection at once, well before the abort timer."""
+    with websockets_client(long_abort_daemon, listener, certificate) as ws:
+        assert ws.subprotocol == "echo"
+        ws.send("ping")
+        assert ws.recv(TIMEOUT) == "ping"
+        during = origin_open(origin.port)
+        started = time.monotonic()
+        ws.close(1000, "client done")
+        elapsed = time.monotonic() - started
+    assert (ws.close_code, ws.close_reason) == (1000, "client done")
+    assert elapsed < CLOSE_BOUND, f"close took {elapsed:.1f}s"
+    wait_origin_open(origin.port, during - 1)
+
+
+@pytest.mark.parametrize("listener", ["tls", "h2c"])
+def test_websockets_server_close_is_clean_and_prompt(long_abort_daemon, certificate, listener):
+    """When the backend closes the WebSocket (the origin's ``close`` message), the websockets client gets Close 1000 and the connection ends promptly."""
+    from websockets.exceptions import ConnectionClosedOK
+
+    with websockets_client(long_abort_daemon, listener, certificate) as ws:
+        ws.send("ping")
+        assert ws.recv(TIMEOUT) == "ping"
+        started = time.monotonic()
+        ws.send("close")
+        with pytest.raises(ConnectionClosedOK):
+            ws.recv(TIMEOUT)
+        elapsed = time.monotonic() - started
+    assert ws.close_code == 1000
+    assert elapsed < CLOSE_BOUND, f"close took {elapsed:.1f}s"
