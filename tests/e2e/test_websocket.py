@@ -16,9 +16,11 @@ import h2.settings
 import pytest
 
 from h2proxy.devtools.origin import ws_frame
+from tests.config.certs import make_self_signed
 from tests.e2e.conftest import base_config
 from tests.e2e.h2client import H2Client
 from tests.e2e.harness import poll_until, start_proxy, write_config
+from tests.e2e.test_upstreams_pooling import start_named_origin
 
 MESSAGES = 10_000
 BATCH = 250
@@ -199,6 +201,34 @@ def test_h2_backend_close_ends_the_stream(daemon):
         ws.client.run_until(ws.ended, TIMEOUT)
         assert not any(isinstance(e, h2.events.StreamReset) and e.stream_id == ws.stream and e.error_code
                        for e in ws.client.events)
+    finally:
+        ws.client.close()
+
+
+@pytest.fixture(scope="module")
+def tls_backend_daemon(tmp_path_factory, certificate):
+    """The daemon in front of the origin serving HTTPS (an https:// upstream)."""
+    workdir = tmp_path_factory.mktemp("websocket-tls-backend")
+    backend_cert = make_self_signed(workdir / "backend-certs", ["localhost", "127.0.0.1"], name="backend")
+    secure = start_named_origin(workdir, "secure", tls=backend_cert)
+    upstreams = {"app": {"servers": [{"address": f"https://127.0.0.1:{secure.port}"}],
+                         "tls": {"ca_file": backend_cert[0], "server_name": "localhost"}}}
+    proxy = start_proxy(write_config(workdir, base_config(secure.port, certificate, upstreams=upstreams)), ["tls"])
+    yield proxy
+    proxy.stop()
+    secure.stop()
+
+
+def test_h2_client_close_with_end_stream_over_a_tls_backend(tls_backend_daemon):
+    """When the backend is reached over TLS and the h2 client sends its Close frame with END_STREAM, the client still gets the backend's Close frame, then END_STREAM (no reset)."""
+    ws = H2WebSocket(tls_backend_daemon.ports["tls"])
+    try:
+        ws.send(client_frame(b"ping"))
+        assert ws.receive(1) == [(0x1, b"ping")]
+        ws.send(client_frame((1000).to_bytes(2, "big"), opcode=0x8), end=True)
+        assert ws.receive(1) == [(0x8, (1000).to_bytes(2, "big"))]
+        ws.client.run_until(ws.ended, TIMEOUT)
+        assert not any(isinstance(e, h2.events.StreamReset) and e.stream_id == ws.stream for e in ws.client.events)
     finally:
         ws.client.close()
 

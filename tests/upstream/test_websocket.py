@@ -4,7 +4,7 @@ backend connection into a raw pipe (WebSocket tunnel), never reused."""
 from __future__ import annotations
 
 import pytest
-from twisted.internet.interfaces import IHalfCloseableDescriptor
+from twisted.internet.interfaces import IHalfCloseableDescriptor, ISSLTransport
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -41,6 +41,12 @@ class TCPTransport(StringTransport):
 
     def readConnectionLost(self, reason: Failure) -> None:
         """IHalfCloseableDescriptor; not called by these tests."""
+
+
+@implementer(ISSLTransport)
+class TLSLikeTransport(TCPTransport):
+    """What Twisted's TLS transport looks like from above: an ISSLTransport that
+    also provides the TCP transport's IHalfCloseableDescriptor."""
 
 
 def ws(**kw):
@@ -109,8 +115,8 @@ def test_our_close_half_closes_and_the_backends_answer_still_arrives():
     assert owner.idle == [] and owner.gone == [protocol]
 
 
-def test_our_close_on_a_transport_without_half_close_closes_it():
-    """When the transport cannot half-close (Twisted's TLS), our end of the tunnel is its loseConnection, which sends close_notify and reads on until the backend's."""
+def test_our_close_without_a_half_close_is_loseConnection():
+    """When the transport cannot half-close, our end of the tunnel closes it."""
     clock = MemoryReactorClock()
     protocol = HTTP11ClientProtocol(reactor=clock, responseTimeout=10.0, owner=Owner())
     transport = StringTransport()
@@ -119,6 +125,22 @@ def test_our_close_on_a_transport_without_half_close_closes_it():
     protocol.dataReceived(SWITCHED)
     protocol.finishBody()
     assert transport.disconnecting and protocol.state is ClientState.TUNNEL_CLOSING
+
+
+def test_our_close_over_tls_sends_nothing_and_waits_for_the_backend():
+    """When the tunnel runs over TLS (whose transport also shows the TCP transport's IHalfCloseableDescriptor), our end sends nothing, neither a half-close under TLS nor a close_notify most servers take as a full close: the backend's Close frame and close still arrive and end the response."""
+    clock = MemoryReactorClock()
+    protocol = HTTP11ClientProtocol(reactor=clock, responseTimeout=10.0, owner=Owner())
+    transport = TLSLikeTransport()
+    protocol.makeConnection(transport)
+    listener = send(protocol, ws())
+    protocol.dataReceived(SWITCHED)
+    protocol.finishBody()
+    assert not transport.disconnecting and not transport.writeClosed
+    assert protocol.state is ClientState.TUNNEL_CLOSING
+    protocol.dataReceived(b"\x88\x02\x03\xe8")
+    protocol.connectionLost(closed_cleanly())
+    assert listener.body == b"\x88\x02\x03\xe8" and listener.outcome == ("end", ())
 
 
 def test_half_closed_tunnel_waits_at_most_the_close_timeout():

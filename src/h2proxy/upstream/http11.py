@@ -28,7 +28,7 @@ from typing import Protocol as TypingProtocol
 from twisted.internet import defer
 from twisted.internet.base import DelayedCall
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IHalfCloseableDescriptor, IHandshakeListener, IReactorTime
+from twisted.internet.interfaces import IHalfCloseableDescriptor, IHandshakeListener, IReactorTime, ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -812,7 +812,7 @@ class HTTP11ClientProtocol(Protocol):
         C{tunnelIdleTimeout}, restarted by bytes either way.
       - C{TUNNEL_CLOSING}: the request side of the tunnel ended (the client's
         END_STREAM or FIN): our side is closed for writing only (a TCP half-close;
-        on TLS, our close_notify), and the backend's bytes are still read and
+        on TLS, nothing is sent, see L{halfClose}), and the backend's bytes are still read and
         delivered, its Close frame included, until it closes; then the response
         ends as in C{TUNNEL}. The timer is at most L{TUNNEL_CLOSE_TIMEOUT}.
       - C{CLOSED}: closed or unusable; terminal. If the backend closed while we were
@@ -1291,11 +1291,20 @@ class HTTP11ClientProtocol(Protocol):
 
 
 def halfClose(transport: object) -> None:
-    """Close C{transport} for writing, reading on. A TCP transport does a half-close
-    (C{loseWriteConnection}, the backend reads EOF; the protocol is not an
+    """Stop writing to the backend, reading on. A TCP transport does a half-close
+    (C{loseWriteConnection}: the backend reads EOF; the protocol is not an
     C{IHalfCloseableProtocol}, so the backend's own EOF is a plain
-    C{connectionLost}). Twisted's TLS transport has no half-close, but its
-    C{loseConnection} sends close_notify and keeps reading until the backend's."""
+    C{connectionLost}); a transport without one is closed.
+
+    Over TLS nothing is sent. A close_notify is no half-close to most servers
+    (TLS 1.2 says to answer it and close at once, pending writes dropped), so the
+    backend's answering Close frame would be lost; and Twisted's TLS transport
+    copies the interfaces of the TCP transport under it, whose
+    C{loseWriteConnection} would cut the socket under the TLS layer. The backend's
+    own close (a WebSocket server closes after answering a Close frame) or
+    L{TUNNEL_CLOSE_TIMEOUT} ends the tunnel."""
+    if ISSLTransport.providedBy(transport):
+        return
     if IHalfCloseableDescriptor.providedBy(transport):
         transport.loseWriteConnection()  # type: ignore[attr-defined]
     else:
