@@ -310,7 +310,7 @@ def test_http1_backend_close_closes_the_client(daemon):
 ABORT_TIMEOUT = 120.0
 #: How long the client waits for the proxy to close the TCP connection after the
 #: closing handshake, above the bound so that a late close is measured, not cut off.
-CLIENT_CLOSE_TIMEOUT = 60.0
+CLIENT_CLOSE_TIMEOUT = 20.0
 #: A clean close completes in well under this (the handshake is two frames and a FIN).
 CLOSE_BOUND = 5.0
 
