@@ -8,15 +8,19 @@ import http.client
 import json
 import os
 import socket
+import ssl
+import time
 
 import h2.events
 import h2.settings
 import pytest
 
 from h2proxy.devtools.origin import ws_frame
+from tests.config.certs import make_self_signed
 from tests.e2e.conftest import base_config
 from tests.e2e.h2client import H2Client
 from tests.e2e.harness import poll_until, start_proxy, write_config
+from tests.e2e.test_upstreams_pooling import start_named_origin
 
 MESSAGES = 10_000
 BATCH = 250
@@ -174,6 +178,20 @@ def test_h2_client_end_stream_closes_the_backend(daemon, origin):
         ws.client.close()
 
 
+def test_h2_client_close_with_end_stream_gets_the_backend_close(daemon):
+    """When the h2 client sends its Close frame with END_STREAM (as Chromium does), the stream stays open for the backend's answer: the client gets the backend's Close frame, then END_STREAM (no reset)."""
+    ws = H2WebSocket(daemon.ports["tls"])
+    try:
+        ws.send(client_frame(b"ping"))
+        assert ws.receive(1) == [(0x1, b"ping")]
+        ws.send(client_frame((1000).to_bytes(2, "big") + b"bye", opcode=0x8), end=True)
+        assert ws.receive(1) == [(0x8, (1000).to_bytes(2, "big") + b"bye")]
+        ws.client.run_until(ws.ended, TIMEOUT)
+        assert not any(isinstance(e, h2.events.StreamReset) and e.stream_id == ws.stream for e in ws.client.events)
+    finally:
+        ws.client.close()
+
+
 def test_h2_backend_close_ends_the_stream(daemon):
     """When the backend closes the WebSocket, the client gets its Close frame and then END_STREAM."""
     ws = H2WebSocket(daemon.ports["tls"])
@@ -183,6 +201,34 @@ def test_h2_backend_close_ends_the_stream(daemon):
         ws.client.run_until(ws.ended, TIMEOUT)
         assert not any(isinstance(e, h2.events.StreamReset) and e.stream_id == ws.stream and e.error_code
                        for e in ws.client.events)
+    finally:
+        ws.client.close()
+
+
+@pytest.fixture(scope="module")
+def tls_backend_daemon(tmp_path_factory, certificate):
+    """The daemon in front of the origin serving HTTPS (an https:// upstream)."""
+    workdir = tmp_path_factory.mktemp("websocket-tls-backend")
+    backend_cert = make_self_signed(workdir / "backend-certs", ["localhost", "127.0.0.1"], name="backend")
+    secure = start_named_origin(workdir, "secure", tls=backend_cert)
+    upstreams = {"app": {"servers": [{"address": f"https://127.0.0.1:{secure.port}"}],
+                         "tls": {"ca_file": backend_cert[0], "server_name": "localhost"}}}
+    proxy = start_proxy(write_config(workdir, base_config(secure.port, certificate, upstreams=upstreams)), ["tls"])
+    yield proxy
+    proxy.stop()
+    secure.stop()
+
+
+def test_h2_client_close_with_end_stream_over_a_tls_backend(tls_backend_daemon):
+    """When the backend is reached over TLS and the h2 client sends its Close frame with END_STREAM, the client still gets the backend's Close frame, then END_STREAM (no reset)."""
+    ws = H2WebSocket(tls_backend_daemon.ports["tls"])
+    try:
+        ws.send(client_frame(b"ping"))
+        assert ws.receive(1) == [(0x1, b"ping")]
+        ws.send(client_frame((1000).to_bytes(2, "big"), opcode=0x8), end=True)
+        assert ws.receive(1) == [(0x8, (1000).to_bytes(2, "big"))]
+        ws.client.run_until(ws.ended, TIMEOUT)
+        assert not any(isinstance(e, h2.events.StreamReset) and e.stream_id == ws.stream for e in ws.client.events)
     finally:
         ws.client.close()
 
@@ -255,3 +301,71 @@ def test_http1_backend_close_closes_the_client(daemon):
         assert ws.at_eof()
     finally:
         ws.sock.close()
+
+
+# -- the websockets client library (HTTP/1.1 Upgrade, TLS and cleartext) ------------
+
+#: The daemon's abort timer (how long a closing client connection may take to flush)
+#: is set far above the bound below: a close that waits for it is unmistakable.
+ABORT_TIMEOUT = 120.0
+#: How long the client waits for the proxy to close the TCP connection after the
+#: closing handshake, above the bound so that a late close is measured, not cut off.
+CLIENT_CLOSE_TIMEOUT = 20.0
+#: A clean close completes in well under this (the handshake is two frames and a FIN).
+CLOSE_BOUND = 5.0
+
+
+@pytest.fixture(scope="module")
+def long_abort_daemon(tmp_path_factory, origin, certificate):
+    workdir = tmp_path_factory.mktemp("websocket-client")
+    config = base_config(origin.port, certificate, timeouts={"abort": ABORT_TIMEOUT})
+    proxy = start_proxy(write_config(workdir, config), ["tls", "h2c"])
+    yield proxy
+    proxy.stop()
+
+
+def websockets_client(proxy, listener: str, certificate):
+    """A websockets client connected through C{listener} to the origin's /ws, over
+    HTTP/1.1 (the library sends no ALPN, so a TLS listener speaks HTTP/1.1 to it)."""
+    from websockets.sync.client import connect
+
+    if listener == "tls":
+        context = ssl.create_default_context(cafile=certificate[0])
+        url = f"wss://127.0.0.1:{proxy.ports['tls']}/ws"
+    else:
+        context = None
+        url = f"ws://127.0.0.1:{proxy.ports['h2c']}/ws"
+    return connect(url, ssl=context, subprotocols=["echo"], open_timeout=TIMEOUT, close_timeout=CLIENT_CLOSE_TIMEOUT)
+
+
+@pytest.mark.parametrize("listener", ["tls", "h2c"])
+def test_websockets_client_close_is_clean_and_prompt(long_abort_daemon, origin, certificate, listener):
+    """When the websockets client echoes a message and closes, it gets the backend's Close (1000) back and the proxy closes the connection at once, well before the abort timer."""
+    with websockets_client(long_abort_daemon, listener, certificate) as ws:
+        assert ws.subprotocol == "echo"
+        ws.send("ping")
+        assert ws.recv(TIMEOUT) == "ping"
+        during = origin_open(origin.port)
+        started = time.monotonic()
+        ws.close(1000, "client done")
+        elapsed = time.monotonic() - started
+    assert (ws.close_code, ws.close_reason) == (1000, "client done")
+    assert elapsed < CLOSE_BOUND, f"close took {elapsed:.1f}s"
+    wait_origin_open(origin.port, during - 1)
+
+
+@pytest.mark.parametrize("listener", ["tls", "h2c"])
+def test_websockets_server_close_is_clean_and_prompt(long_abort_daemon, certificate, listener):
+    """When the backend closes the WebSocket (the origin's ``close`` message), the websockets client gets Close 1000 and the connection ends promptly."""
+    from websockets.exceptions import ConnectionClosedOK
+
+    with websockets_client(long_abort_daemon, listener, certificate) as ws:
+        ws.send("ping")
+        assert ws.recv(TIMEOUT) == "ping"
+        started = time.monotonic()
+        ws.send("close")
+        with pytest.raises(ConnectionClosedOK):
+            ws.recv(TIMEOUT)
+        elapsed = time.monotonic() - started
+    assert ws.close_code == 1000
+    assert elapsed < CLOSE_BOUND, f"close took {elapsed:.1f}s"

@@ -164,3 +164,22 @@ def test_paused_tunnel_returns_no_window_credit():
     handler.stream.resumeProducing()
     client.flush()
     assert handler.body == b"x" * 1000
+
+
+def test_tunnel_stays_half_closed_after_end_stream_for_the_servers_close():
+    """When the client sends its Close frame with END_STREAM, the stream stays open on our side: bytes written afterwards (the server's Close frame) go out as DATA, and finish then ends the stream with END_STREAM, not RST_STREAM."""
+    server, client = connected(handlerClass=Accepting)
+    streamID = open_tunnel(client)
+    handler = server.handlers[streamID]
+    client.conn.send_data(streamID, b"\x88\x82abcd\x62\xea", end_stream=True)
+    client.flush()
+    assert handler.calls[-1] == "requestEnded" and streamID in server.connection.streams
+    handler.stream.write(b"\x88\x02\x03\xe8")
+    client.flush()
+    response = client.response(streamID)
+    assert response["body"] == b"\x88\x02\x03\xe8" and not response["ended"] and response["reset"] is None
+    handler.stream.finish()
+    client.flush()
+    response = client.response(streamID)
+    assert response["ended"] and response["reset"] is None
+    server.assertNoLeftovers()

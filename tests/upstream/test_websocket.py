@@ -4,11 +4,15 @@ backend connection into a raw pipe (WebSocket tunnel), never reused."""
 from __future__ import annotations
 
 import pytest
+from twisted.internet.interfaces import IHalfCloseableDescriptor, ISSLTransport
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from h2proxy.errors import BackendClosed, BackendProtocolError, BackendTimeout
 from h2proxy.upstream.http11 import (
     ClientState,
+    TUNNEL_CLOSE_TIMEOUT,
     HTTP11ClientProtocol,
     RequestRefused,
     serialize_request_head,
@@ -21,6 +25,30 @@ SWITCHED = (
 )
 
 
+@implementer(IHalfCloseableDescriptor)
+class TCPTransport(StringTransport):
+    """A StringTransport that half-closes like a TCP socket: after
+    C{loseWriteConnection} the peer can still send; after C{loseConnection} it
+    cannot (a real socket never reads what it sends)."""
+
+    writeClosed = False
+
+    def loseWriteConnection(self) -> None:
+        self.writeClosed = True
+
+    def writeConnectionLost(self) -> None:
+        """IHalfCloseableDescriptor; not called by these tests."""
+
+    def readConnectionLost(self, reason: Failure) -> None:
+        """IHalfCloseableDescriptor; not called by these tests."""
+
+
+@implementer(ISSLTransport)
+class TLSLikeTransport(TCPTransport):
+    """What Twisted's TLS transport looks like from above: an ISSLTransport that
+    also provides the TCP transport's IHalfCloseableDescriptor."""
+
+
 def ws(**kw):
     return get(b"/ws", upgrade=b"websocket", **kw)
 
@@ -29,7 +57,7 @@ def tunnel(tunnelIdle: float = 100.0):
     clock = MemoryReactorClock()
     owner = Owner()
     protocol = HTTP11ClientProtocol(reactor=clock, responseTimeout=10.0, owner=owner, idleTimeout=5.0, tunnelIdleTimeout=tunnelIdle)
-    transport = StringTransport()
+    transport = TCPTransport()
     protocol.makeConnection(transport)
     listener = send(protocol, ws())
     return protocol, transport, clock, owner, listener
@@ -73,15 +101,57 @@ def test_101_switches_to_a_raw_pipe_both_ways():
     assert listener.body == b"\x81\x02himore" and listener.outcome is None
 
 
-def test_our_close_half_then_backend_close_ends_the_response():
-    """When the tunnel's request side ends, the connection is closed, and the backend's clean close ends the response; it is never pooled."""
+def test_our_close_half_closes_and_the_backends_answer_still_arrives():
+    """When the tunnel's request side ends, the connection is closed for writing only: what the backend sends next (its Close frame) is delivered, and its clean close ends the response; it is never pooled."""
     protocol, transport, clock, owner, listener = tunnel()
     protocol.dataReceived(SWITCHED)
     protocol.finishBody()
-    assert transport.disconnecting
+    assert transport.writeClosed and not transport.disconnecting
+    assert protocol.state is ClientState.TUNNEL_CLOSING
+    protocol.dataReceived(b"\x88\x02\x03\xe8")
+    assert listener.body == b"\x88\x02\x03\xe8" and listener.outcome is None
     protocol.connectionLost(closed_cleanly())
     assert listener.outcome == ("end", ())
     assert owner.idle == [] and owner.gone == [protocol]
+
+
+def test_our_close_without_a_half_close_is_loseConnection():
+    """When the transport cannot half-close, our end of the tunnel closes it."""
+    clock = MemoryReactorClock()
+    protocol = HTTP11ClientProtocol(reactor=clock, responseTimeout=10.0, owner=Owner())
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    send(protocol, ws())
+    protocol.dataReceived(SWITCHED)
+    protocol.finishBody()
+    assert transport.disconnecting and protocol.state is ClientState.TUNNEL_CLOSING
+
+
+def test_our_close_over_tls_sends_nothing_and_waits_for_the_backend():
+    """When the tunnel runs over TLS (whose transport also shows the TCP transport's IHalfCloseableDescriptor), our end sends nothing, neither a half-close under TLS nor a close_notify most servers take as a full close: the backend's Close frame and close still arrive and end the response."""
+    clock = MemoryReactorClock()
+    protocol = HTTP11ClientProtocol(reactor=clock, responseTimeout=10.0, owner=Owner())
+    transport = TLSLikeTransport()
+    protocol.makeConnection(transport)
+    listener = send(protocol, ws())
+    protocol.dataReceived(SWITCHED)
+    protocol.finishBody()
+    assert not transport.disconnecting and not transport.writeClosed
+    assert protocol.state is ClientState.TUNNEL_CLOSING
+    protocol.dataReceived(b"\x88\x02\x03\xe8")
+    protocol.connectionLost(closed_cleanly())
+    assert listener.body == b"\x88\x02\x03\xe8" and listener.outcome == ("end", ())
+
+
+def test_half_closed_tunnel_waits_at_most_the_close_timeout():
+    """When the backend stays silent after our close, the tunnel fails with BackendTimeout after TUNNEL_CLOSE_TIMEOUT, not the tunnel idle timeout."""
+    protocol, transport, clock, owner, listener = tunnel(tunnelIdle=3600.0)
+    protocol.dataReceived(SWITCHED)
+    protocol.finishBody()
+    clock.advance(TUNNEL_CLOSE_TIMEOUT - 1)
+    assert listener.outcome is None
+    clock.advance(1)
+    assert isinstance(listener.error, BackendTimeout) and transport.disconnecting
 
 
 def test_backend_clean_close_ends_the_response():
@@ -102,12 +172,12 @@ def test_backend_reset_fails_the_tunnel():
 
 
 def test_end_before_the_101_closes_once_switched():
-    """When the request side ends before the 101 arrives, the connection is closed as soon as it switches."""
+    """When the request side ends before the 101 arrives, the connection is closed for writing as soon as it switches."""
     protocol, transport, clock, owner, listener = tunnel()
     protocol.finishBody()
-    assert not transport.disconnecting
+    assert not transport.writeClosed
     protocol.dataReceived(SWITCHED)
-    assert transport.disconnecting
+    assert transport.writeClosed and protocol.state is ClientState.TUNNEL_CLOSING
 
 
 def test_non_101_answer_is_an_ordinary_response():

@@ -28,7 +28,7 @@ from typing import Protocol as TypingProtocol
 from twisted.internet import defer
 from twisted.internet.base import DelayedCall
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IHandshakeListener, IReactorTime
+from twisted.internet.interfaces import IHalfCloseableDescriptor, IHandshakeListener, IReactorTime, ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -66,6 +66,11 @@ MAX_HELD_BODY = 2 * 1024 * 1024
 #: Longest silence (no byte either way) of an upgraded connection (a WebSocket
 #: tunnel) before it is closed, unless the pool says otherwise; 0 disables.
 TUNNEL_IDLE_TIMEOUT = 3600.0
+#: Longest silence of a tunnel whose request side we closed before the backend
+#: closes too. A WebSocket backend answers the client's Close frame and closes at
+#: once (RFC 6455 7.1.1); one that does not is cut off after this, so a half-closed
+#: tunnel cannot linger for the whole tunnel idle timeout.
+TUNNEL_CLOSE_TIMEOUT = 30.0
 
 #: Connection-specific response fields, removed before the head is delivered (RFC 9110
 #: 7.6.1); fields named in ``connection`` are removed too.
@@ -774,6 +779,7 @@ class ClientState(Enum):
     TRANSMITTING = "transmitting"
     WAITING = "waiting"
     TUNNEL = "tunnel"
+    TUNNEL_CLOSING = "tunnel closing"
     CLOSED = "closed"
 
 
@@ -804,6 +810,11 @@ class HTTP11ClientProtocol(Protocol):
         backend's close ends the response (L{ResponseReceiver.responseEnded} for a
         clean close, C{responseFailed} for a reset). Never reused. The idle timer is
         C{tunnelIdleTimeout}, restarted by bytes either way.
+      - C{TUNNEL_CLOSING}: the request side of the tunnel ended (the client's
+        END_STREAM or FIN): our side is closed for writing only (a TCP half-close;
+        on TLS, nothing is sent, see L{halfClose}), and the backend's bytes are still read and
+        delivered, its Close frame included, until it closes; then the response
+        ends as in C{TUNNEL}. The timer is at most L{TUNNEL_CLOSE_TIMEOUT}.
       - C{CLOSED}: closed or unusable; terminal. If the backend closed while we were
         paused, bytes already received are still delivered (on resume) before the
         end or the failure.
@@ -988,6 +999,8 @@ class HTTP11ClientProtocol(Protocol):
         if self.state is ClientState.TUNNEL:
             self._closeTunnel()
             return
+        if self.state is ClientState.TUNNEL_CLOSING:
+            return
         if self.state is ClientState.WAITING and self._parser is not None and self._parser.upgrading:
             self._closeWhenSwitched = True
             return
@@ -1144,11 +1157,20 @@ class HTTP11ClientProtocol(Protocol):
             self._closeTunnel()
 
     def _closeTunnel(self) -> None:
-        """Our side of the tunnel is done: close after the written bytes are
-        flushed; the backend's close completes the response."""
+        """Our side of the tunnel is done: close it for writing once the written
+        bytes are flushed, and go on reading; the backend's close completes the
+        response (C{TUNNEL_CLOSING}). A full close here would drop what the backend
+        still sends, its answering Close frame first, and the client would see the
+        WebSocket end uncleanly (close code 1006)."""
+        self.state = ClientState.TUNNEL_CLOSING
         self._stopProxying()
-        if not self._lost and self.transport is not None:
-            self.transport.loseConnection()
+        if self._lost or self.transport is None:
+            return
+        halfClose(self.transport)
+        if self._idleTimeout <= 0 or self._idleTimeout > TUNNEL_CLOSE_TIMEOUT:
+            self._idleTimeout = TUNNEL_CLOSE_TIMEOUT
+        if not self._paused:
+            self._startTimer()
 
     def _fail(self, error: UpstreamError) -> None:
         """Close the connection, then report C{error} once to the exchange."""
@@ -1256,11 +1278,37 @@ class HTTP11ClientProtocol(Protocol):
         self._timer = None
         if self.state is ClientState.TUNNEL:
             message = f"upgraded connection (WebSocket) idle for {self._idleTimeout:g}s both ways"
+        elif self.state is ClientState.TUNNEL_CLOSING:
+            message = (
+                f"backend did not close the upgraded connection (WebSocket) within "
+                f"{self._idleTimeout:g}s of silence after the client closed its side"
+            )
         elif self._headReceived:
             message = f"backend sent nothing for {self._idleTimeout:g}s in the middle of the response body"
         else:
             message = f"backend sent no response head within {self._timeout:g}s of the request"
         self._fail(BackendTimeout(message))
+
+
+def halfClose(transport: object) -> None:
+    """Stop writing to the backend, reading on. A TCP transport does a half-close
+    (C{loseWriteConnection}: the backend reads EOF; the protocol is not an
+    C{IHalfCloseableProtocol}, so the backend's own EOF is a plain
+    C{connectionLost}); a transport without one is closed.
+
+    Over TLS nothing is sent. A close_notify is no half-close to most servers
+    (TLS 1.2 says to answer it and close at once, pending writes dropped), so the
+    backend's answering Close frame would be lost; and Twisted's TLS transport
+    copies the interfaces of the TCP transport under it, whose
+    C{loseWriteConnection} would cut the socket under the TLS layer. The backend's
+    own close (a WebSocket server closes after answering a Close frame) or
+    L{TUNNEL_CLOSE_TIMEOUT} ends the tunnel."""
+    if ISSLTransport.providedBy(transport):
+        return
+    if IHalfCloseableDescriptor.providedBy(transport):
+        transport.loseWriteConnection()  # type: ignore[attr-defined]
+    else:
+        transport.loseConnection()  # type: ignore[attr-defined]
 
 
 def _tuneTransport(transport: object) -> None:
