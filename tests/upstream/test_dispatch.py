@@ -26,7 +26,6 @@ from h2proxy.errors import (
     BackendTimeout,
     BackendTLSError,
     NoHealthyBackend,
-    QueueFull,
 )
 from h2proxy.message import UpstreamRequest
 from h2proxy.upstream.exchange import MAX_REPLAY_BODY
