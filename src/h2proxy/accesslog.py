@@ -76,8 +76,11 @@ class RequestRecord:
     @ivar upstream: the route's upstream name; empty when none.
     @ivar server: the backend server (C{host:port}) that answered, if any.
     @ivar retries: attempts on another server after the first.
-    @ivar error: the reason (RFC 9209 error type) of a proxy-generated error or of a
-        reset, e.g. C{connection_refused}, C{client_closed}; empty when none.
+    @ivar error: the first cause of an abnormal end (RFC 9209 error type where one
+        fits): a proxy-generated error or the reason of a reset, e.g.
+        C{connection_refused}, C{connection_terminated}, C{client_closed},
+        C{drain_timeout}, C{http_request_error}; empty when none. Set once: a later
+        cause (the reset a backend failure causes) does not replace it.
     @ivar reset: the stream ended by a reset (either side) rather than completing.
     """
 

@@ -45,6 +45,10 @@ class RecordingHandler:
         self.calls.append("requestEnded")
         self.trailers = trailers
 
+    def requestRefused(self, head: RequestHead, status: int) -> None:
+        self.calls.append("requestRefused")
+        self.refused = (head, status)
+
     def streamAborted(self, reason: Failure) -> None:
         self.calls.append("streamAborted")
         self.aborted.append(reason)

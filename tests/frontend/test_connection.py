@@ -222,7 +222,9 @@ def test_polite_400_keeps_the_connection():
     response = client.response(bad)
     assert response["status"] == 400 and response["ended"] and response["reset"] is None
     assert response["body"].startswith(b"400 Bad Request")
-    assert bad not in server.handlers
+    refused = server.handlers[bad]
+    assert refused.calls == ["requestRefused"] and refused.refused[1] == 400
+    assert (refused.refused[0].method, refused.refused[0].path) == (b"GET", b"nope")
     good = client.request(b"/fine")
     assert client.response(good)["status"] == 200
     server.assertNoLeftovers()

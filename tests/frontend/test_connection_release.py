@@ -29,6 +29,9 @@ class _Handler:
     def requestEnded(self, trailers) -> None:
         pass
 
+    def requestRefused(self, head, status) -> None:
+        pass
+
     def streamAborted(self, reason) -> None:
         pass
 

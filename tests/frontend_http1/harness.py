@@ -38,6 +38,9 @@ class RecordingHandler:
     def requestEnded(self, trailers: Headers) -> None:
         self.events.append(("end", trailers))
 
+    def requestRefused(self, head: RequestHead, status: int) -> None:
+        self.events.append(("refused", head, status))
+
     def streamAborted(self, reason: Failure) -> None:
         self.events.append(("aborted", reason))
 

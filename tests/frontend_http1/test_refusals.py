@@ -1,11 +1,17 @@
-"""Requests the front end refuses itself: nothing reaches the handler, the client gets a short error and a close."""
+"""Requests the front end refuses itself: the handler only records the refusal (its
+access log line), the client gets a short error and a close."""
 
 from __future__ import annotations
 
 import pytest
 
 from h2proxy.message import ResponseHead
-from tests.frontend_http1.harness import connect
+from tests.frontend_http1.harness import Harness, connect
+
+
+def only_refused(h: Harness, status: int) -> bool:
+    """The handlers saw exactly one request, as a refusal with C{status}, and nothing else."""
+    return [[event[0::2] for event in handler.events] for handler in h.handlers] == [[("refused", status)]]
 
 H = b"Host: a\r\n"
 
@@ -38,10 +44,10 @@ VECTORS = [
 
 @pytest.mark.parametrize("name, wire, status", VECTORS, ids=[v[0] for v in VECTORS])
 def test_smuggling_vectors_never_reach_the_handler(name, wire, status):
-    """When a request could be read two ways or is malformed, it is refused with a short error and a close, and the handler sees nothing."""
+    """When a request could be read two ways or is malformed, it is refused with a short error and a close, and a handler only records the refusal."""
     h = connect()
     h.feed(wire + b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n")
-    assert h.handlers == []
+    assert only_refused(h, status)
     out = h.output()
     assert out.startswith(b"HTTP/1.1 %d " % status)
     assert b"connection: close\r\n" in out and b"content-type: text/plain" in out
@@ -54,15 +60,16 @@ def test_smuggling_vectors_fed_one_byte_at_a_time(name, wire, status):
     h = connect()
     for i in range(len(wire)):
         h.feed(wire[i : i + 1])
-    assert h.handlers == []
+    assert only_refused(h, status)
     assert h.output().startswith(b"HTTP/1.1 %d " % status)
 
 
 def test_head_over_the_limit_gets_431():
-    """When a head grows past maxHeaderBytes without ending, the client gets 431 and the handler nothing."""
+    """When a head grows past maxHeaderBytes without ending, the client gets 431 and a handler records only the refusal, with the request line."""
     h = connect(maxHeaderBytes=256)
     h.feed(b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 300)
-    assert h.handlers == []
+    assert only_refused(h, 431)
+    assert (h.handlers[0].events[0][1].method, h.handlers[0].events[0][1].path) == (b"GET", b"/")
     assert h.output().startswith(b"HTTP/1.1 431 ")
     assert h.transport.disconnecting
 
@@ -71,7 +78,7 @@ def test_complete_head_over_the_limit_gets_431():
     """When a complete head arrives in one read but exceeds maxHeaderBytes, it is refused with 431."""
     h = connect(maxHeaderBytes=64)
     h.feed(b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 60 + b"\r\n\r\n")
-    assert h.handlers == [] and h.output().startswith(b"HTTP/1.1 431 ")
+    assert only_refused(h, 431) and h.output().startswith(b"HTTP/1.1 431 ")
 
 
 def test_too_many_empty_lines_are_refused():
@@ -87,7 +94,7 @@ def test_bytes_after_a_refusal_are_ignored():
     h.feed(b"GET / HTTP/1.1\r\n\r\n")
     h.output()
     h.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-    assert h.output() == b"" and h.handlers == []
+    assert h.output() == b"" and only_refused(h, 400)
 
 
 def test_bad_chunk_framing_before_the_response_aborts_and_answers_400():
@@ -111,3 +118,16 @@ def test_bad_chunk_framing_after_the_response_started_just_closes():
     h.feed(b"1\r\nbXX")
     assert h.handler.kinds()[-1] == "aborted"
     assert h.output() == b"" and h.transport.disconnecting
+
+
+def test_a_refused_request_line_is_recorded_as_far_as_it_can_be_read():
+    """When the request line has the shape METHOD TARGET VERSION, the refusal names its
+    method and target; when it has not (a space in the target), they are empty."""
+    h = connect()
+    h.feed(b"GET /x HTTP/2.0\r\nHost: a\r\n\r\n")
+    head = h.handlers[0].events[0][1]
+    assert (head.method, head.path) == (b"GET", b"/x")
+    h = connect()
+    h.feed(b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n")
+    head = h.handlers[0].events[0][1]
+    assert (head.method, head.path) == (b"", b"")

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
-from twisted.internet.error import TimeoutError
 from twisted.internet.testing import StringTransport
 
 from h2proxy.frontend.connection import LINGER
+from h2proxy.frontend.handler import REQUEST_ERROR, StreamCut
 from h2proxy.message import ResponseHead
 from tests.frontend.frames import FrameFactory, PREFACE
 from tests.frontend.support import Client, RecordingHandler, Server
@@ -65,7 +65,7 @@ def bodyServer(**kw) -> tuple[Server, Client, RecordingHandler]:
 
 
 def test_a_silent_request_body_gets_408_and_the_handler_is_told():
-    """When the client sends no body bytes for requestBodyTimeout while the handler waits, the client gets 408 and the handler a TimeoutError (so it cancels its backend request)."""
+    """When the client sends no body bytes for requestBodyTimeout while the handler waits, the client gets 408 and the handler a StreamCut saying so (it cancels its backend request and logs the 408)."""
     server, client, handler = bodyServer()
     server.clock.advance(29.9)
     assert handler.aborted == []
@@ -74,7 +74,8 @@ def test_a_silent_request_body_gets_408_and_the_handler_is_told():
     response = client.response(handler.stream.streamID)
     assert response["status"] == 408 and response["ended"]
     assert response["reset"] == E.NO_ERROR  # the client is asked to stop sending
-    assert len(handler.aborted) == 1 and handler.aborted[0].check(TimeoutError)
+    assert len(handler.aborted) == 1 and handler.aborted[0].check(StreamCut)
+    assert (handler.aborted[0].value.reason, handler.aborted[0].value.status) == (REQUEST_ERROR, 408)
     server.assertNoLeftovers()
 
 

@@ -12,6 +12,7 @@ from twisted.python.failure import Failure
 from twisted.internet.testing import MemoryReactorClock
 
 from h2proxy.config.model import (
+    HealthCheckConfig,
     PassiveHealthConfig,
     QueueConfig,
     ServerConfig,
@@ -25,7 +26,6 @@ from h2proxy.errors import (
     BackendTimeout,
     BackendTLSError,
     NoHealthyBackend,
-    QueueFull,
 )
 from h2proxy.message import UpstreamRequest
 from h2proxy.upstream.exchange import MAX_REPLAY_BODY
@@ -167,48 +167,93 @@ def test_a_refusing_server_is_ejected_and_its_requests_served_elsewhere():
 
 
 def test_an_ejected_server_is_tried_again_after_the_backoff_and_readmitted_when_it_answers():
-    """When the back-off has passed, the next request goes to the ejected server again, and a
+    """When the back-off has passed, requests go to the ejected server again, and a
     response puts it back in rotation for good."""
-    pool, clock, [endpoint] = make_pool(passive_health=PassiveHealthConfig(failures=1, backoff=10), retries=0)
+    pool, clock, endpoints = make_pool(servers=2, passive_health=PassiveHealthConfig(failures=1, backoff=10), retries=0)
     pool.request(get(), Receiver())
-    endpoint.fail(ConnectionRefusedError())
+    endpoints[0].fail(ConnectionRefusedError())
+    assert pool.servers[0].health.ejected(clock.seconds())
     clock.advance(10)
+    receivers = [Receiver(), Receiver()]
+    for receiver in receivers:
+        pool.request(get(), receiver)
+    protocol, _ = endpoints[0].succeed()
+    protocol.dataReceived(OK)
+    assert receivers[0].outcome == ("end", ()) or receivers[1].outcome == ("end", ())
+    assert pool.servers[0].health.ejections == 0 and pool.servers[0].available()
+
+
+def test_the_only_server_is_never_ejected():
+    """When the only server of an upstream fails, requests fail (502) but it is not
+    ejected: the next request is sent to it at once, and once the application is back
+    (restarted) it is answered, with no 503 for a back-off."""
+    pool, clock, [endpoint] = make_pool(passive_health=PassiveHealthConfig(failures=1, backoff=10), retries=0)
+    for _ in range(3):
+        failed = Receiver()
+        pool.request(get(), failed)
+        endpoint.fail(ConnectionRefusedError())
+        assert isinstance(failed.error, BackendRefused)
+        assert pool.servers[0].available()
+    clock.advance(0.1)
     receiver = Receiver()
     pool.request(get(), receiver)
     protocol, _ = endpoint.succeed()
     protocol.dataReceived(OK)
-    assert receiver.outcome == ("end", ())
-    assert pool.servers[0].health.ejections == 0 and pool.servers[0].available()
+    assert receiver.outcome == ("end", ()) and len(endpoint.attempts) == 4
 
 
-def test_no_available_server_is_503_at_once_with_retry_after():
-    """When every server is ejected, a request fails with 503 on the next turn, without any connect
-    attempt, and Retry-After says when the first server comes back."""
-    pool, clock, [endpoint] = make_pool(passive_health=PassiveHealthConfig(failures=1, backoff=10), retries=0)
-    first = Receiver()
-    pool.request(get(), first)
-    endpoint.fail(ConnectionRefusedError())
-    assert isinstance(first.error, BackendRefused)
-    clock.advance(3.5)
-    refused = Receiver()
-    pool.request(get(), refused)
-    clock.advance(0)
-    assert isinstance(refused.error, NoHealthyBackend) and refused.error.status == 503
-    assert refused.error.retry_after == 7 and "1 ejected" in str(refused.error)
-    assert len(endpoint.attempts) == 1
-
-
-def test_ejecting_the_last_server_fails_the_queue_at_once():
-    """When the only server is ejected while requests wait in the queue, they fail with 503 at once."""
-    pool, clock, [endpoint] = make_pool(
-        max_connections=1, queue=QUEUE, retries=0, passive_health=PassiveHealthConfig(failures=1)
-    )
+def test_the_last_available_server_is_not_ejected():
+    """When one of two servers is ejected and the other then fails too, the other stays
+    in rotation: an upstream never ejects its last available server."""
+    pool, clock, endpoints = make_pool(servers=2, passive_health=PassiveHealthConfig(failures=1, backoff=10), retries=0)
     pool.request(get(), Receiver())
-    waiting = Receiver()
-    pool.request(get(), waiting)
+    pool.request(get(), Receiver())
+    endpoints[0].fail(ConnectionRefusedError())
+    endpoints[1].fail(ConnectionRefusedError())
+    now = clock.seconds()
+    assert pool.servers[0].health.ejected(now) and pool.servers[1].available()
+    receiver = Receiver()
+    pool.request(get(), receiver)
+    assert endpoints[1].pending == 1 and endpoints[0].pending == 0
+
+
+def test_with_every_server_out_the_one_whose_backoff_ends_first_is_tried():
+    """When every server is out of rotation (one ejected, the other marked down by its
+    health checks), a request goes to the ejected one rather than failing with 503 for
+    the whole back-off; its answer re-admits it."""
+    check = HealthCheckConfig(interval=60, timeout=1, healthy_threshold=1, unhealthy_threshold=1)
+    pool, clock, endpoints = make_pool(
+        servers=2, passive_health=PassiveHealthConfig(failures=1, backoff=100), retries=0, health_check=check
+    )
+    clock.advance(0)
+    for endpoint in endpoints:
+        endpoint.succeed()[0].dataReceived(OK)  # both checks pass
+    pool.request(get(), Receiver())
+    pool.request(get(), Receiver())
+    endpoints[0].fail(ConnectionRefusedError())  # server 0 ejected (server 1 is available)
+    endpoints[1].succeed()[0].dataReceived(OK)
+    clock.advance(60)
+    endpoints[1].fail(ConnectionRefusedError())  # server 1's check: marked down
+    assert not any(server.available() for server in pool.servers)
+    receiver = Receiver()
+    pool.request(get(), receiver)
+    clock.advance(0)
+    assert receiver.error is None and endpoints[0].pending == 2  # its check and the request
+    endpoints[0].succeed()[0].dataReceived(OK)
+    assert receiver.outcome == ("end", ()) and pool.servers[0].available()
+
+
+def test_a_server_marked_down_is_not_a_last_resort():
+    """When the only server is marked down by its health checks, requests fail with 503 at
+    once (an explicit failed check is honoured), rather than going to it."""
+    check = HealthCheckConfig(interval=60, timeout=1, healthy_threshold=1, unhealthy_threshold=1)
+    pool, clock, [endpoint] = make_pool(retries=0, health_check=check)
+    clock.advance(0)
     endpoint.fail(ConnectionRefusedError())
-    assert isinstance(waiting.error, NoHealthyBackend) and not isinstance(waiting.error, QueueFull)
-    assert pool.waitingCount == 0 and clock.getDelayedCalls() == []
+    receiver = Receiver()
+    pool.request(get(), receiver)
+    clock.advance(0)
+    assert isinstance(receiver.error, NoHealthyBackend) and endpoint.pending == 0
 
 
 def test_a_stale_pooled_connection_does_not_count_against_the_server():

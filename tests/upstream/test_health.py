@@ -101,3 +101,24 @@ def test_without_active_checks_failed_checks_do_nothing():
     for _ in range(5):
         assert health.checkFailed() is False
     assert health.available(0)
+
+
+def test_the_last_available_server_is_not_ejected_but_its_failures_count():
+    """When a failure would eject the upstream's last available server, nothing is
+    ejected; once another server is available again, the next failure ejects it."""
+    health = ServerHealth(PASSIVE)
+    for when in range(5):
+        assert health.requestFailed(when, lastAvailable=True) is None
+    assert health.available(5)
+    assert health.requestFailed(6) == 10.0
+
+
+def test_an_answer_ends_a_running_ejection():
+    """When an ejected server answers (a last-resort request, or one under way), it is
+    available again at once rather than at the end of its back-off."""
+    health = ServerHealth(PASSIVE)
+    for _ in range(3):
+        health.requestFailed(0)
+    assert not health.available(1)
+    assert health.requestSucceeded() is True
+    assert health.available(1) and health.availableIn(1) == 0.0

@@ -40,6 +40,7 @@ from h2proxy.bridge.body import BUFFER_IN_MEMORY, BodyBuffer, BodyTooLarge, Buff
 from h2proxy.bridge.headers import ForwardingPolicy, RequestFacts, UnforwardableRequest
 from h2proxy.bridge.routing import Route, Router
 from h2proxy.errors import UpstreamError
+from h2proxy.frontend.handler import REQUEST_ERROR, StreamCut
 from h2proxy.message import Headers, RequestHead, ResponseHead, UpstreamRequest
 from h2proxy.metrics import route_label
 from h2proxy.upstream.interfaces import Exchange, ResponseReceiver
@@ -48,6 +49,9 @@ if TYPE_CHECKING:
     from h2proxy.frontend.stream import H2Stream
 
 log = Logger()
+
+#: The access log's reason for a stream whose client went away.
+CLIENT_CLOSED_REASON = "client_closed"
 
 #: The protocol version Via names for requests from the HTTP/2 front end.
 HTTP2 = b"2"
@@ -301,8 +305,24 @@ class StreamBridge:
         self._exchange.unregisterProducer()
         self._exchange.finishRequest(translate.trailers_to_upstream(trailers))
 
+    def requestRefused(self, head: RequestHead, status: int) -> None:
+        """The front end answered the request itself before routing (400, 431...):
+        one access log line for it, nothing else."""
+        self.record = self.context.observer.requestStarted(
+            head=head, client=self._peer(), protocol=self.protocol, streamID=self.stream.streamID,
+            requestId=self.context.requestIds.next())
+        self.record.status, self.record.error = status, REQUEST_ERROR
+        self._finish()
+
     def streamAborted(self, reason: Failure) -> None:
-        self._resetReason("client_closed")
+        """The stream is gone: the client went away, unless the proxy cut it for a
+        cause of its own (L{StreamCut}: drain window, request body timeout, bad body
+        framing); a cut that left the client without an answer is a warning."""
+        cut = reason.value if isinstance(reason.value, StreamCut) else None
+        if cut is None:
+            self._resetReason(CLIENT_CLOSED_REASON)
+        else:
+            self._cut(cut)
         self._abandon()
 
     # -- ResponseReceiver: the backend side ----------------------------------
@@ -374,9 +394,12 @@ class StreamBridge:
 
     # -- internals -----------------------------------------------------------
 
+    def _peer(self) -> str:
+        return translate.client_address(getattr(self.stream.getPeer(), "host", None))
+
     def _facts(self, head: RequestHead) -> RequestFacts:
         """Who sent the request, whether to believe its forwarding fields, its id."""
-        peer = translate.client_address(getattr(self.stream.getPeer(), "host", None))
+        peer = self._peer()
         trusted = self.forwarding.trusts(peer)
         requestId = translate.incoming_request_id(head.headers) if trusted else None
         return RequestFacts(
@@ -480,10 +503,27 @@ class StreamBridge:
         self._finish()
 
     def _resetReason(self, reason: str) -> None:
-        """The stream ends by a reset, for C{reason} (unless it is already over)."""
+        """The stream ends by a reset, for C{reason}, unless it is already over or a
+        cause was already given: the first cause wins (a backend failure resets the
+        stream, and that reset must not be logged as the client leaving)."""
         record = self.record
-        if record is not None and not self._done:
+        if record is not None and not self._done and not record.error:
             record.error, record.reset = reason, True
+
+    def _cut(self, cut: StreamCut) -> None:
+        """The proxy cut the stream (see L{streamAborted})."""
+        record = self.record
+        if record is None or self._done or record.error:
+            return
+        if cut.status is not None and not self._responseStarted:
+            record.status, record.error = cut.status, cut.reason
+            return
+        self._resetReason(cut.reason)
+        if cut.status is None:
+            log.warn(
+                "request {id} ({method} {path}, stream {stream}) cut by the proxy: {why}",
+                id=self.requestId, method=record.method, path=record.path[:200],
+                stream=self.stream.streamID, why=str(cut))
 
     def _finish(self) -> None:
         self._done = True

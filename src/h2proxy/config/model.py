@@ -272,7 +272,9 @@ STATUS_RANGE = StatusRange(r"[1-5][0-9]{2}(-[1-5][0-9]{2})?", "a status or a ran
 @dataclass(frozen=True, slots=True)
 class HealthCheckConfig:
     """Active health checks: a GET to each server; a server that fails is taken out
-    of rotation until it passes again."""
+    of rotation until it passes again. An explicit failed check is honoured even for
+    the only server of an upstream (503 with Retry-After until it passes again; a
+    short interval makes a restarted application come back sooner)."""
 
     path: str = option(PATH_PREFIX, "Path requested (GET, on a new connection each time).", default="/")
     expected_status: str = option(
@@ -300,7 +302,11 @@ class PassiveHealthConfig:
     """Ejection of a server that keeps failing real requests (refused, reset or timed
     out), without any extra traffic. After the back-off the server is tried again; one
     more failure then ejects it again for twice as long (up to max_backoff), a success
-    makes it whole."""
+    makes it whole. The last available server of an upstream (the only one, or the
+    only one left) is never ejected: its requests fail fast and the first one after
+    the application is back succeeds. When no server is available at all (the others
+    marked down by health checks), requests go to the ejected server whose back-off
+    ends first rather than failing with 503."""
 
     failures: int = option(
         Integer(0, 1000), "Consecutive failures that eject a server; 0 = never eject.", default=5

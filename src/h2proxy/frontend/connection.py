@@ -94,6 +94,7 @@ from zope.interface import implementer
 from h2proxy.config.model import Http2Config
 from h2proxy.frontend.budget import Budget
 from h2proxy.frontend.h2machine import ServerConnection
+from h2proxy.frontend.handler import REQUEST_ERROR, StreamCut
 from h2proxy.frontend.nodelay import disableNagle
 from h2proxy.frontend.prioritytree import PriorityTree
 from h2proxy.frontend.stream import END_AFTER_DATA, H2Stream, ResponseCompletedEarly, StreamResetError
@@ -102,11 +103,12 @@ from h2proxy.frontend.validation import (
     MalformedRequest,
     UnusableRequest,
     parse_request,
+    refused_head,
     request_trailers,
     response_fields,
     trailer_fields,
 )
-from h2proxy.message import Headers, ResponseHead
+from h2proxy.message import Headers, RequestHead, ResponseHead
 
 if TYPE_CHECKING:
     from h2proxy.frontend.handler import HandlerFactory
@@ -373,6 +375,14 @@ class H2Connection(Protocol, TimeoutMixin):
         self._abortingCall = None
         log.info("aborting HTTP/2 connection from {peer}: still open {timeout}s after close", peer=self._peer(), timeout=self.abortTimeout)
         self.transport.abortConnection()
+
+    def cutStreams(self, cause: StreamCut) -> None:
+        """Drop the connection now, telling each open stream's handler C{cause} (the
+        drain window ran out: the proxy's reason, not the client's)."""
+        if self._lost:
+            return
+        log.info("aborting HTTP/2 connection from {peer} with {count} open stream(s): {cause}", peer=self._peer(), count=len(self.streams), cause=str(cause))
+        self._abortNow(Failure(cause))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Abort every open stream with C{reason}, cancel every timer, clear all state."""
@@ -651,7 +661,7 @@ class H2Connection(Protocol, TimeoutMixin):
             self._glitch(f"malformed request: {e}")
             return
         except UnusableRequest as e:
-            self._answerDirectly(streamID, e.status, str(e))
+            self._answerDirectly(streamID, e.status, str(e), event.headers)
             self._rejected(f"refused_{e.status}")
             self._glitch(f"request refused with {e.status}: {e}")
             return
@@ -902,7 +912,7 @@ class H2Connection(Protocol, TimeoutMixin):
         stream.abandonBody()
         if handler is not None:
             try:
-                handler.streamAborted(Failure(TimeoutError(f"no request body bytes for {self.requestBodyTimeout}s")))
+                handler.streamAborted(Failure(StreamCut(REQUEST_ERROR, f"no request body bytes for {self.requestBodyTimeout}s", 408)))
             except Exception:
                 log.failure("streamAborted raised for stream {stream} from {peer}", stream=stream.streamID, peer=self._peer())
         if stream.alive and not stream.finalHeadersQueued:
@@ -930,13 +940,21 @@ class H2Connection(Protocol, TimeoutMixin):
             self._sendFinalGoAway()
         return stream
 
-    def _answerDirectly(self, streamID: int, status: int, message: str) -> None:
-        """A polite error response for a request no handler should see."""
+    def _answerDirectly(self, streamID: int, status: int, message: str, fields: Any) -> None:
+        """A polite error response for a request no handler should see; a handler
+        only records it (L{StreamHandler.requestRefused}: the access log line)."""
         log.info("refusing request on stream {stream} from {peer} with {status}: {message}", stream=streamID, peer=self._peer(), status=status, message=message)
         stream = self._accept(streamID, None)
         stream.handler = _DISCARD
         stream.start()
+        self._reportRefused(stream, refused_head(fields), status)
         self._writeErrorResponse(streamID, status, message)
+
+    def _reportRefused(self, stream: H2Stream, head: RequestHead, status: int) -> None:
+        try:
+            self._handlerFactory(stream).requestRefused(head, status)
+        except Exception:
+            log.failure("recording the refused request on stream {stream} from {peer} failed", stream=stream.streamID, peer=self._peer())
 
     def _writeErrorResponse(self, streamID: int, status: int, message: str) -> None:
         """A short text response written by the front end itself."""

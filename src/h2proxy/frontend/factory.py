@@ -18,6 +18,7 @@ from twisted.logger import Logger
 
 from h2proxy.config.model import Http2Config
 from h2proxy.frontend.connection import ConnectionTracker, H2Connection
+from h2proxy.frontend.handler import DRAIN_TIMEOUT, StreamCut
 
 if TYPE_CHECKING:
     from h2proxy.frontend.handler import HandlerFactory
@@ -120,7 +121,7 @@ class H2Factory(ServerFactory, ConnectionTracker):
         if self.connections:
             log.info("drain window over: aborting {count} HTTP/2 connection(s)", count=len(self.connections))
         for connection in list(self.connections):
-            connection.forceAbortClient()
+            connection.cutStreams(StreamCut(DRAIN_TIMEOUT, "the drain window ran out"))
 
     def _fireIfEmpty(self) -> None:
         if not self.draining or self.connections:

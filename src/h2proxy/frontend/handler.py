@@ -38,8 +38,15 @@ class StreamHandler(Protocol):
 
     Calls arrive in this order: L{requestReceived} once, then any number of
     L{requestDataReceived}, then L{requestEnded} once; L{streamAborted} may arrive at
-    any point instead of the rest, and nothing follows it.
+    any point instead of the rest, and nothing follows it. A request the front end
+    answers itself (malformed or unusable: 400, 431, 505...) gets L{requestRefused}
+    once instead, and nothing else.
     """
+
+    def requestRefused(self, head: RequestHead, status: int) -> None:
+        """The front end answered this request itself with C{status}, before any
+        routing; C{head} holds what could be read of it (empty fields when even the
+        request line was unreadable). The handler only records it (access log)."""
 
     def requestReceived(self, head: RequestHead) -> None:
         """The request's headers arrived complete and valid; start handling it."""
@@ -55,6 +62,28 @@ class StreamHandler(Protocol):
         error found after the request was handed over (e.g. a content-length
         mismatch), or a local reset. Cancel any backend work; the stream is gone and
         accepts no more writes."""
+
+
+class StreamCut(Exception):
+    """The reason a handler gets in L{StreamHandler.streamAborted} when the proxy
+    itself ended the stream for a cause of its own rather than the client going away:
+    the drain window ran out, the request body timed out, the body's framing was bad.
+
+    @ivar reason: the access log's name for the cause, e.g. C{drain_timeout}.
+    @ivar status: the status the front end answered with (408, 400...), or C{None}
+        when the client got no answer of the front end's (the stream was cut).
+    """
+
+    def __init__(self, reason: str, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.status = status
+
+
+#: The reason of a stream cut because the drain window ran out.
+DRAIN_TIMEOUT = "drain_timeout"
+#: The reason of a request the front end refused or answered itself (RFC 9209).
+REQUEST_ERROR = "http_request_error"
 
 
 class HandlerFactory(Protocol):

@@ -34,7 +34,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from h2proxy.frontend.handler import StreamHandler
+from h2proxy.frontend.handler import DRAIN_TIMEOUT, REQUEST_ERROR, StreamCut, StreamHandler
 from h2proxy.frontend.http1_parse import (
     BodyDecoder,
     ParsedRequest,
@@ -43,6 +43,7 @@ from h2proxy.frontend.http1_parse import (
     body_decoder,
     find_head_end,
     parse_request,
+    refused_head,
     skip_empty_lines,
 )
 from h2proxy.frontend.http1_write import (
@@ -532,6 +533,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
         buf = self._buffer
         if not buf:
             return False
+        raw: bytes | None = None
         try:
             if buf.startswith(b"\r\n"):
                 self._emptyLines += skip_empty_lines(buf)
@@ -550,7 +552,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
             self._searchFrom = self._emptyLines = 0
             request = parse_request(raw, secure=self.factory.secure, localContinue=self.factory.localContinue)
         except RequestRejected as rejected:
-            self._reject(rejected)
+            self._refuse(rejected, refused_head(bytes(buf[:READ_AHEAD_LIMIT]) if raw is None else raw))
             return False
         self._startExchange(request)
         return True
@@ -608,11 +610,22 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
             reason=rejected.message,
         )
         self._stream = self._body = None
-        stream._abort(Failure(rejected))
+        stream._abort(Failure(StreamCut(REQUEST_ERROR, rejected.message, rejected.status)))
         if stream._start is not None:
             self._close()
         else:
             self._reject(rejected)
+
+    def _refuse(self, rejected: RequestRejected, head: RequestHead) -> None:
+        """A request refused before it was parsed: answer it, and let a handler
+        record it (L{StreamHandler.requestRefused}: its access log line)."""
+        self._streams += 1
+        stream = HTTP1Stream(self, self._streams, ParsedRequest(head=head, http10=False, keepAlive=False, chunked=False, expectContinue=False))
+        try:
+            self.factory.handlerFactory(stream).requestRefused(head, rejected.status)
+        except Exception:
+            log.failure("recording the refused request from {peer} failed", peer=self.getPeer())
+        self._reject(rejected)
 
     def _reject(self, rejected: RequestRejected) -> None:
         """Answer a request the front end refuses with a short error, then close."""
@@ -722,7 +735,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
         """Drop the connection now (the drain window ran out)."""
         stream, self._stream = self._stream, None
         if stream is not None:
-            stream._abort(Failure(ConnectionAborted("drain window ran out")))
+            stream._abort(Failure(StreamCut(DRAIN_TIMEOUT, "the drain window ran out")))
         self._abortConnection()
 
     # -- flow control ---------------------------------------------------------

@@ -116,6 +116,24 @@ class ParsedRequest:
     expectContinue: bool
 
 
+#: Longest method or target kept from a refused request line for the access log.
+REFUSED_FIELD_LIMIT = 1024
+
+
+def refused_head(data: bytes) -> RequestHead:
+    """What the access log can say of a request refused before it was parsed: the
+    method and target of its first line when that line has the shape
+    C{METHOD TARGET VERSION} (each cut at L{REFUSED_FIELD_LIMIT} bytes), else
+    empty fields."""
+    line = data.lstrip(b"\r\n").split(b"\r\n", 1)[0].split(b"\n", 1)[0]
+    parts = line[: 2 * REFUSED_FIELD_LIMIT + 16].split(b" ")
+    if len(parts) != 3:
+        return RequestHead(method=b"", scheme=b"", authority=b"", path=b"")
+    return RequestHead(
+        method=parts[0][:REFUSED_FIELD_LIMIT], scheme=b"", authority=b"", path=parts[1][:REFUSED_FIELD_LIMIT]
+    )
+
+
 def find_head_end(buf: bytearray, start: int) -> int:
     """Index just past the blank line ending a head, or -1 if it has not arrived.
 

@@ -135,6 +135,23 @@ class UnusableRequest(ValueError):
         self.status = status
 
 
+#: Longest method, path or authority kept from a refused request for the access log.
+REFUSED_FIELD_LIMIT = 1024
+
+
+def refused_head(fields: Iterable[Field]) -> RequestHead:
+    """What the access log can say of a request refused with an L{UnusableRequest}:
+    its C{:method}, C{:path} and C{:authority} as received (each cut at
+    L{REFUSED_FIELD_LIMIT} bytes), empty when absent."""
+    pseudo = {name: value[:REFUSED_FIELD_LIMIT] for name, value in fields if name[:1] == b":"}
+    return RequestHead(
+        method=pseudo.get(b":method", b""),
+        scheme=pseudo.get(b":scheme", b""),
+        authority=pseudo.get(b":authority", b""),
+        path=pseudo.get(b":path", b""),
+    )
+
+
 class InvalidResponseField(ValueError):
     """A response field the bridge asked to send cannot be sent on HTTP/2."""
 

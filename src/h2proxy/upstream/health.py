@@ -8,7 +8,10 @@ Two sources, combined by L{ServerHealth.available}:
     server is tried again, half-open: the first failure ejects it again at once, for
     twice as long (capped by C{max_backoff}); the first success (a response head)
     makes it whole. A failure seen while already ejected (a request that was under
-    way) changes nothing.
+    way) changes nothing. A failure that would eject the upstream's last available
+    server is counted but ejects nothing (C{lastAvailable}): nginx never marks the
+    only server of a group down, and ejecting it would turn a restarted application
+    into 503s for the whole back-off.
   - Active (health checks, optional): C{unhealthy_threshold} failed checks in a row
     mark the server down, C{healthy_threshold} passed checks in a row mark it up. A
     passed check also ends a passive ejection: the server demonstrably answers.
@@ -54,14 +57,16 @@ class ServerHealth:
 
     # -- passive --------------------------------------------------------------
 
-    def requestFailed(self, now: float) -> float | None:
+    def requestFailed(self, now: float, *, lastAvailable: bool = False) -> float | None:
         """Count a failed request; returns the ejection's length in seconds when this
-        failure ejects the server, else None."""
+        failure ejects the server, else None. C{lastAvailable}: no other server of the
+        upstream may take requests now, so the failure is counted and the server stays
+        in rotation (the next request finds out at once whether it is back)."""
         threshold = self._passive.failures
         if threshold <= 0 or self.ejected(now):
             return None
         self.consecutiveFailures += 1
-        if self.consecutiveFailures < (1 if self.ejections else threshold):
+        if self.consecutiveFailures < (1 if self.ejections else threshold) or lastAvailable:
             return None
         length = min(self._passive.backoff * 2**self.ejections, self._passive.max_backoff)
         self.ejections += 1
@@ -71,10 +76,13 @@ class ServerHealth:
 
     def requestSucceeded(self) -> bool:
         """Count a request the server answered; returns whether this ends a half-open
-        trial (the server had been ejected before)."""
+        trial (the server had been ejected before). An answer ends an ejection still
+        running (a request sent to it as the upstream's last resort, or under way when
+        it was ejected): the server demonstrably answers."""
         recovered = self.ejections > 0
         self.consecutiveFailures = 0
         self.ejections = 0
+        self.ejectedUntil = 0.0
         return recovered
 
     # -- active ---------------------------------------------------------------

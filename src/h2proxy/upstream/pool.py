@@ -9,10 +9,12 @@ connection: the most recently used idle one (LIFO: warm, least likely to have be
 closed by the backend), else a new one. When every available server is at
 C{max_connections}, the exchange waits in the upstream's bounded queue, most urgent
 first, and takes the first slot that frees on a server it may use; a full queue or
-an expired wait answers 503 with C{Retry-After}, and so does an upstream with no
-available server at all. A failed attempt comes back here (L{attemptFailed}), which
-counts it against the server's health and sends the request to another server when
-that is safe. See docs/_upstream_section.md for the rules.
+an expired wait answers 503 with C{Retry-After}. With no available server at all,
+the request goes to the ejected server whose back-off ends first; only when there is
+none either (every server marked down by its checks) is it a 503. A failed attempt
+comes back here (L{attemptFailed}), which counts it against the server's health
+(never ejecting the last available server) and sends the request to another server
+when that is safe. See docs/_upstream_section.md for the rules.
 """
 
 from __future__ import annotations
@@ -606,9 +608,28 @@ class UpstreamPool:
             server.acquire(exchange, fresh=exchange.wantsFresh)
             return
         if not any(self._usable(s, exchange) for s in self.servers):
-            self._failExchange(exchange, self._noServer())
+            self._dispatchLastResort(exchange)
             return
         self._enqueue(exchange)
+
+    def _dispatchLastResort(self, exchange: UpstreamExchange) -> None:
+        """No server is available: rather than answer 503 for a whole back-off, send
+        the request to the server whose ejection ends first (one this request has not
+        failed on, not marked down, with a free slot); its answer re-admits it. Only
+        when there is none is the request failed."""
+        server = self._lastResort(exchange)
+        if server is None:
+            self._failExchange(exchange, self._noServer())
+            return
+        server.acquire(exchange, fresh=exchange.wantsFresh)
+
+    def _lastResort(self, exchange: UpstreamExchange) -> ServerPool | None:
+        now = self._reactor.seconds()
+        ejected = [
+            s for s in self.servers
+            if s not in exchange.excluded and s.health.up and s.health.ejected(now) and s.hasCapacity()
+        ]
+        return min(ejected, key=lambda s: s.health.ejectedUntil, default=None)
 
     def _usable(self, server: ServerPool, exchange: UpstreamExchange) -> bool:
         return server not in exchange.excluded and server.available()
@@ -716,7 +737,11 @@ class UpstreamPool:
         return QUEUE_RETRY_AFTER
 
     def _serverFailed(self, server: ServerPool, error: UpstreamError) -> None:
-        length = server.health.requestFailed(self._reactor.seconds())
+        """Count a failure against C{server}; eject it unless it is the upstream's last
+        available server (then it stays in rotation, so a restarted application is
+        served by the next request, not after the back-off)."""
+        lastAvailable = not any(s is not server and s.available() for s in self.servers)
+        length = server.health.requestFailed(self._reactor.seconds(), lastAvailable=lastAvailable)
         if length is None:
             return
         log.warn(
