@@ -603,8 +603,7 @@ def emptyFrames(target: Target, frames: int = 20_000) -> Outcome:
 
 def slowHandshake(target: Target) -> Outcome:
     """A client that connects and says nothing (no TLS handshake, no preface)."""
-    option = "timeouts.tls_handshake" if target.tls else "timeouts.request_header"
-    outcome = Outcome("slow-handshake", option)
+    outcome = Outcome("slow-handshake", "timeouts.handshake")
     started = time.monotonic()
     sock = socket.create_connection((target.host, target.port), timeout=target.timeout)
     try:

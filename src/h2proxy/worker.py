@@ -16,7 +16,7 @@ from twisted.protocols.haproxy._wrapper import HAProxyWrappingFactory
 from h2proxy.bridge.bridge import HTTP2, HTTP11, BridgeContext
 from h2proxy.bridge.headers import ForwardingPolicy
 from h2proxy.bridge.routing import Router
-from h2proxy.config.model import Config, ListenerConfig
+from h2proxy.config.model import H2C_PROTOCOL, HTTP11_PROTOCOL, Config, ListenerConfig
 from h2proxy.frontend.factory import H2Factory
 from h2proxy.frontend.http1 import HTTP1Factory
 from h2proxy.frontend.limits import ConnectionLimiter
@@ -70,8 +70,10 @@ class ProxyServer:
         TLS, then the choice between HTTP/2 and HTTP/1.1. Each front end gets a
         handler factory with the listener's forwarding policy, and answers
         ``Expect: 100-continue`` itself only with C{forwarding.expect_continue:
-        local}. Every listener of the
-        worker shares one connection cap (C{limits.max_connections}).
+        local}. A cleartext listener that leaves a protocol out of C{protocols}
+        negotiates without its factory (both are still built, so the metrics and
+        draining treat every listener alike). Every listener of the worker shares
+        one connection cap (C{limits.max_connections}).
         """
         timeouts = self.config.timeouts
         limiter = getattr(self, "connectionLimiter", None)
@@ -104,10 +106,10 @@ class ProxyServer:
         self.http1Factories[listener.name] = http1
         factory: IProtocolFactory = NegotiationFactory(
             reactor=self.reactor,
-            h2Factory=h2,
-            http1Factory=http1,
+            h2Factory=h2 if H2C_PROTOCOL in listener.protocols or listener.tls is not None else None,
+            http1Factory=http1 if HTTP11_PROTOCOL in listener.protocols else None,
             deadline=timeouts.request_header,
-            handshakeTimeout=timeouts.tls_handshake,
+            handshakeTimeout=timeouts.handshake,
             limiter=limiter,
         )
         if listener.tls is not None:

@@ -166,7 +166,7 @@ case(
     timeouts:
       quux: 3s
     """,
-    "conf.yaml:12:3: timeouts.quux: unknown option; expected one of: idle, abort, tls_handshake, "
+    "conf.yaml:12:3: timeouts.quux: unknown option; expected one of: idle, abort, handshake, "
     "request_header, request_body, send, backend_connect, backend_response, backend_idle, tunnel_idle, drain",
 )
 case(
@@ -455,6 +455,74 @@ case(
     """,
     "conf.yaml:6:14: listeners[0].tls.alpn[0]: expected one of h2, http/1.1, got 'h3'",
     "conf.yaml:14:18: listeners[1].tls.alpn[1]: 'h2' is listed twice",
+)
+case(
+    "listener protocols: unknown, repeated, empty",
+    """\
+    listeners:
+      - name: a
+        address: 127.0.0.1
+        port: 8080
+        protocols: [h2, http/1.1]
+      - name: b
+        address: 127.0.0.1
+        port: 8081
+        protocols: [h2c, h2c]
+      - name: c
+        address: 127.0.0.1
+        port: 8082
+        protocols: []
+    upstreams:
+      app:
+        servers:
+          - address: 127.0.0.1:8000
+    routes:
+      - upstream: app
+    """,
+    "conf.yaml:5:17: listeners[0].protocols[0]: expected one of h2c, http/1.1, got 'h2'; did you mean 'h2c'?",
+    "conf.yaml:9:22: listeners[1].protocols[1]: 'h2c' is listed twice",
+    "conf.yaml:13:16: listeners[2].protocols: expected 1 to 2 items, got 0",
+)
+case(
+    "listener protocols on a TLS listener",
+    """\
+    listeners:
+      - name: main
+        address: 127.0.0.1
+        port: 8443
+        protocols: [h2c]
+        tls:
+          certificates:
+            - cert: tls/example.org.pem
+              key: tls/example.org.key
+    upstreams:
+      app:
+        servers:
+          - address: 127.0.0.1:8000
+    routes:
+      - upstream: app
+    """,
+    "conf.yaml:5:16: listeners[0].protocols: applies to cleartext listeners only; on a TLS listener, "
+    "list what it offers in tls.alpn (h2, http/1.1)",
+)
+case(
+    "handshake timeout set under its new and its former name",
+    """\
+    listeners:
+      - name: main
+        address: 127.0.0.1
+        port: 8080
+    upstreams:
+      app:
+        servers:
+          - address: 127.0.0.1:8000
+    routes:
+      - upstream: app
+    timeouts:
+      handshake: 2s
+      tls_handshake: 5s
+    """,
+    "conf.yaml:13:3: timeouts.tls_handshake: set twice, as handshake and by its former name; keep only handshake",
 )
 case(
     "listeners is empty",

@@ -285,3 +285,28 @@ def test_errors_come_with_the_warnings_found_so_far():
         "initial_window_size (32MiB): one stream can never use its whole window",
         "/nonexistent/conf.yaml:14:10: workers: expected auto or an integer from 1 to 256, got 0",
     ]
+
+
+def test_listener_protocols_default_to_both_and_take_one():
+    """When a cleartext listener omits protocols it speaks h2c and HTTP/1.1; when it lists one, only that one."""
+    config = load(MINIMAL)
+    assert config.listeners[0].protocols == ("h2c", "http/1.1")
+    text = MINIMAL.replace("    port: 8443\n", "    port: 8443\n    protocols: [h2c]\n")
+    assert load(text).listeners[0].protocols == ("h2c",)
+    text = MINIMAL.replace("    port: 8443\n", "    port: 8443\n    protocols: [http/1.1]\n")
+    assert load(text).listeners[0].protocols == ("http/1.1",)
+
+
+def test_the_former_name_of_the_handshake_timeout_still_works_with_a_warning():
+    """When a file sets timeouts.tls_handshake (the former name), it sets timeouts.handshake and a warning names the new key."""
+    config = load(MINIMAL + "timeouts:\n  tls_handshake: 3s\n")
+    assert config.timeouts.handshake == 3.0
+    assert config.warnings == (
+        "/nonexistent/conf.yaml:12:3: warning: timeouts.tls_handshake: renamed to handshake; write handshake instead",
+    )
+
+
+def test_the_handshake_timeout_under_its_own_name_gets_no_warning():
+    """When a file sets timeouts.handshake, it loads without warnings."""
+    config = load(MINIMAL + "timeouts:\n  handshake: 1s\n")
+    assert config.timeouts.handshake == 1.0 and config.warnings == ()

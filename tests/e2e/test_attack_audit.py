@@ -20,7 +20,7 @@ def daemon(workdir, origin, certificate):
         workdir / "audit",
         origin,
         certificate,
-        timeouts={"tls_handshake": "1s", "request_header": "2s", "request_body": "2s", "send": "3s"},
+        timeouts={"handshake": "1s", "request_header": "2s", "request_body": "2s", "send": "3s"},
         limits={"max_connections": MAX_CONNECTIONS},
     )
     yield attacked

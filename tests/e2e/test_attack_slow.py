@@ -14,7 +14,7 @@ from h2proxy import audit
 from h2proxy.audit import RawConnection, connect
 from tests.hardening.daemon import LARGE, Attacked, start_attacked
 
-TLS_HANDSHAKE = 1.0
+HANDSHAKE = 1.0
 REQUEST_HEADER = 2.0
 REQUEST_BODY = 2.0
 SEND = 3.0
@@ -32,7 +32,7 @@ def daemon(workdir, origin, certificate):
         origin,
         certificate,
         timeouts={
-            "tls_handshake": f"{TLS_HANDSHAKE}s",
+            "handshake": f"{HANDSHAKE}s",
             "request_header": f"{REQUEST_HEADER}s",
             "request_body": f"{REQUEST_BODY}s",
             "send": f"{SEND}s",
@@ -45,18 +45,18 @@ def daemon(workdir, origin, certificate):
 
 
 def test_a_tls_handshake_never_finished_is_dropped(daemon: Attacked):
-    """When a client connects to the TLS listener and sends nothing, it is dropped after timeouts.tls_handshake."""
+    """When a client connects to the TLS listener and sends nothing, it is dropped after timeouts.handshake."""
     mark = daemon.mark()
     outcome = audit.slowHandshake(daemon.target("tls", hold=10))
-    assert outcome.closed and TLS_HANDSHAKE - 0.2 < outcome.elapsed < TLS_HANDSHAKE + SLACK, outcome
+    assert outcome.closed and HANDSHAKE - 0.2 < outcome.elapsed < HANDSHAKE + SLACK, outcome
     daemon.assertSurvived(mark)
 
 
 def test_a_silent_cleartext_connection_is_dropped(daemon: Attacked):
-    """When a client connects to the cleartext listener and sends nothing, it is dropped after timeouts.request_header."""
+    """When a client connects to the cleartext listener and sends nothing, it is dropped after timeouts.handshake (the same first-byte limit as TLS), before timeouts.request_header."""
     mark = daemon.mark()
     outcome = audit.slowHandshake(daemon.target("h2c", hold=10))
-    assert outcome.closed and REQUEST_HEADER - 0.2 < outcome.elapsed < REQUEST_HEADER + SLACK, outcome
+    assert outcome.closed and HANDSHAKE - 0.2 < outcome.elapsed < HANDSHAKE + SLACK, outcome
     daemon.assertSurvived(mark, listener="h2c")
 
 

@@ -62,6 +62,15 @@ def _tls(tls: TlsConfig, path: str, report: Report, now: datetime.datetime) -> N
         served.update(names)
 
 
+def _listener(listener: ListenerConfig, path: str, report: Report, now: datetime.datetime) -> None:
+    key = child(path, "protocols")
+    if listener.tls is not None and report.written(key):
+        report.error(
+            key,
+            "applies to cleartext listeners only; on a TLS listener, list what it offers in tls.alpn (h2, http/1.1)",
+        )
+
+
 def _http2(http2: Http2Config, path: str, report: Report, now: datetime.datetime) -> None:
     if http2.connection_window_size < http2.initial_window_size:
         report.warning(
@@ -118,6 +127,7 @@ def _upstream(upstream: UpstreamConfig, path: str, report: Report, now: datetime
 _SECTION_CHECKS: dict[type, Callable[[Any, str, Report, datetime.datetime], None]] = {
     CertificateConfig: _certificate,
     TlsConfig: _tls,
+    ListenerConfig: _listener,
     Http2Config: _http2,
     HealthCheckConfig: _health_check,
     UpstreamConfig: _upstream,

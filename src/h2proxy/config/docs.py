@@ -73,6 +73,9 @@ def _row(f: Field, path: str) -> Row:
             description += f" Same options as [{provider}](#{_anchor(provider)})."
         else:
             description += f" See [`{key}{suffix}`](#{_anchor(key + suffix)})."
+    if f.option.former:
+        formerly = ", ".join(f"`{_join(path, old)}`" for old in f.option.former)
+        description += f" Formerly {formerly}: still read, with a warning."
     what = kind.what + (" or null" if f.option.nullable else "")
     return Row(key, what, default_text(f), kind.bounds(), description)
 
@@ -176,6 +179,7 @@ Besides each value's own type and bounds, the loader checks:
 - listeners: unique names; no two listeners (or the admin listener) on sockets that
   cannot both be bound: the same address and port, or a wildcard covering the other
   (`::` also takes IPv4 connections on Linux, so `::` and `0.0.0.0` on one port conflict);
+  `protocols` only on cleartext listeners (a TLS listener offers what `tls.alpn` lists);
 - certificates: the files exist and are readable, the certificate is PEM, the key
   is an unencrypted PEM key that matches the certificate; warnings for a certificate
   that has expired, is not yet valid or expires within 30 days, a key file readable
@@ -222,6 +226,10 @@ OUTRO = """\
 ## Changes
 
 Renaming or removing an option needs a reason and a migration note here.
+
+- `timeouts.tls_handshake` is now `timeouts.handshake`, because the same limit also
+  bounds the wait for a cleartext connection's first byte. The old key is still
+  read, with a warning; a file that sets both is refused. Rename it when convenient.
 """
 
 

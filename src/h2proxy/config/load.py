@@ -252,19 +252,30 @@ class _Walker:
         already on the next line).
         """
         known = [f.key for f in fields]
+        renamed = {old: f.key for f in fields for old in f.option.former}
         entries: dict[str, Node] = {}
-        for key, key_node, value in self._pairs(node, path):
+        for written, key_node, value in self._pairs(node, path):
+            key = renamed.get(written, written)
+            if key in entries:
+                # _pairs dropped repeated keys: this is a renamed option written
+                # under both its names.
+                self.report.error(child(path, written), f"set twice, as {key} and by its former name; keep only {key}",
+                                  _mark(key_node))
+                continue
+            if key != written:
+                self.report.warning(child(path, written), f"renamed to {key}; write {key} instead", _mark(key_node))
             if key in known:
                 entries[key] = value
                 block = isinstance(value, (MappingNode, SequenceNode)) and not value.flow_style
                 self.report.marks[child(path, key)] = _mark(key_node if block else value)
-        self._unknown(node, path, known)
+        self._unknown(node, path, known, former=tuple(renamed))
         return entries
 
-    def _unknown(self, node: MappingNode, path: str, known: list[str]) -> None:
-        """Report each key of C{node} that is not an option of its section."""
+    def _unknown(self, node: MappingNode, path: str, known: list[str], former: tuple[str, ...]) -> None:
+        """Report each key of C{node} that is not an option of its section (nor the
+        former name of one; suggestions name only current keys)."""
         for key_node, _ in node.value:
-            if not isinstance(key_node, ScalarNode) or key_node.value in known:
+            if not isinstance(key_node, ScalarNode) or key_node.value in known or key_node.value in former:
                 continue
             if key_node.tag == _MERGE:
                 self.report.error(path, "YAML merge keys (<<) are not supported; write the options out", _mark(key_node))

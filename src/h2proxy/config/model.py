@@ -64,6 +64,11 @@ HOST_PATTERN = Pattern(
 )
 PATH_PREFIX = Pattern(r"/[^\s?#]*", "a path prefix starting with / (no spaces, ? or #)")
 
+#: What a cleartext listener may speak: HTTP/2 with prior knowledge, HTTP/1.1.
+H2C_PROTOCOL = "h2c"
+HTTP11_PROTOCOL = "http/1.1"
+CLEARTEXT_PROTOCOLS = (H2C_PROTOCOL, HTTP11_PROTOCOL)
+
 #: TLS 1.2 suites: AEAD with forward secrecy only (TLS 1.3 suites are OpenSSL's own).
 DEFAULT_CIPHERS = (
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
@@ -216,6 +221,12 @@ class ListenerConfig:
     port: int = option(Integer(0, 65535), "TCP port; 0 lets the kernel choose one (for tests).")
     tls: TlsConfig | None = option(
         Section(TlsConfig), "TLS settings; omit for cleartext h2c (prior knowledge) and HTTP/1.1.", default=None
+    )
+    protocols: tuple[str, ...] = option(
+        ListOf(Choice(CLEARTEXT_PROTOCOLS), 1, len(CLEARTEXT_PROTOCOLS), unique=True),
+        "Cleartext listeners only: what the port speaks. h2c alone: anything but the HTTP/2 preface gets GOAWAY "
+        "PROTOCOL_ERROR; http/1.1 alone: the preface gets 505. Not for TLS listeners: there tls.alpn says what is offered.",
+        default=CLEARTEXT_PROTOCOLS,
     )
     http2: Http2Config | None = option(
         Section(Http2Config, inherits=True),
@@ -546,12 +557,17 @@ class TimeoutsConfig:
         "After that GOAWAY, how long the client gets to close before the connection is aborted (H2Connection.abortTimeout); 0 disables.",
         default=15.0,
     )
-    tls_handshake: float = option(
-        Duration(0.1, 300.0), "Longest TLS handshake, from the TCP accept, before the connection is dropped.", default=10.0
+    handshake: float = option(
+        Duration(0.1, 300.0),
+        "From the TCP accept, longest wait for a TLS handshake to complete or, on a cleartext listener, for the "
+        "client's first byte; then the connection is dropped (a client that says nothing is not held).",
+        default=10.0,
+        former=("tls_handshake",),
     )
     request_header: float = option(
         Duration(0.1, 600.0),
-        "Longest time a new connection may take, once TLS is up, to send its preface and first complete request headers.",
+        "Longest time a new connection may take, once TLS is up (from the accept on cleartext), to send its preface "
+        "and first complete request headers.",
         default=30.0,
     )
     request_body: float = option(

@@ -32,6 +32,11 @@ class Report:
     def warning(self, key: str, message: str, mark: Mark | None = None) -> None:
         self._add(key, message, mark, warning=True)
 
+    def written(self, key: str) -> bool:
+        """Whether the file sets C{key} itself (a check that must tell an option
+        written out from one left at its default)."""
+        return key in self.marks
+
     @property
     def error_count(self) -> int:
         return sum(1 for p in self.problems if not p.warning)

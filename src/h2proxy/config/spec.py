@@ -478,6 +478,8 @@ class Option:
     @ivar nullable: an explicit YAML ``null`` gives None (for "off" or "inherit").
     @ivar fills: the converted value is a tuple spread over these fields (one YAML
         ``address`` becomes a server's host, port and scheme).
+    @ivar former: keys this option had before it was renamed; still read (with a
+        warning naming the new key), so an existing file keeps loading.
     """
 
     kind: Kind
@@ -485,6 +487,7 @@ class Option:
     key: str
     nullable: bool = False
     fills: tuple[str, ...] = ()
+    former: tuple[str, ...] = ()
 
 
 def option(
@@ -496,13 +499,14 @@ def option(
     key: str = "",
     nullable: bool = False,
     fills: tuple[str, ...] = (),
+    former: tuple[str, ...] = (),
 ) -> Any:
     """A dataclass field that is also a documented configuration option.
 
     Without a default the option is required. C{key} defaults to the field's name
-    (filled in by L{options_of}).
+    (filled in by L{options_of}); C{former} lists the keys it was renamed from.
     """
-    meta = {OPTION: Option(kind, doc, key, nullable, fills)}
+    meta = {OPTION: Option(kind, doc, key, nullable, fills, former)}
     if default_factory is not MISSING:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
