@@ -169,6 +169,13 @@ Errors stop the daemon from starting (or a reload from taking effect). Warnings
 (marked `warning:`) do not: they are printed by `--check` and logged on start, and
 the loader returns them on `Config.warnings`.
 
+One check depends on how twistd runs the daemon, not on the file alone: a
+`logging.access_log` or `logging.error_log` of `-` (standard output) is an error
+when twistd detaches (started without `-n`, twistd points standard output at
+/dev/null and every line would be lost), and a warning from `--check` without `-n`
+(systemd's `ExecStartPre=` checks that way and then runs with `-n`, where `-` is
+right: the journal).
+
 Besides each value's own type and bounds, the loader checks:
 
 - keys: unknown keys (with a suggestion), duplicate keys in one mapping, YAML merge
