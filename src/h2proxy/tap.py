@@ -124,7 +124,7 @@ def stdout_log_problems(config: Config, path: str, *, warning: bool) -> list[Con
             path, line, column, f"logging.{key}",
             "- (standard output) is lost when twistd runs as a daemon (without -n): "
             "run in the foreground (twistd -n) or give a file path", warning=warning))
-    return problems
+    return sorted(problems, key=lambda problem: problem.line or 0)
 
 
 def load_checked(path: str, *, daemon: bool = False) -> Config:

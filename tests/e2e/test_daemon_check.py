@@ -116,7 +116,8 @@ def test_the_unit_has_what_operations_rely_on():
     """When the unit is read, it has notify readiness, a checked reload, restart on failure,
     the bind capability for a dedicated user, and the hardening options."""
     unit = (ROOT / "systemd" / "h2proxy.service").read_text()
-    for line in ("Type=notify", "ExecReload=/opt/h2proxy/bin/twistd --pidfile= h2proxy -c "
+    for line in ("Type=notify", "ExecStartPre=/opt/h2proxy/bin/twistd -n --pidfile= h2proxy -c "
+                 "/etc/h2proxy/h2proxy.yaml --check", "ExecReload=/opt/h2proxy/bin/twistd -n --pidfile= h2proxy -c "
                  "/etc/h2proxy/h2proxy.yaml --check", "ExecReload=/bin/kill -HUP $MAINPID",
                  "Restart=on-failure", "User=h2proxy", "AmbientCapabilities=CAP_NET_BIND_SERVICE",
                  "KillMode=mixed", "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes",
@@ -200,8 +201,9 @@ def test_a_detaching_daemon_refuses_an_access_log_on_stdout(tmp_path):
 
 
 def test_check_warns_of_an_access_log_on_stdout_only_without_n(tmp_path):
-    """When --check runs without -n (as systemd's ExecStartPre does) on a config whose
-    access log is "-", it passes with a warning; with -n, it says nothing about it."""
+    """When --check runs without -n (for a twistd that detaches) on a config whose
+    access log is "-", it passes with a warning; with -n (as the systemd unit checks),
+    it says nothing about it."""
     path = tmp_path / "stdout-log.yaml"
     path.write_text(STDOUT_LOG)
     detached = check(path)

@@ -173,8 +173,8 @@ One check depends on how twistd runs the daemon, not on the file alone: a
 `logging.access_log` or `logging.error_log` of `-` (standard output) is an error
 when twistd detaches (started without `-n`, twistd points standard output at
 /dev/null and every line would be lost), and a warning from `--check` without `-n`
-(systemd's `ExecStartPre=` checks that way and then runs with `-n`, where `-` is
-right: the journal).
+(pass `--check` the twistd options the daemon runs with, as the systemd unit does:
+`twistd -n --pidfile= h2proxy -c FILE --check`).
 
 Besides each value's own type and bounds, the loader checks:
 
