@@ -15,19 +15,10 @@ from h2proxy.errors import BackendCertificateError, BackendTLSError, ConfigError
 from h2proxy.message import UpstreamRequest
 from h2proxy.upstream.pool import UpstreamPool
 from h2proxy.upstream.tlsclient import BackendTLS
-from tests.config.certs import make_self_signed
+from tests.config.certs import make_self_signed, server_options
 from tests.upstream.origins import Origin, drive, loopback_reactor
 
 GET = UpstreamRequest(b"GET", b"/", ((b"host", b"localhost"),))
-
-
-def server_options(cert: str, key: str, client_ca: str | None = None) -> ssl.CertificateOptions:
-    with open(cert, "rb") as c, open(key, "rb") as k:
-        identity = ssl.PrivateCertificate.loadPEM(c.read() + k.read())
-    if client_ca is None:
-        return identity.options()
-    with open(client_ca, "rb") as handle:
-        return identity.options(ssl.Certificate.loadPEM(handle.read()))
 
 
 @pytest.fixture
