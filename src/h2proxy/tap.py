@@ -1,5 +1,7 @@
-"""twistd integration: ``twistd h2proxy -c conf.yaml`` runs the supervisor, and
-``twistd h2proxy -c conf.yaml --check`` validates and exits, like ``nginx -t``.
+"""twistd integration: ``twistd h2proxy -c conf.yaml`` runs the supervisor,
+``twistd h2proxy -c conf.yaml --check`` validates and exits, like ``nginx -t``, and
+``twistd h2proxy --version`` names the versions a bug report needs. A config with
+problems prints them alone (file:line:col each) and exits 1, whether checked or started.
 
 The plugin line lives in twisted/plugins/h2proxy_plugin.py; the work is here, as
 Twisted's own web plugin does it. The process twistd starts is the supervisor
@@ -112,9 +114,9 @@ def _mapping_value(node: yaml.Node | None, key: str) -> yaml.Node | None:
 def stdout_log_problems(config: Config, path: str, *, warning: bool) -> list[ConfigProblem]:
     """The C{logging} options set to C{-} (standard output), for a daemon that detaches:
     twistd points a daemon's standard output at /dev/null, so every line written there
-    is lost without a word. As errors (starting without C{-n}), or warnings (C{--check},
-    which cannot know how the daemon will be started: systemd checks without C{-n} and
-    runs with it)."""
+    is lost without a word. As errors (starting, or reloading, without C{-n}), or as
+    warnings (C{--check} without C{-n}: a check is often run with other options than
+    the daemon's, so it only warns)."""
     problems = []
     for key in STDOUT_LOGS:
         if getattr(config.logging, key) != "-":
