@@ -145,7 +145,7 @@ several certificates, several upstreams with health checks, h2c behind another
 proxy, and a tuned high-throughput setup.
 
 ```sh
-twistd h2proxy -c /etc/h2proxy/h2proxy.yaml --check    # validate and exit, like nginx -t
+twistd -n --pidfile= h2proxy -c /etc/h2proxy/h2proxy.yaml --check    # validate and exit, like nginx -t
 ```
 
 `--check` reads the file and every file it names (certificates, keys), prints every
