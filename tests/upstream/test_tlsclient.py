@@ -152,3 +152,14 @@ def test_an_unreadable_ca_file_is_a_config_error(tmp_path):
     bogus.write_text("not a certificate")
     with pytest.raises(ConfigError, match="upstreams.secure.tls.ca_file: cannot read a PEM CA bundle"):
         BackendTLS(UpstreamTlsConfig(ca_file=str(bogus)), "secure")
+
+
+def test_a_client_key_that_does_not_match_its_certificate_is_a_config_error(tmp_path):
+    """When the client certificate's key belongs to another certificate, building the TLS
+    settings raises a ConfigError naming the option, not a failure at the first handshake."""
+    cert, _ = make_self_signed(tmp_path, name="client")
+    _, other_key = make_self_signed(tmp_path, name="other")
+    pair = ClientCertificateConfig(cert=cert, key=other_key)
+    with pytest.raises(ConfigError, match="upstreams.secure.tls.client_certificate: the key does not "
+                                          "match the certificate"):
+        BackendTLS(UpstreamTlsConfig(client_certificate=pair), "secure")

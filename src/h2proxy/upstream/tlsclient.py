@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 from service_identity import VerificationError
@@ -142,14 +142,21 @@ def _load_client_certificate(config: UpstreamTlsConfig, upstream: str) -> Client
     pair = config.client_certificate
     if pair is None:
         return None
+    where = f"upstreams.{upstream}.tls.client_certificate"
     try:
         with open(pair.cert, "rb") as cert, open(pair.key, "rb") as key:
-            return ClientIdentity(x509.load_pem_x509_certificate(cert.read()),
-                                  serialization.load_pem_private_key(key.read(), password=None))
+            identity = ClientIdentity(x509.load_pem_x509_certificate(cert.read()),
+                                      serialization.load_pem_private_key(key.read(), password=None))
     except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as error:
-        raise _problem(
-            pair.cert, f"upstreams.{upstream}.tls.client_certificate", f"cannot load the certificate and key: {error}"
-        )
+        raise _problem(pair.cert, where, f"cannot load the certificate and key: {error}")
+    if _public_der(identity.certificate.public_key()) != _public_der(identity.key.public_key()):
+        raise _problem(pair.key, where, f"the key does not match the certificate {pair.cert}")
+    return identity
+
+
+def _public_der(key: PublicKeyTypes) -> bytes:
+    """A public key in one comparable form (SubjectPublicKeyInfo, DER)."""
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _problem(path: str, key: str, message: str) -> ConfigError:
