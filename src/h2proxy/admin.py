@@ -24,10 +24,12 @@ Admin requests are not access-logged.
 
 from __future__ import annotations
 
+import enum
 import html
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IListeningPort
@@ -48,30 +50,114 @@ REFRESH_SECONDS = 5
 RATE_SAMPLE_INTERVAL = 1.0
 #: Samples kept; the rate is taken over this many intervals at most.
 RATE_WINDOW = 10
-#: Daemon warnings and errors kept for the status page.
+#: Daemon warnings and errors kept for the status page (a multi-line one counts once).
 RECENT_LOG = 30
-#: Proxy errors shown on the status page.
+#: Lines kept of one multi-line daemon message (a traceback), and characters per line.
+MAX_ENTRY_LINES = 120
+MAX_LINE_CHARS = 500
+#: Seconds within which a worker's next line may continue its previous message: the
+#: lines of one message reach the supervisor in the same read.
+CONTINUATION_WINDOW = 1.0
+#: Groups of identical proxy errors shown on the status page.
 SHOWN_ERRORS = 30
+#: Worker names listed for one group of errors.
+SHOWN_WORKERS = 4
 #: The Prometheus text format's content type.
 METRICS_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 REQUESTS = "h2proxy_requests_total"
 
 
+#: First lines of the parts of a Python or Twisted traceback.
+_TRACEBACK_MARKERS = (
+    "Traceback (most recent call last):",
+    "--- <exception caught here> ---",
+    "During handling of the above exception",
+    "The above exception was the direct cause",
+)
+
+
+@dataclass
+class LogEntry:
+    """One daemon message on the status page; a worker's multi-line message (its
+    lines are relayed one event each) is gathered back into one entry, in order.
+
+    @ivar source: the worker (name, pid) whose relayed lines these are, else None.
+    """
+
+    when: float
+    level: str
+    lines: list[str]
+    source: tuple[object, object] | None = None
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def continuedBy(self, source: tuple[object, object] | None, level: str, when: float, line: str) -> bool:
+        """Whether C{line}, relayed from C{source}, is the next line of this message: same
+        worker and level, the same read, and a traceback's shape (a traceback header or
+        an indented frame line, the exception line after the frames, or a blank line
+        inside a chained traceback)."""
+        if source is None or source != self.source or level != self.level:
+            return False
+        if when - self.when > CONTINUATION_WINDOW:
+            return False
+        last = self.lines[-1]
+        if line[:1].isspace() or line.startswith(_TRACEBACK_MARKERS):
+            return True
+        if last[:1].isspace() or last.startswith(_TRACEBACK_MARKERS[1]):
+            return True
+        return line == "" and any(l.startswith(_TRACEBACK_MARKERS[0]) for l in self.lines)
+
+    def add(self, line: str) -> None:
+        if len(self.lines) < MAX_ENTRY_LINES:
+            self.lines.append(line[:MAX_LINE_CHARS])
+        elif len(self.lines) == MAX_ENTRY_LINES:
+            self.lines.append("[more lines not kept]")
+
+
 @implementer(ILogObserver)
 class RecentLog:
-    """Keeps the last L{RECENT_LOG} daemon messages at warning level or above."""
+    """Keeps the last L{RECENT_LOG} daemon messages at warning level or above, a
+    traceback (the daemon's own, or a worker's relayed line by line) as one entry."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self.entries: deque[tuple[float, str, str]] = deque(maxlen=RECENT_LOG)
+        self.entries: deque[LogEntry] = deque(maxlen=RECENT_LOG)
         self.clock = clock
 
     def __call__(self, event: dict) -> None:
         level = event.get("log_level", LogLevel.info)
         if level < LogLevel.warn:
             return
-        text = formatEvent(event)
-        self.entries.append((event.get("log_time") or self.clock(), level.name, text[:500]))
+        when = event.get("log_time") or self.clock()
+        source = _relayed_from(event)
+        if source is not None and self.entries:
+            last = self.entries[-1]
+            line = str(event.get("text", ""))
+            if last.continuedBy(source, level.name, when, line):
+                last.add(line)
+                return
+        entry = LogEntry(when, level.name, [], source)
+        for line in _event_text(event).split("\n"):
+            entry.add(line)
+        self.entries.append(entry)
+
+
+def _relayed_from(event: dict) -> tuple[object, object] | None:
+    """The (worker, pid) of a worker's line relayed by the supervisor, else None."""
+    if "worker" in event and "pid" in event and "text" in event:
+        return (event["worker"], event["pid"])
+    return None
+
+
+def _event_text(event: dict) -> str:
+    """An event's message, followed by its traceback when it carries a failure."""
+    text = formatEvent(event)
+    failure = event.get("log_failure")
+    if failure is not None:
+        text = f"{text}\n{failure.getTraceback()}".rstrip("\n")
+    return text
 
 
 class RateMeter:
@@ -103,6 +189,13 @@ class AdminState:
         self.supervisor = supervisor
         self.rate = rate
         self.recentLog = recentLog
+        self.servingSince: dict[int, float] = {}
+
+    def generationServes(self, config: Config) -> None:
+        """A generation starts serving: remember when (its uptime on the page)."""
+        number = self.servingNumber()
+        if number is not None:
+            self.servingSince = {number: self.supervisor.reactor.seconds()}
 
     def servingNumber(self) -> int | None:
         serving = self.supervisor.serving
@@ -204,7 +297,9 @@ h2{font-size:16px;margin:22px 0 8px}
 table{border-collapse:collapse;background:#fff;width:100%;box-shadow:0 1px 2px #0001;border-radius:8px}
 th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #e6eaee;white-space:nowrap}
 th{background:#eef1f4;font-weight:600}td.num,th.num{text-align:right}
-td.wrap{white-space:normal;word-break:break-all}
+td.wrap,span.wrap{white-space:normal;overflow-wrap:anywhere}
+pre.msg{margin:0;white-space:pre-wrap;overflow-wrap:anywhere;font:12px/1.35 ui-monospace,"DejaVu Sans Mono",monospace}
+#log td:last-child{white-space:normal;width:100%}
 """
 
 
@@ -311,23 +406,77 @@ def _clock(when: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
 
 
+#: What makes two recent errors the same row of the status page.
+_ERROR_KEY = ("status", "error", "method", "authority", "path", "upstream", "server")
+
+
+@dataclass
+class ErrorGroup:
+    """Identical recent errors (same status, reason, request and upstream), as one row.
+
+    @ivar latest: the newest of them (its time and request id are shown).
+    @ivar workers: the names of the workers that reported them, newest first.
+    """
+
+    latest: dict
+    count: int = 1
+    workers: list[str] = field(default_factory=list)
+
+
+def group_errors(entries: Iterable[dict]) -> list[ErrorGroup]:
+    """Identical errors gathered, each group with its count and newest entry, newest
+    group first; C{entries} come newest first (L{Supervisor.recentErrors}). Twenty
+    clients closing the same stream must not push every other error off the page."""
+    groups: dict[tuple, ErrorGroup] = {}
+    for entry in entries:
+        key = tuple(entry.get(name) for name in _ERROR_KEY)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = ErrorGroup(latest=entry, count=0)
+        group.count += 1
+        worker = entry.get("worker")
+        if worker and worker not in group.workers:
+            group.workers.append(worker)
+    return sorted(groups.values(), key=lambda group: group.latest.get("time", 0), reverse=True)
+
+
+def _workers_text(names: list[str]) -> str:
+    shown = ", ".join(names[:SHOWN_WORKERS])
+    more = len(names) - SHOWN_WORKERS
+    return f"{shown} and {more} more" if more > 0 else (shown or "-")
+
+
 def _errors_table(state: AdminState) -> str:
     rows = []
-    for entry in state.supervisor.recentErrors()[:SHOWN_ERRORS]:
+    for group in group_errors(state.supervisor.recentErrors())[:SHOWN_ERRORS]:
+        entry = group.latest
         request = f"{entry.get('method', '')} {entry.get('authority', '')}{entry.get('path', '')}"
         rows.append([
-            _e(_clock(entry.get("time", 0))), _e(entry.get("worker", "")), _e(entry.get("status", "")),
-            _e(entry.get("error", "")), f'<span class="wrap">{_e(request)}</span>',
-            _e(entry.get("server") or entry.get("upstream") or "-"), _e(entry.get("request_id") or "-"),
+            _e(_clock(entry.get("time", 0))), _e(group.count), _e(_workers_text(group.workers)),
+            _e(entry.get("status", "")), _e(entry.get("error", "")),
+            f'<span class="wrap">{_e(request)}</span>',
+            _e(entry.get("upstream") or "-"), _e(entry.get("server") or "-"),
+            _e(entry.get("request_id") or "-"),
         ])
-    headers = ["Time", "Worker", "Status", "Reason", "Request", "Upstream", "Request id"]
-    return _table("errors", headers, rows, set(), "no error reported")
+    headers = ["Last seen", "Count", "Workers", "Status", "Reason", "Request", "Upstream", "Server",
+               "Last request id"]
+    return _table("errors", headers, rows, {1}, "no error reported")
 
 
 def _log_table(state: AdminState) -> str:
-    rows = [[_e(_clock(when)), _e(level), f'<span class="wrap">{_e(text)}</span>']
-            for when, level, text in reversed(state.recentLog.entries)]
+    rows = [[_e(_clock(entry.when)), _e(entry.level), f'<pre class="msg">{_e(entry.text)}</pre>']
+            for entry in reversed(state.recentLog.entries)]
     return _table("log", ["Time", "Level", "Message"], rows, set(), "no warning logged")
+
+
+def _uptimes(state: AdminState, now: float) -> str:
+    """The header's ages: the serving generation's, and the daemon's."""
+    serving = state.servingNumber()
+    since = state.servingSince.get(serving) if serving is not None else None
+    generation = (f"generation {serving} serving for {_duration(now - since)}" if since is not None
+                  else f"generation {serving if serving is not None else '-'}")
+    return (f'<span id="generation">{_e(generation)}</span>'
+            f'<span id="uptime">daemon up {_e(_duration(now - state.supervisor.startedAt))}</span>')
 
 
 def status_html(state: AdminState) -> str:
@@ -338,7 +487,6 @@ def status_html(state: AdminState) -> str:
     code, health = state.health()
     badge = "ok" if code == 200 else ("bad" if health == "draining" else "warn")
     rate = state.rate.rate()
-    serving = state.servingNumber()
     reloads = supervisor.metrics.reloads.values
     cards = [
         ("Requests/s", "-" if rate is None else f"{rate:,.1f}"),
@@ -359,8 +507,7 @@ def status_html(state: AdminState) -> str:
         "<meta name=viewport content='width=device-width'>"
         f"<title>h2proxy status</title><style>{_STYLE}</style></head><body>"
         f'<header><h1>h2proxy</h1><span class="badge {badge}" id="health">{_e(health)}</span>'
-        f'<span>generation {_e(serving if serving is not None else "-")}</span>'
-        f'<span>up {_e(_duration(now - supervisor.startedAt))}</span>'
+        f"{_uptimes(state, now)}"
         f'<span class="muted">{_e(_clock(now))}, refreshes every {REFRESH_SECONDS}s</span></header>'
         f'<main><div class="cards">{cardHtml}</div>'
         f"<h2>Workers</h2>{_workers_table(state, now)}"
@@ -394,6 +541,7 @@ class AdminServer:
         self._sampler = task.LoopingCall(self._sample)
         self._sampler.clock = reactor
         supervisor.configObservers.append(self.follow)
+        supervisor.configObservers.append(self.state.generationServes)
 
     def listen(self, config: AdminConfig | None) -> None:
         """Listen for C{config} (None: no admin listener).

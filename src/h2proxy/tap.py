@@ -1,5 +1,7 @@
-"""twistd integration: ``twistd h2proxy -c conf.yaml`` runs the supervisor, and
-``twistd h2proxy -c conf.yaml --check`` validates and exits, like ``nginx -t``.
+"""twistd integration: ``twistd h2proxy -c conf.yaml`` runs the supervisor,
+``twistd h2proxy -c conf.yaml --check`` validates and exits, like ``nginx -t``, and
+``twistd h2proxy --version`` names the versions a bug report needs. A config with
+problems prints them alone (file:line:col each) and exits 1, whether checked or started.
 
 The plugin line lives in twisted/plugins/h2proxy_plugin.py; the work is here, as
 Twisted's own web plugin does it. The process twistd starts is the supervisor
@@ -25,7 +27,12 @@ import os
 import pwd
 import signal
 import sys
+from functools import partial
+from importlib import metadata
 
+import h2
+import twisted
+import yaml
 from OpenSSL import SSL
 from twisted.application import service
 from twisted.internet import defer, error
@@ -79,14 +86,74 @@ def check_tls(config: Config, path: str) -> None:
         raise ConfigError(problems)
 
 
-def load_checked(path: str) -> Config:
+#: The C{logging} options that may name standard output (C{-}).
+STDOUT_LOGS = ("access_log", "error_log")
+
+
+def _line_of(path: str, section: str, key: str) -> tuple[int | None, int | None]:
+    """Where C{section.key} is written in the YAML file C{path} (1-based line and
+    column), if it can be found: the config model keeps values, not places."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            root = yaml.compose(handle)
+    except (OSError, yaml.YAMLError):
+        return None, None
+    value = _mapping_value(_mapping_value(root, section), key)
+    if value is None:
+        return None, None
+    return value.start_mark.line + 1, value.start_mark.column + 1
+
+
+def _mapping_value(node: yaml.Node | None, key: str) -> yaml.Node | None:
+    """The value node of C{key} in a YAML mapping node, or None."""
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    return next((value for name, value in node.value if getattr(name, "value", None) == key), None)
+
+
+def stdout_log_problems(config: Config, path: str, *, warning: bool) -> list[ConfigProblem]:
+    """The C{logging} options set to C{-} (standard output), for a daemon that detaches:
+    twistd points a daemon's standard output at /dev/null, so every line written there
+    is lost without a word. As errors (starting, or reloading, without C{-n}), or as
+    warnings (C{--check} without C{-n}: a check is often run with other options than
+    the daemon's, so it only warns)."""
+    problems = []
+    for key in STDOUT_LOGS:
+        if getattr(config.logging, key) != "-":
+            continue
+        line, column = _line_of(path, "logging", key)
+        problems.append(ConfigProblem(
+            path, line, column, f"logging.{key}",
+            "- (standard output) is lost when twistd runs as a daemon (without -n): "
+            "run in the foreground (twistd -n) or give a file path", warning=warning))
+    return sorted(problems, key=lambda problem: problem.line or 0)
+
+
+def load_checked(path: str, *, daemon: bool = False) -> Config:
     """Read, validate and TLS-check a config file (the loader of start, reload and --check).
 
+    @param daemon: the daemon detaches from its terminal (twistd without C{-n}), so a log
+        on standard output is an error.
     @raise ConfigError: with every problem found.
     """
     config = load_config(path)
     check_tls(config, path)
+    if daemon and (problems := stdout_log_problems(config, path, warning=False)):
+        raise ConfigError(problems)
     return config
+
+
+def versions() -> str:
+    """What C{twistd h2proxy --version} prints: h2proxy's version and those of what it
+    runs on (the lines a bug report needs)."""
+    openssl = SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode("ascii", "replace")
+    return "\n".join([
+        f"h2proxy {metadata.version('h2proxy')}",
+        f"Twisted {twisted.__version__}",
+        f"h2 {h2.__version__}",
+        f"pyOpenSSL {metadata.version('pyOpenSSL')} ({openssl})",
+        f"Python {sys.version.split()[0]}",
+    ])
 
 
 class Options(usage.Options):
@@ -98,19 +165,33 @@ class Options(usage.Options):
                         "0 if it is valid, 1 with every error if not, like nginx -t."]
     ]
 
+    def opt_version(self) -> None:
+        """Print the versions of h2proxy, Twisted, h2, pyOpenSSL and OpenSSL, and exit."""
+        sys.stdout.write(f"{versions()}\n")
+        raise SystemExit(0)
+
+    def daemonizes(self) -> bool:
+        """Whether twistd will detach (no C{-n} before C{h2proxy})."""
+        return self.parent is not None and not self.parent.get("nodaemon", True)
+
     def postOptions(self) -> None:
+        """Load the config; on a problem print the problems alone (not twistd's usage
+        text, which says nothing about a config file) and exit 1."""
         self["config"] = os.path.abspath(self["config"])
+        path = self["config"]
         try:
-            self.loaded = load_checked(self["config"])
+            self.loaded = load_checked(path, daemon=self.daemonizes() and not self["check"])
         except ConfigError as error:
-            if self["check"]:
-                sys.stderr.write(f"{error}\n{self['config']}: configuration is invalid\n")
-                raise SystemExit(1)
-            raise usage.UsageError(f"invalid configuration:\n{error}")
-        for warning in getattr(self.loaded, "warnings", ()):
+            verdict = "configuration is invalid" if self["check"] else "configuration is invalid; not starting"
+            sys.stderr.write(f"{error}\n{path}: {verdict}\n")
+            raise SystemExit(1)
+        warnings = list(self.loaded.warnings)
+        if self["check"] and self.daemonizes():
+            warnings += [str(p) for p in stdout_log_problems(self.loaded, path, warning=True)]
+        for warning in warnings:
             sys.stderr.write(f"{warning}\n")
         if self["check"]:
-            sys.stdout.write(f"{self['config']}: configuration is valid\n")
+            sys.stdout.write(f"{path}: configuration is valid\n")
             raise SystemExit(0)
 
 
@@ -249,7 +330,7 @@ def makeService(options: Options) -> service.IService:
         reactor=reactor,
         config=options.loaded,
         configPath=options["config"],
-        loader=load_checked,
+        loader=partial(load_checked, daemon=options.daemonizes()),
         notifier=Notifier.fromEnvironment(),
         listeners=ListenerSockets(activated=activated_sockets(os.environ, os.getpid())),
         stopReactor=reactor.stop,

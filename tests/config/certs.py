@@ -2,6 +2,8 @@
 
     from tests.config.certs import make_self_signed
     cert, key = make_self_signed(tmp_path, ["example.org", "www.example.org"])
+
+and L{server_options}, a Twisted TLS server on such a pair.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+from OpenSSL import crypto
+from twisted.internet import ssl
 
 
 def make_self_signed(
@@ -69,3 +73,24 @@ def _general_name(host: str) -> x509.GeneralName:
         return x509.IPAddress(ipaddress.ip_address(host))
     except ValueError:
         return x509.DNSName(host)
+
+
+def server_options(cert: str, key: str, client_ca: str | None = None) -> ssl.CertificateOptions:
+    """Twisted's server options for a PEM certificate and key, asking for a client
+    certificate signed by C{client_ca} when given.
+
+    The certificate and key are C{cryptography} objects, which
+    C{SSL.Context.use_certificate}/C{use_privatekey} take as they are (Twisted's
+    C{PrivateCertificate.options()} would hand them pyOpenSSL's deprecated X509/PKey).
+    The CA stays an X509: C{X509Store.add_cert} takes nothing else.
+    """
+    with open(cert, "rb") as handle:
+        certificate = x509.load_pem_x509_certificate(handle.read())
+    with open(key, "rb") as handle:
+        private_key = serialization.load_pem_private_key(handle.read(), password=None)
+    if client_ca is None:
+        return ssl.CertificateOptions(privateKey=private_key, certificate=certificate)
+    with open(client_ca, "rb") as handle:
+        authority = crypto.X509.from_cryptography(x509.load_pem_x509_certificate(handle.read()))
+    return ssl.CertificateOptions(privateKey=private_key, certificate=certificate, verify=True,
+                                  caCerts=[authority], requireCertificate=True)

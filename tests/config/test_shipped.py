@@ -99,7 +99,7 @@ def test_examples_show_what_they_are_named_for(tmp_path: Path):
 def run_check(config: Path, directory: Path) -> subprocess.CompletedProcess:
     twistd = Path(sys.executable).with_name("twistd")
     return subprocess.run(
-        [str(twistd), "h2proxy", "-c", str(config), "--check"],
+        [str(twistd), "-n", "h2proxy", "-c", str(config), "--check"],
         cwd=directory,
         env={"PATH": str(twistd.parent), **env_for(directory)},
         capture_output=True,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from OpenSSL import SSL
-from twisted.internet import ssl
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -12,6 +11,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from h2proxy import tlsbatch
 from h2proxy.devtools.devcert import make_certificate
 from h2proxy.tlsbatch import TLS_WRITE_CHUNK, BatchingTLSProtocol
+from tests.config.certs import server_options
 
 
 class Sink(Protocol):
@@ -24,9 +24,8 @@ class Sink(Protocol):
 
 def _connected(tmp_path):
     """A BatchingTLSProtocol server on a StringTransport and a pyOpenSSL client, handshaken."""
-    cert, key = make_certificate(str(tmp_path))
-    pem = open(cert).read() + open(key).read()
-    factory = TLSMemoryBIOFactory(ssl.PrivateCertificate.loadPEM(pem).options(), False, Factory.forProtocol(Sink))
+    options = server_options(*make_certificate(str(tmp_path)))
+    factory = TLSMemoryBIOFactory(options, False, Factory.forProtocol(Sink))
     factory.protocol = BatchingTLSProtocol
     server = factory.buildProtocol(None)
     transport = StringTransport()

@@ -10,7 +10,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel
 
-from h2proxy.admin import AdminServer, RateMeter, RecentLog
+from h2proxy.admin import AdminServer, RateMeter, RecentLog, group_errors
 from h2proxy.config.model import AdminConfig, ServerConfig, UpstreamConfig
 from h2proxy.metrics import WorkerMetrics
 from h2proxy.handover import format_metrics
@@ -157,8 +157,9 @@ def test_status_page_shows_workers_upstreams_and_errors():
     assert upstreams["127.0.0.1:8001"][3] == "2"
     assert upstreams["[::1]:8002"][2] == "unknown"
     (error,) = found["errors"][1:]
-    assert error[1:4] == ["1.0", "502", "connection_refused"]
-    assert error[4] == "GET example.org/<script>"
+    assert error[1:5] == ["1", "1.0", "502", "connection_refused"]
+    assert error[5] == "GET example.org/<script>"
+    assert error[6:8] == ["-", "127.0.0.1:8001"]
 
 
 def test_status_page_shows_draining_workers_with_their_streams():
@@ -180,6 +181,134 @@ def test_status_page_lists_daemon_warnings():
     admin.recentLog({"log_level": LogLevel.warn, "log_format": "worker 1.0 died", "log_time": 5.0})
     rows = tables(get(admin, "/")[2])["log"][1:]
     assert [row[1:] for row in rows] == [["warn", "worker 1.0 died"]]
+
+
+def relayed(log: RecentLog, when: float, text: str, worker: str = "1.0", pid: int = 42,
+            level: LogLevel = LogLevel.warn) -> None:
+    """One line of a worker as the supervisor relays it (see WorkerProtocol._relay)."""
+    log({"log_level": level, "log_format": "worker {worker}[{pid}]: {text}", "log_time": when,
+         "worker": worker, "pid": pid, "text": text})
+
+
+TRACEBACK = [
+    "Unhandled Error",
+    "Traceback (most recent call last):",
+    '  File "/srv/h2proxy/worker.py", line 10, in serve',
+    "    handle(request)",
+    "--- <exception caught here> ---",
+    '  File "/srv/h2proxy/bridge.py", line 20, in handle',
+    "    raise ValueError('boom')",
+    "builtins.ValueError: boom",
+]
+
+
+def test_a_relayed_traceback_is_one_entry_in_order():
+    """When a worker's traceback arrives as one relayed line per event, the recent log keeps
+    it as one entry with its lines in order, and the next message is an entry of its own."""
+    log = RecentLog()
+    for line in TRACEBACK:
+        relayed(log, 10.0, line)
+    relayed(log, 10.0, "upstream app server 127.0.0.1:8000 is down")
+    first, second = log.entries
+    assert first.lines == ["worker 1.0[42]: Unhandled Error", *TRACEBACK[1:]]
+    assert second.lines == ["worker 1.0[42]: upstream app server 127.0.0.1:8000 is down"]
+
+
+def test_lines_of_another_worker_or_a_later_read_are_not_merged():
+    """When an indented line comes from another worker, or seconds after, it starts its own entry."""
+    log = RecentLog()
+    relayed(log, 10.0, "Traceback (most recent call last):")
+    relayed(log, 10.0, "  File 'x.py', line 1", worker="1.1", pid=43)
+    assert [len(entry.lines) for entry in log.entries] == [1, 1]
+    relayed(log, 20.0, "Traceback (most recent call last):")
+    relayed(log, 25.0, "  File 'y.py', line 2")
+    assert [len(entry.lines) for entry in log.entries] == [1, 1, 1, 1]
+
+
+def test_a_daemon_failure_keeps_its_traceback():
+    """When the supervisor itself logs a failure, the entry carries the traceback after the message."""
+    from twisted.python.failure import Failure
+
+    log = RecentLog()
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        failure = Failure()
+    log({"log_level": LogLevel.critical, "log_format": "Unhandled Error", "log_time": 1.0,
+         "log_failure": failure})
+    (entry,) = log.entries
+    assert entry.lines[0] == "Unhandled Error"
+    assert entry.lines[1] == "Traceback (most recent call last):"
+    assert entry.lines[-1].endswith("ValueError: boom")
+
+
+def test_the_status_page_shows_a_traceback_as_one_preformatted_row():
+    """When the recent log holds a worker's traceback, the page has one row for it, its
+    lines in order inside a <pre>."""
+    harness, admin = make_admin()
+    for line in TRACEBACK:
+        relayed(admin.recentLog, 10.0, line)
+    page = get(admin, "/")[2]
+    rows = tables(page)["log"][1:]
+    assert len(rows) == 1
+    assert rows[0][2] == "\n".join(["worker 1.0[42]: Unhandled Error", *TRACEBACK[1:]])
+    assert '<pre class="msg">worker 1.0[42]: Unhandled Error\nTraceback' in page
+
+
+def error(when: float, worker: str = "1.0", **fields) -> dict:
+    entry = {"time": when, "status": 499, "error": "client_closed", "method": "GET",
+             "authority": "example.org", "path": "/feed", "upstream": "app",
+             "server": "127.0.0.1:8001", "request_id": f"id{when:g}", "worker": worker}
+    entry.update(fields)
+    return entry
+
+
+def test_identical_errors_are_one_group_with_a_count_and_the_latest():
+    """When twenty identical errors and two others are recent, there are three groups, newest
+    first: the twenty as one with its count, latest time and request id, and the workers."""
+    entries = [error(100.0 - i, worker="1.0" if i % 2 else "1.1") for i in range(20)]
+    entries.insert(5, error(96.5, status=502, error="connection_refused"))
+    entries.append(error(50.0, path="/other"))
+    groups = group_errors(entries)
+    assert [(g.count, g.latest["time"], g.latest.get("status")) for g in groups] == [
+        (20, 100.0, 499), (1, 96.5, 502), (1, 50.0, 499)]
+    assert groups[0].latest["request_id"] == "id100"
+    assert groups[0].workers == ["1.1", "1.0"]
+
+
+def test_errors_differing_in_upstream_server_are_not_grouped():
+    """When the same request failed on two servers, each server has its row."""
+    groups = group_errors([error(2.0), error(1.0, server="[::1]:8002")])
+    assert [g.latest["server"] for g in groups] == ["127.0.0.1:8001", "[::1]:8002"]
+
+
+def test_the_status_page_shows_grouped_errors_with_upstream_and_server():
+    """When a worker reports twenty identical errors, the page shows one row with count 20,
+    and the upstream and the server each in their own column."""
+    harness, admin = make_admin()
+    first, second = harness.startServing()
+    report(first, recent=[error(100.0 - i) for i in range(20)])
+    rows = tables(get(admin, "/")[2])["errors"]
+    assert rows[0] == ["Last seen", "Count", "Workers", "Status", "Reason", "Request", "Upstream",
+                       "Server", "Last request id"]
+    (row,) = rows[1:]
+    assert row[1:] == ["20", "1.0", "499", "client_closed", "GET example.org/feed", "app",
+                       "127.0.0.1:8001", "id100"]
+
+
+def test_the_header_shows_the_generation_age_apart_from_the_daemon_uptime():
+    """When a reload's generation has served for 5 s in a daemon up for 65 s, the header says
+    generation 2 serving for 5s and daemon up 1m 5s."""
+    harness, admin = make_admin(app_config(workers=1))
+    harness.startServing()
+    harness.reactor.advance(60)
+    harness.nextConfig = app_config(workers=1)
+    harness.supervisor.reload()
+    harness.reactor.live()[-1].report("ready")
+    harness.reactor.advance(5)
+    page = get(admin, "/")[2]
+    assert '<span id="generation">generation 2 serving for 5s</span>' in page
+    assert '<span id="uptime">daemon up 1m 5s</span>' in page
 
 
 def test_rate_meter_measures_requests_per_second():

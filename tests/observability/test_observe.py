@@ -15,12 +15,11 @@ from h2proxy.config.model import Config, ListenerConfig, LoggingConfig, ServerCo
 from h2proxy.devtools.devcert import make_certificate
 from h2proxy.metrics import Aggregate, WorkerMetrics
 from h2proxy.observe import TLSCounts, WorkerObservability
+from tests.config.certs import server_options as certificate_options
 
 
 def server_options(tmp_path: Path):
-    cert, key = make_certificate(str(tmp_path))
-    pem = Path(cert).read_text() + Path(key).read_text()
-    return ssl.PrivateCertificate.loadPEM(pem).options()
+    return certificate_options(*make_certificate(str(tmp_path)))
 
 
 def tls_pair(observability: WorkerObservability, tmp_path: Path, client=None):

@@ -72,6 +72,28 @@ def test_check_option_exits_1_with_the_location(tmp_path, capsys):
     assert "configuration is invalid" in err
 
 
+STDOUT_LOGS = VALID + """logging:
+  error_log: "-"
+  access_log: "-"
+"""
+
+
+def test_a_detached_daemon_loads_no_config_logging_to_stdout(tmp_path):
+    """When the loader of a detached daemon (start and every reload) reads a file whose
+    logs go to "-", it refuses it, naming each option at its line: those lines would go
+    to /dev/null."""
+    path = write(tmp_path, STDOUT_LOGS)
+    with pytest.raises(ConfigError) as caught:
+        tap.load_checked(str(path), daemon=True)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{path}:13:14: logging.error_log: - (standard output) is lost when twistd runs as a "
+        "daemon (without -n): run in the foreground (twistd -n) or give a file path",
+        f"{path}:14:15: logging.access_log: - (standard output) is lost when twistd runs as a "
+        "daemon (without -n): run in the foreground (twistd -n) or give a file path",
+    ]
+    assert tap.load_checked(str(path)).logging.access_log == "-"
+
+
 class FakeOs:
     """Records what drop_privileges asks of the operating system."""
 

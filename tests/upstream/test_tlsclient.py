@@ -15,19 +15,10 @@ from h2proxy.errors import BackendCertificateError, BackendTLSError, ConfigError
 from h2proxy.message import UpstreamRequest
 from h2proxy.upstream.pool import UpstreamPool
 from h2proxy.upstream.tlsclient import BackendTLS
-from tests.config.certs import make_self_signed
+from tests.config.certs import make_self_signed, server_options
 from tests.upstream.origins import Origin, drive, loopback_reactor
 
 GET = UpstreamRequest(b"GET", b"/", ((b"host", b"localhost"),))
-
-
-def server_options(cert: str, key: str, client_ca: str | None = None) -> ssl.CertificateOptions:
-    with open(cert, "rb") as c, open(key, "rb") as k:
-        identity = ssl.PrivateCertificate.loadPEM(c.read() + k.read())
-    if client_ca is None:
-        return identity.options()
-    with open(client_ca, "rb") as handle:
-        return identity.options(ssl.Certificate.loadPEM(handle.read()))
 
 
 @pytest.fixture
@@ -165,3 +156,14 @@ def test_an_unreadable_ca_file_is_a_config_error(tmp_path):
     bogus.write_text("not a certificate")
     with pytest.raises(ConfigError, match="upstreams.secure.tls.ca_file: cannot read a PEM CA bundle"):
         BackendTLS(UpstreamTlsConfig(ca_file=str(bogus)), "secure")
+
+
+def test_a_client_key_that_does_not_match_its_certificate_is_a_config_error(tmp_path):
+    """When the client certificate's key belongs to another certificate, building the TLS
+    settings raises a ConfigError naming the option, not a failure at the first handshake."""
+    cert, _ = make_self_signed(tmp_path, name="client")
+    _, other_key = make_self_signed(tmp_path, name="other")
+    pair = ClientCertificateConfig(cert=cert, key=other_key)
+    with pytest.raises(ConfigError, match="upstreams.secure.tls.client_certificate: the key does not "
+                                          "match the certificate"):
+        BackendTLS(UpstreamTlsConfig(client_certificate=pair), "secure")

@@ -148,7 +148,7 @@ several certificates, several upstreams with health checks, h2c behind another
 proxy, and a tuned high-throughput setup.
 
 ```sh
-twistd h2proxy -c /etc/h2proxy/h2proxy.yaml --check    # validate and exit, like nginx -t
+twistd -n --pidfile= h2proxy -c /etc/h2proxy/h2proxy.yaml --check    # validate and exit, like nginx -t
 ```
 
 `--check` reads the file and every file it names (certificates, keys), prints every
@@ -171,6 +171,13 @@ conf.yaml:31:15: routes[2].upstream: no upstream named 'ap'; did you mean 'app'?
 Errors stop the daemon from starting (or a reload from taking effect). Warnings
 (marked `warning:`) do not: they are printed by `--check` and logged on start, and
 the loader returns them on `Config.warnings`.
+
+One check depends on how twistd runs the daemon, not on the file alone: a
+`logging.access_log` or `logging.error_log` of `-` (standard output) is an error
+when twistd detaches (started without `-n`, twistd points standard output at
+/dev/null and every line would be lost), and a warning from `--check` without `-n`
+(pass `--check` the twistd options the daemon runs with, as the systemd unit does:
+`twistd -n --pidfile= h2proxy -c FILE --check`).
 
 Besides each value's own type and bounds, the loader checks:
 

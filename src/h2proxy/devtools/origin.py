@@ -39,6 +39,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import os
 import sys
 from urllib.parse import parse_qs, urlsplit
 
@@ -308,16 +309,23 @@ def tls_context(cert: str, key: str):
     return context
 
 
+class CannotListen(Exception):
+    """The origin's address cannot be bound (a port in use, most often)."""
+
+
 async def main_async(args) -> None:
     origin = Origin(args.log)
     context = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
-    server = await asyncio.start_server(origin.serve, args.host, args.port, limit=MAX_HEAD,
-                                        backlog=1024, ssl=context)
+    try:
+        server = await asyncio.start_server(origin.serve, args.host, args.port, limit=MAX_HEAD,
+                                            backlog=1024, ssl=context)
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise CannotListen(f"origin: cannot listen on {args.host} port {args.port}: {reason}") from None
     port = server.sockets[0].getsockname()[1]
     if args.port_file:
         with open(args.port_file + ".tmp", "w") as handle:
             handle.write(str(port))
-        import os
         os.replace(args.port_file + ".tmp", args.port_file)
     scheme = "https" if context else "http"
     print(f"origin listening on {scheme}://{args.host}:{port}", flush=True)
@@ -326,7 +334,10 @@ async def main_async(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """Parse the command line and serve until interrupted; a port that cannot be bound
+    is one line on stderr and exit status 1 (the demo script reports it as is)."""
+    parser = argparse.ArgumentParser(prog="python -m h2proxy.devtools.origin", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--port-file", help="write the bound port here (use with --port 0)")
@@ -340,6 +351,9 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(main_async(args))
     except KeyboardInterrupt:
         sys.exit(0)
+    except CannotListen as error:
+        sys.stderr.write(f"{error}\n")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

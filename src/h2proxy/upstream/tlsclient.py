@@ -18,7 +18,12 @@ import datetime
 import ipaddress
 import ssl as stdlib_ssl
 
+from dataclasses import dataclass
+
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 from service_identity import VerificationError
@@ -26,7 +31,6 @@ from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.ssl import (
     Certificate,
     CertificateOptions,
-    PrivateCertificate,
     optionsForClientTLS,
     trustRootFromCertificates,
 )
@@ -65,7 +69,7 @@ class BackendTLS:
         name = self.expectedName(server)
         if not self.config.verify:
             return _UnverifiedCreator(self._certificateOptions(verify=False), name)
-        return optionsForClientTLS(name, trustRoot=self._trustRoot, clientCertificate=self._clientCertificate)
+        return optionsForClientTLS(name, trustRoot=self._trustRoot, extraCertificateOptions=self._identity())
 
     def explain(self, failure: Failure, handle: object, server: ServerConfig) -> BackendTLSError:
         """The typed error for a handshake with C{server} that failed with C{failure};
@@ -86,13 +90,22 @@ class BackendTLS:
         return BackendTLSError(f"{where}: TLS handshake failed: {detail}")
 
     def _certificateOptions(self, verify: bool) -> CertificateOptions:
-        extra: dict[str, object] = {}
-        if self._clientCertificate is not None:
-            extra = {
-                "privateKey": self._clientCertificate.privateKey.original,
-                "certificate": self._clientCertificate.original,
-            }
-        return CertificateOptions(verify=verify, **extra)
+        return CertificateOptions(verify=verify, **self._identity())
+
+    def _identity(self) -> dict[str, object]:
+        """The client certificate as C{CertificateOptions} arguments (none without one)."""
+        identity = self._clientCertificate
+        return {} if identity is None else {"privateKey": identity.key, "certificate": identity.certificate}
+
+
+@dataclass(frozen=True)
+class ClientIdentity:
+    """A client certificate and its key, as C{cryptography} objects: OpenSSL contexts take
+    them as they are (Twisted's C{PrivateCertificate} would pass pyOpenSSL's deprecated
+    X509/PKey objects)."""
+
+    certificate: x509.Certificate
+    key: PrivateKeyTypes
 
 
 @implementer(IOpenSSLClientConnectionCreator)
@@ -125,17 +138,25 @@ def _load_trust_root(path: str, upstream: str) -> object:
     return trustRootFromCertificates([Certificate(crypto.X509.from_cryptography(c)) for c in certificates])
 
 
-def _load_client_certificate(config: UpstreamTlsConfig, upstream: str) -> PrivateCertificate | None:
+def _load_client_certificate(config: UpstreamTlsConfig, upstream: str) -> ClientIdentity | None:
     pair = config.client_certificate
     if pair is None:
         return None
+    where = f"upstreams.{upstream}.tls.client_certificate"
     try:
         with open(pair.cert, "rb") as cert, open(pair.key, "rb") as key:
-            return PrivateCertificate.loadPEM(cert.read() + b"\n" + key.read())
-    except (OSError, ValueError, crypto.Error, SSL.Error) as error:
-        raise _problem(
-            pair.cert, f"upstreams.{upstream}.tls.client_certificate", f"cannot load the certificate and key: {error}"
-        )
+            identity = ClientIdentity(x509.load_pem_x509_certificate(cert.read()),
+                                      serialization.load_pem_private_key(key.read(), password=None))
+    except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as error:
+        raise _problem(pair.cert, where, f"cannot load the certificate and key: {error}")
+    if _public_der(identity.certificate.public_key()) != _public_der(identity.key.public_key()):
+        raise _problem(pair.key, where, f"the key does not match the certificate {pair.cert}")
+    return identity
+
+
+def _public_der(key: PublicKeyTypes) -> bytes:
+    """A public key in one comparable form (SubjectPublicKeyInfo, DER)."""
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _problem(path: str, key: str, message: str) -> ConfigError:
