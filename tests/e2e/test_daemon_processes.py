@@ -78,6 +78,7 @@ def test_connections_land_on_both_workers(daemon):
 def test_a_killed_worker_is_restarted_and_the_other_is_unaffected(daemon):
     """When one worker is killed with SIGKILL, the supervisor logs it and starts a new one,
     while a response streaming from the other worker completes untouched."""
+    daemon.expect_log(r"worker 1\.0 \(pid \d+\) died: killed by signal 9")
     victim, survivor = slot_pid(daemon, 0), slot_pid(daemon, 1)
     client = connection_on(daemon, survivor, daemon.ports["h2c"])
     try:

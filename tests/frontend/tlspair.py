@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 
 from OpenSSL import SSL
-from twisted.internet import ssl
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IProtocol
@@ -18,6 +17,7 @@ from twisted.python.failure import Failure
 
 from h2proxy.devtools.devcert import make_certificate
 from h2proxy.tlsbatch import BatchingTLSProtocol
+from tests.config.certs import server_options
 
 
 class TCPServerLike(StringTransport):
@@ -69,9 +69,7 @@ class _OneProtocol(Factory):
 def listenerTLS(tmp_path, protocol: IProtocol) -> tuple[BatchingTLSProtocol, TCPServerLike, SSL.Connection]:
     """C{protocol} behind a listener's TLS layer on a L{TCPServerLike}, handshaken with
     a client that offered ALPN http/1.1 and h2."""
-    cert, key = _certificate(str(tmp_path))
-    pem = open(cert).read() + open(key).read()
-    factory = TLSMemoryBIOFactory(ssl.PrivateCertificate.loadPEM(pem).options(), False, _OneProtocol(protocol))
+    factory = TLSMemoryBIOFactory(server_options(*_certificate(str(tmp_path))), False, _OneProtocol(protocol))
     factory.protocol = BatchingTLSProtocol
     server = factory.buildProtocol(None)
     transport = TCPServerLike()
