@@ -9,6 +9,16 @@ import pytest
 from h2proxy.devtools.devcert import make_certificate
 from tests.e2e.harness import start_origin, start_proxy, write_config
 
+E2E_DIRECTORY = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under tests/e2e with C{e2e}, so that C{pytest -m "not e2e"}
+    runs the socket-free suite alone."""
+    for item in items:
+        if E2E_DIRECTORY in Path(item.path).parents:
+            item.add_marker(pytest.mark.e2e)
+
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
