@@ -465,7 +465,7 @@ PEERS = {"h2proxy": H2ProxyPeer, "nginx": NginxPeer, "twisted": TwistedPeer}
 
 def start_backends(launcher: Launcher, workdir: Path, origin_binary: Path) -> Backends:
     cert_dir = workdir / "cert"
-    subprocess.run([sys.executable, "-m", "h2proxy.devtools.devcert", str(cert_dir)], check=True,
+    subprocess.run([sys.executable, "-m", "h2proxy_tools.devcert", str(cert_dir)], check=True,
                    capture_output=True, timeout=60)
     origin_re = re.compile(r"origin listening on 127\.0\.0\.1:(\d+)")
     origin, match = launcher.start("origin", [str(origin_binary), "0"], LOAD_CPU, origin_re.search)

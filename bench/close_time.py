@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from h2proxy.devtools.devcert import make_certificate  # noqa: E402
+from h2proxy_tools.devcert import make_certificate  # noqa: E402
 from tests.e2e.conftest import base_config  # noqa: E402
 from tests.e2e.harness import start_origin, start_proxy, write_config  # noqa: E402
 

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
-from h2proxy.devtools.devcert import make_certificate  # noqa: E402
+from h2proxy_tools.devcert import make_certificate  # noqa: E402
 from tests.e2e.harness import start_origin, start_proxy, write_config  # noqa: E402
 
 #: Connections set up at once (handshakes in flight).

@@ -5,7 +5,7 @@ TCP connection per request (issue 5, acceptance 7).
 
 One process runs our UpstreamPool on an EPollReactor against one origin on
 127.0.0.1: bench/build/origin (the C origin bench/run builds) when it exists, else
-h2proxy.devtools.origin. For each concurrency it sends the same GETs twice, once
+h2proxy_tools.origin. For each concurrency it sends the same GETs twice, once
 with the pool as configured by default (keepalive 32) and once with keepalive: 0 (a
 new connection for every request), and prints the best of --rounds for each, their
 ratio, and the connections the pool opened. A benchmark, not a test: it prints
@@ -107,7 +107,7 @@ def start_origin() -> tuple[subprocess.Popen, int, str]:
     if C_ORIGIN.exists():
         command, name = [str(C_ORIGIN), "0"], "bench/build/origin (C)"
     else:
-        command, name = [sys.executable, "-m", "h2proxy.devtools.origin", "--port", "0"], "h2proxy.devtools.origin"
+        command, name = [sys.executable, "-m", "h2proxy_tools.origin", "--port", "0"], "h2proxy_tools.origin"
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     line = process.stdout.readline()
     match = re.search(r"127\.0\.0\.1:(\d+)", line)

@@ -1,7 +1,7 @@
 """Where h2proxy's time goes: cProfile of one worker's serving code under W1.
 
 ``bench/run --profile`` uses this. A worker of the real daemon is a child of the
-supervisor (``python -m h2proxy.workerprocess``), out of reach of ``twistd
+supervisor (``python -m h2proxy.worker.process``), out of reach of ``twistd
 --profile``; so this module serves the same config with the same wiring a worker
 uses (``load_config`` → ``ProxyServer.factoryFor`` → a TLS listener), minus the
 supervisor's socket hand-over, inside ``cProfile``. The orchestrator pins it to
@@ -33,7 +33,7 @@ def serve(config_path: str, out: str) -> None:
     from twisted.internet import endpoints, reactor
 
     from h2proxy.config.load import load_config
-    from h2proxy.worker import ProxyServer
+    from h2proxy.worker.server import ProxyServer
 
     config = load_config(config_path)
     server = ProxyServer(config, reactor)

@@ -10,12 +10,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "h2proxy"
 #: module prefix -> import prefixes it must never use.
 FORBIDDEN = {
     "h2proxy.config": ("twisted", "h2", "priority", "h2proxy.frontend", "h2proxy.upstream",
-                       "h2proxy.bridge", "h2proxy.worker", "h2proxy.tap"),
+                       "h2proxy.bridge", "h2proxy.worker.server", "h2proxy.supervisor.tap"),
     "h2proxy.message": ("twisted", "h2", "h2proxy."),
-    "h2proxy.frontend": ("h2proxy.upstream", "h2proxy.bridge", "h2proxy.worker"),
-    "h2proxy.upstream": ("h2", "priority", "h2proxy.frontend", "h2proxy.bridge", "h2proxy.worker"),
-    "h2proxy.bridge": ("h2proxy.worker", "h2proxy.tap", "h2proxy.supervisor"),
-    "h2proxy.supervisor": ("h2proxy.frontend", "h2proxy.upstream", "h2proxy.bridge", "h2", "priority"),
+    "h2proxy.frontend": ("h2proxy.upstream", "h2proxy.bridge", "h2proxy.worker.server"),
+    "h2proxy.upstream": ("h2", "priority", "h2proxy.frontend", "h2proxy.bridge", "h2proxy.worker.server"),
+    "h2proxy.bridge": ("h2proxy.worker.server", "h2proxy.supervisor.tap", "h2proxy.supervisor.service"),
+    "h2proxy.supervisor.service": ("h2proxy.frontend", "h2proxy.upstream", "h2proxy.bridge", "h2", "priority"),
 }
 
 

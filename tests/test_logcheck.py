@@ -58,16 +58,16 @@ def test_flush_by_exception_type():
 
 
 SUPERVISOR_OUTPUT = [
-    "2026-12-06T05:00:00+0000 [h2proxy.supervisor#info] generation 1 serving",
-    "2026-12-06T05:00:01+0000 [h2proxy.supervisor#critical] worker 1.0[42]: Unhandled Error",
-    "2026-12-06T05:00:01+0000 [h2proxy.supervisor#critical] worker 1.0[42]: Traceback (most recent call last):",
-    "2026-12-06T05:00:01+0000 [h2proxy.supervisor#critical] worker 1.0[42]: builtins.AttributeError: no socket",
-    "2026-12-06T05:00:02+0000 [h2proxy.supervisor#info] worker 1.0[42]: GET / 200",
-    "2026-12-06T05:00:03+0000 [h2proxy.supervisor#error] reload failed: x.yaml is invalid",
+    "2026-12-06T05:00:00+0000 [h2proxy.supervisor.service#info] generation 1 serving",
+    "2026-12-06T05:00:01+0000 [h2proxy.supervisor.service#critical] worker 1.0[42]: Unhandled Error",
+    "2026-12-06T05:00:01+0000 [h2proxy.supervisor.service#critical] worker 1.0[42]: Traceback (most recent call last):",
+    "2026-12-06T05:00:01+0000 [h2proxy.supervisor.service#critical] worker 1.0[42]: builtins.AttributeError: no socket",
+    "2026-12-06T05:00:02+0000 [h2proxy.supervisor.service#info] worker 1.0[42]: GET / 200",
+    "2026-12-06T05:00:03+0000 [h2proxy.supervisor.service#error] reload failed: x.yaml is invalid",
     "2026-12-06T05:00:04+0000 [-#critical] Unhandled error in Deferred:",
     "\tTraceback (most recent call last):",
     "\tbuiltins.RuntimeError: boom",
-    "2026-12-06T05:00:05+0000 [h2proxy.supervisor#warn] worker 1.0[42]: slow backend",
+    "2026-12-06T05:00:05+0000 [h2proxy.supervisor.service#warn] worker 1.0[42]: slow backend",
 ]
 
 

@@ -2,7 +2,7 @@
 import os, pathlib, sys, time, uuid
 ROOT = os.environ.get("ROOT") or str(pathlib.Path(__file__).resolve().parents[2])
 sys.path[:0] = [ROOT, ROOT + "/src"]
-from h2proxy.frontend.fieldcodec import StaticTableEncoder
+from h2proxy.frontend.http2.codec.fieldcodec import StaticTableEncoder
 e = StaticTableEncoder()
 ids = [uuid.uuid4().hex.encode() for _ in range(20000)]
 def run():

@@ -4,7 +4,7 @@ import gc, os, pathlib, sys, tracemalloc
 ROOT = os.environ.get("ROOT") or str(pathlib.Path(__file__).resolve().parents[2])
 sys.path[:0] = [ROOT, ROOT + "/src"]
 from h2proxy.config.model import Http2Config
-from h2proxy.frontend.connection import H2Connection
+from h2proxy.frontend.http2.connection import H2Connection
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from tests.frontend.frames import FrameFactory
 import h2.connection, h2.config

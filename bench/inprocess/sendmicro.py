@@ -3,7 +3,7 @@ import os, pathlib, sys, time
 ROOT = os.environ.get("ROOT") or str(pathlib.Path(__file__).resolve().parents[2])
 sys.path[:0] = [ROOT, ROOT + "/src"]
 import h2.config, h2.connection
-from h2proxy.frontend.h2machine import ServerConnection
+from h2proxy.frontend.http2.codec.machine import ServerConnection
 from tests.frontend.frames import requestHeaders
 client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
 client.initiate_connection()

@@ -15,8 +15,8 @@ sys.path[:0] = [ROOT + "/src"]
 from twisted.internet import endpoints, reactor
 
 from h2proxy.config.load import load_config
-from h2proxy.worker import ProxyServer
-from h2proxy.workerprocess import settle_heap
+from h2proxy.worker.server import ProxyServer
+from h2proxy.worker.process import settle_heap
 
 config = load_config(sys.argv[1])
 out = sys.argv[2] if len(sys.argv) > 2 else ""

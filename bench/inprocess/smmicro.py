@@ -3,7 +3,7 @@ import os, pathlib, sys, time
 ROOT = os.environ.get("ROOT") or str(pathlib.Path(__file__).resolve().parents[2])
 sys.path[:0] = [ROOT, ROOT + "/src"]
 from h2.stream import StreamInputs as I
-from h2proxy.frontend.h2machine import _CountingStateMachine
+from h2proxy.frontend.http2.codec.machine import _CountingStateMachine
 class C:
     def _streamStateChanged(self, *a): pass
 c = C()

@@ -21,7 +21,7 @@ PIDS=()
 cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 PY="$REPO/.venv/bin/python"
-"$PY" -m h2proxy.devtools.devcert "$WORK/cert" > /dev/null
+"$PY" -m h2proxy_tools.devcert "$WORK/cert" > /dev/null
 taskset -c 1 "$REPO/bench/build/origin" 0 > "$WORK/origin.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do grep -q 127.0.0.1 "$WORK/origin.log" && break; sleep 0.05; done

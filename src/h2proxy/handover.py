@@ -15,7 +15,7 @@ guesses the other's format:
   behind an 8-byte length;
 - the report lines a worker writes, one word first (L{Report}); a C{metrics}
   line carries one JSON object (the worker's metrics snapshot, see
-  L{h2proxy.metrics}), written once a second and once more on exit.
+  L{h2proxy.observability.metrics}), written once a second and once more on exit.
 
 Standard library and the plain-data config model only: the supervisor imports
 this, and the supervisor must not import HTTP code.

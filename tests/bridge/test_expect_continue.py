@@ -8,7 +8,7 @@ from twisted.internet.testing import MemoryReactorClock
 
 from h2proxy.config.load import load_config_text
 from h2proxy.message import ResponseHead
-from h2proxy.worker import ProxyServer
+from h2proxy.worker.server import ProxyServer
 from tests.bridge.test_bridge import request, setup
 
 EXPECT = ((b"expect", b"100-continue"),)

@@ -11,7 +11,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from h2proxy.config.load import load_config_text
-from h2proxy.worker import ProxyServer
+from h2proxy.worker.server import ProxyServer
 from tests.bridge.test_bridge import FakePool
 
 CONFIG = """

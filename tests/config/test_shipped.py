@@ -18,7 +18,7 @@ import yaml
 
 from h2proxy.config.load import load_config
 from h2proxy.config.model import Config, Http2Config
-from h2proxy.devtools.devcert import make_certificate
+from h2proxy_tools.devcert import make_certificate
 from tests.config.certs import make_self_signed
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from h2proxy.devtools.devcert import make_certificate
+from h2proxy_tools.devcert import make_certificate
 from tests.e2e.harness import start_origin, start_proxy, write_config
 
 E2E_DIRECTORY = Path(__file__).parent

@@ -93,7 +93,7 @@ class Origin:
 def start_origin(tmp: Path) -> Origin:
     log_path = tmp / "origin-requests.jsonl"
     process = subprocess.Popen(
-        [sys.executable, "-m", "h2proxy.devtools.origin", "--port", "0", "--log", str(log_path)],
+        [sys.executable, "-m", "h2proxy_tools.origin", "--port", "0", "--log", str(log_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -121,8 +121,8 @@ class Proxy:
         return f"{scheme}://127.0.0.1:{self.ports[listener]}{path}"
 
     def worker_pids(self) -> list[int]:
-        """The live worker processes of this daemon (children running h2proxy.workerprocess)."""
-        return [pid for pid in children_of(self.pid) if "h2proxy.workerprocess" in cmdline(pid)]
+        """The live worker processes of this daemon (children running h2proxy.worker.process)."""
+        return [pid for pid in children_of(self.pid) if "h2proxy.worker.process" in cmdline(pid)]
 
     def daemon_pids(self) -> list[int]:
         return [self.pid, *self.worker_pids()]
@@ -280,7 +280,7 @@ def poll_until(predicate, timeout: float = 20.0, what: str = "the condition", in
 def pattern_digest(count: int) -> str:
     """sha256 of the first C{count} bytes of the origin's /bytes pattern, without
     building them in memory."""
-    from h2proxy.devtools.origin import PATTERN
+    from h2proxy_tools.origin import PATTERN
 
     digest = hashlib.sha256()
     whole, rest = divmod(count, len(PATTERN))
@@ -294,7 +294,7 @@ def upload_pattern(command: list[str], count: int, timeout: float = 300.0) -> by
     """Run a client C{command} that uploads its standard input (curl ``-T -``), feed it
     C{count} bytes of the /bytes pattern (a whole number of pattern blocks) from a
     thread, and return what it printed."""
-    from h2proxy.devtools.origin import PATTERN
+    from h2proxy_tools.origin import PATTERN
 
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 

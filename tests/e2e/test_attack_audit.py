@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from h2proxy.audit import ATTACKS
+from h2proxy_tools.audit import ATTACKS
 from tests.e2e.harness import run
 from tests.hardening.daemon import LARGE, Attacked, start_attacked
 
@@ -30,7 +30,7 @@ def daemon(workdir, origin, certificate):
 def test_the_audit_passes_every_attack_and_says_so(daemon: Attacked):
     """When the audit runs all its attacks (and a connection flood past limits.max_connections) against the daemon, every row says PASS with its option, and it exits 0."""
     result = run(
-        [sys.executable, "-m", "h2proxy.audit", daemon.proxy.url("tls"), "--large-path", LARGE, "--hold", "10",
+        [sys.executable, "-m", "h2proxy_tools.audit", daemon.proxy.url("tls"), "--large-path", LARGE, "--hold", "10",
          "--connections", str(MAX_CONNECTIONS + 10)],
         timeout=240,
     )

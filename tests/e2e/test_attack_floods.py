@@ -1,6 +1,6 @@
 """HTTP/2 floods against the real daemon (CVE-2023-44487 rapid reset, the 2024
 CONTINUATION flood, HPACK bombs, the 2019 family CVE-2019-9511..9518): each attack is
-run by h2proxy.audit over TLS, bounded in count and time, and must end as
+run by h2proxy_tools.audit over TLS, bounded in count and time, and must end as
 docs/security.md says (GOAWAY ENHANCE_YOUR_CALM, or the connection dropped), after
 which the daemon serves a new connection at once, stayed under the memory bound, and
 its backend saw nothing the attack should not have produced."""
@@ -11,8 +11,8 @@ from typing import Callable
 
 import pytest
 
-from h2proxy import audit
-from h2proxy.audit import ENHANCE_YOUR_CALM, Outcome, Target
+from h2proxy_tools import audit
+from h2proxy_tools.audit import ENHANCE_YOUR_CALM, Outcome, Target
 from tests.hardening.daemon import LARGE, Attacked, start_attacked
 
 #: attack -> (what to run, the paths its requests may legitimately leave in the backend log).

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from h2proxy import audit
-from h2proxy.audit import Target, connect
+from h2proxy_tools import audit
+from h2proxy_tools.audit import Target, connect
 from tests.hardening.daemon import Attacked, start_attacked
 
 PAIRS = 100_000

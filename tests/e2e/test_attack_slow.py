@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from h2proxy import audit
-from h2proxy.audit import RawConnection, connect
+from h2proxy_tools import audit
+from h2proxy_tools.audit import RawConnection, connect
 from tests.hardening.daemon import LARGE, Attacked, start_attacked
 
 HANDSHAKE = 1.0

@@ -1,5 +1,5 @@
 """Smuggling on the HTTP/2 -> HTTP/1.1 downgrade, against the real daemon: every
-vector of h2proxy.audit is refused and never reaches the backend; a content-length
+vector of h2proxy_tools.audit is refused and never reaches the backend; a content-length
 that disagrees with the DATA never makes the backend read more or fewer bytes than
 announced; and a hypothesis fuzz of header names, values, paths and bodies, through
 the daemon to a raw recording backend, shows the backend only ever receives
@@ -15,8 +15,8 @@ import pytest
 from hyperframe.frame import DataFrame, HeadersFrame
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
-from h2proxy import audit
-from h2proxy.audit import PROTOCOL_ERROR, RawConnection, connect
+from h2proxy_tools import audit
+from h2proxy_tools.audit import PROTOCOL_ERROR, RawConnection, connect
 from tests.e2e.conftest import base_config
 from tests.e2e.harness import start_proxy, write_config
 from tests.hardening.daemon import Attacked, start_attacked

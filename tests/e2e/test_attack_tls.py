@@ -8,7 +8,7 @@ import ssl
 
 import pytest
 
-from h2proxy.audit import PREFACE
+from h2proxy_tools.audit import PREFACE
 from tests.hardening.daemon import Attacked, start_attacked
 
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 
-from h2proxy.devtools.origin import pattern_bytes
+from h2proxy_tools.origin import pattern_bytes
 from tests.e2e.harness import run
 
 

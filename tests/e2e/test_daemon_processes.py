@@ -50,7 +50,7 @@ def test_ps_shows_one_supervisor_and_two_workers(daemon):
     supervisor = run(["ps", "-ww", "-o", "args=", "-p", str(daemon.pid)]).stdout.decode()
     assert "twistd" in supervisor and "h2proxy" in supervisor
     children = run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(daemon.pid)]).stdout.decode().splitlines()
-    workers = [line for line in children if "h2proxy.workerprocess" in line]
+    workers = [line for line in children if "h2proxy.worker.process" in line]
     assert len(workers) == 2, children
     assert {re.search(r"--slot=(\d)", line).group(1) for line in workers} == {"0", "1"}
 

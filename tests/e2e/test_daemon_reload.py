@@ -15,7 +15,7 @@ import h2.events
 import pytest
 import yaml
 
-from h2proxy.devtools.origin import PATTERN
+from h2proxy_tools.origin import PATTERN
 from tests.e2e.conftest import base_config
 from tests.e2e.h2client import H2Client
 from tests.e2e.harness import cmdline, poll_until, start_origin, start_proxy, write_config

@@ -90,7 +90,7 @@ def test_the_origin_on_a_busy_port_says_so_in_one_line():
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = subprocess.run([sys.executable, "-m", "h2proxy.devtools.origin", "--port", str(port)],
+        result = subprocess.run([sys.executable, "-m", "h2proxy_tools.origin", "--port", str(port)],
                                 capture_output=True, timeout=30, text=True)
     assert result.returncode == 1
     assert result.stderr == f"origin: cannot listen on 127.0.0.1 port {port}: Address already in use\n"
@@ -98,7 +98,7 @@ def test_the_origin_on_a_busy_port_says_so_in_one_line():
 
 def test_origin_help_lists_the_endpoints():
     """When the origin is asked for --help, it lists its endpoints."""
-    result = subprocess.run([sys.executable, "-m", "h2proxy.devtools.origin", "--help"],
+    result = subprocess.run([sys.executable, "-m", "h2proxy_tools.origin", "--help"],
                             capture_output=True, timeout=30, text=True)
     assert result.returncode == 0
     for endpoint in ("/bytes/N", "/drip", "/status/N", "/upload", "/headers"):

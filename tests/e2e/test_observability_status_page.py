@@ -78,7 +78,7 @@ INJECTED = [
 ]
 SITECUSTOMIZE = f"""
 import sys
-if "h2proxy.workerprocess" in sys.orig_argv:
+if "h2proxy.worker.process" in sys.orig_argv:
     sys.stderr.write({"".join(line + chr(10) for line in INJECTED)!r})
     sys.stderr.flush()
 """

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from h2proxy.devtools.origin import pattern_bytes
+from h2proxy_tools.origin import pattern_bytes
 from tests.e2e.conftest import base_config
 from tests.e2e.harness import pattern_digest, run, start_proxy, upload_pattern, write_config
 from tests.e2e.semantics_client import RawHTTP1

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from h2proxy.audit import PREFACE
-from h2proxy.devtools.origin import pattern_bytes
+from h2proxy_tools.audit import PREFACE
+from h2proxy_tools.origin import pattern_bytes
 from tests.e2e.conftest import base_config
 from tests.e2e.harness import poll_until, run, start_proxy, write_config
 

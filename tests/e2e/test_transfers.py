@@ -14,7 +14,7 @@ import urllib.request
 import h2.events
 import pytest
 
-from h2proxy.devtools.origin import PATTERN
+from h2proxy_tools.origin import PATTERN
 from tests.e2e.conftest import base_config
 from tests.e2e.h2client import H2Client
 from tests.e2e.harness import pattern_digest, start_proxy, upload_pattern, write_config

@@ -25,9 +25,9 @@ BATCH = 50
 
 
 def start_named_origin(tmp: Path, name: str, port: int = 0, tls: tuple[str, str] | None = None) -> Origin:
-    """A real origin (h2proxy.devtools.origin) with its own request log, on C{port}."""
+    """A real origin (h2proxy_tools.origin) with its own request log, on C{port}."""
     log_path = tmp / f"{name}-requests.jsonl"
-    args = [sys.executable, "-m", "h2proxy.devtools.origin", "--port", str(port), "--log", str(log_path)]
+    args = [sys.executable, "-m", "h2proxy_tools.origin", "--port", str(port), "--log", str(log_path)]
     if tls is not None:
         args += ["--tls-cert", tls[0], "--tls-key", tls[1]]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

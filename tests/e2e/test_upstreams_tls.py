@@ -1,5 +1,5 @@
 """https:// backends through the real daemon: a real origin serving HTTPS
-(h2proxy.devtools.origin --tls-cert/--tls-key) behind four upstreams that differ only
+(h2proxy_tools.origin --tls-cert/--tls-key) behind four upstreams that differ only
 in how they verify it. The valid one answers 200; a wrong name, an expired certificate
 and a self-signed one without its CA configured each answer 502, and the daemon's log
 says exactly what did not match."""

@@ -15,7 +15,7 @@ import h2.events
 import h2.settings
 import pytest
 
-from h2proxy.devtools.origin import ws_frame
+from h2proxy_tools.origin import ws_frame
 from tests.config.certs import make_self_signed
 from tests.e2e.conftest import base_config
 from tests.e2e.h2client import H2Client

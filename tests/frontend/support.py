@@ -12,8 +12,8 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from h2proxy.config.model import Http2Config
-from h2proxy.frontend.connection import H2Connection
-from h2proxy.frontend.stream import H2Stream
+from h2proxy.frontend.http2.connection import H2Connection
+from h2proxy.frontend.http2.stream import H2Stream
 from h2proxy.message import Headers, RequestHead, ResponseHead
 from tests.frontend.frames import FrameFactory, framesFromBytes, requestHeaders
 

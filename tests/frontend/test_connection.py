@@ -14,8 +14,8 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from h2proxy.config.model import Http2Config
-from h2proxy.frontend.connection import GRACEFUL_GOAWAY_DELAY, H2Connection
-from h2proxy.frontend.stream import ResponseCompletedEarly, StreamResetError
+from h2proxy.frontend.http2.connection import GRACEFUL_GOAWAY_DELAY, H2Connection
+from h2proxy.frontend.http2.stream import ResponseCompletedEarly, StreamResetError
 from h2proxy.message import ResponseHead
 from tests.frontend.frames import FrameFactory, ResponseDecoder, requestHeaders
 from tests.frontend.support import Client, EchoHandler, RecordingHandler, Server, connected

@@ -1,5 +1,5 @@
 """Consecutive DATA frames of one stream reach the stream as one chunk with one credit
-(the frame buffer's DATA runs, L{h2proxy.frontend.h2machine}), without changing what
+(the frame buffer's DATA runs, L{h2proxy.frontend.http2.codec.machine}), without changing what
 the handler sees in order, what the client is credited, or the checks made per frame."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from hyperframe.frame import GoAwayFrame, RstStreamFrame, WindowUpdateFrame
 
 from h2proxy.config.model import Http2Config
-from h2proxy.frontend.h2machine import MAX_DATA_RUN
+from h2proxy.frontend.http2.codec.machine import MAX_DATA_RUN
 from tests.frontend.frames import FrameFactory, requestHeaders
 from tests.frontend.support import Server
 

@@ -11,7 +11,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
 from h2proxy.config.model import Http2Config
-from h2proxy.frontend.connection import H2Connection
+from h2proxy.frontend.http2.connection import H2Connection
 from tests.frontend.frames import FrameFactory, requestHeaders
 from tests.frontend.support import TCPLikeTransport
 

@@ -12,9 +12,9 @@ from h2.stream import StreamState
 from hpack import Decoder, Encoder, NeverIndexedHeaderTuple
 from hypothesis import given, settings, strategies as st
 
-from h2proxy.frontend import fieldcodec
-from h2proxy.frontend.fieldcodec import StaticTableEncoder, decode_indexed_block
-from h2proxy.frontend.h2machine import ServerConnection
+from h2proxy.frontend.http2.codec import fieldcodec
+from h2proxy.frontend.http2.codec.fieldcodec import StaticTableEncoder, decode_indexed_block
+from h2proxy.frontend.http2.codec.machine import ServerConnection
 from tests.frontend.frames import requestHeaders
 
 _names = st.one_of(

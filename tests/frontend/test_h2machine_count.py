@@ -11,7 +11,7 @@ from h2.errors import ErrorCodes
 from h2.stream import H2StreamStateMachine, StreamInputs
 from hypothesis import given, settings, strategies as st
 
-from h2proxy.frontend.h2machine import ServerConnection, _CountingStateMachine
+from h2proxy.frontend.http2.codec.machine import ServerConnection, _CountingStateMachine
 from tests.frontend.frames import requestHeaders
 
 

@@ -9,7 +9,7 @@ import pytest
 from h2.connection import H2Connection
 from hypothesis import given, settings, strategies as st
 
-from h2proxy.frontend.h2machine import ServerConnection
+from h2proxy.frontend.http2.codec.machine import ServerConnection
 from tests.frontend.frames import requestHeaders
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import h2.config
 import h2.connection
 
-from h2proxy.frontend.connection import _EVENT_HANDLERS, H2Connection
-from h2proxy.frontend.h2machine import _FRAME_HANDLERS, ServerConnection
+from h2proxy.frontend.http2.connection import _EVENT_HANDLERS, H2Connection
+from h2proxy.frontend.http2.codec.machine import _FRAME_HANDLERS, ServerConnection
 
 
 def test_every_frame_h2_receives_has_a_handler():

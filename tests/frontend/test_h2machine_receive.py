@@ -12,8 +12,8 @@ from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, RstStreamFram
 from hypothesis import given, settings, strategies as st
 
 from h2proxy.config.model import Http2Config
-from h2proxy.frontend import h2machine
-from h2proxy.frontend.h2machine import ServerConnection
+from h2proxy.frontend.http2.codec import machine
+from h2proxy.frontend.http2.codec.machine import ServerConnection
 from tests.frontend.frames import FrameFactory, requestHeaders
 from tests.frontend.support import Server
 
@@ -123,12 +123,12 @@ def test_received_data_matches_h2s_path(frames, chunk):
 
 def _withoutShortPaths(run, *args):  # type: ignore[no-untyped-def]
     """C{run(*args)} with every frame taking h2's own path."""
-    fast = h2machine._SHORT_PATHS
-    h2machine._SHORT_PATHS = frozenset()
+    fast = machine._SHORT_PATHS
+    machine._SHORT_PATHS = frozenset()
     try:
         return run(*args)
     finally:
-        h2machine._SHORT_PATHS = fast
+        machine._SHORT_PATHS = fast
 
 
 def test_plain_data_frames_take_the_short_path():
@@ -139,7 +139,7 @@ def test_plain_data_frames_take_the_short_path():
     buffer.add_data(DataFrame(1, b"body").serialize())
     buffer.turnFrames = 0
     frame = next(buffer)
-    assert type(frame) is h2machine._PlainData
+    assert type(frame) is machine._PlainData
     assert (frame.stream_id, frame.data, frame.end_stream) == (1, b"body", False)
     assert type(frame.data) is bytes
 
@@ -245,7 +245,7 @@ def test_plain_headers_take_the_short_path():
     buffer.add_data(HeadersFrame(9, b"\x82", flags=["END_HEADERS", "END_STREAM"]).serialize())
     buffer.turnFrames = 0
     frame = next(buffer)
-    assert type(frame) is h2machine._PlainHeaders
+    assert type(frame) is machine._PlainHeaders
     assert (frame.stream_id, frame.data, sorted(frame.flags)) == (9, b"\x82", ["END_HEADERS", "END_STREAM"])
 
 

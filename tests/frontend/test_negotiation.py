@@ -10,8 +10,8 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from h2proxy.config.model import Http2Config
-from h2proxy.frontend.factory import H2Factory
-from h2proxy.frontend.http1 import HTTP1Factory
+from h2proxy.frontend.http2.factory import H2Factory
+from h2proxy.frontend.http1.protocol import HTTP1Factory
 from h2proxy.frontend.negotiation import PREFACE, NegotiationFactory
 from tests.frontend.frames import FrameFactory, framesFromBytes
 from tests.frontend.support import RecordingHandler

@@ -6,7 +6,7 @@ from __future__ import annotations
 import priority
 from hypothesis import given, settings, strategies as st
 
-from h2proxy.frontend.prioritytree import PriorityTree
+from h2proxy.frontend.http2.codec.prioritytree import PriorityTree
 
 _FLAT_OPS = ["insert"] * 4 + ["remove", "block", "unblock", "next"] * 2
 _SWITCHING_OPS = ["insert_with", "reprioritize"]

@@ -10,7 +10,7 @@ from twisted.internet.interfaces import IConsumer, IPushProducer
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
-from h2proxy.frontend.stream import STREAM_HIGH_WATER
+from h2proxy.frontend.http2.stream import STREAM_HIGH_WATER
 from h2proxy.message import ResponseHead
 from tests.frontend.support import FakeProducer, connected
 

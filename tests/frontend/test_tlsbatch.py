@@ -8,9 +8,9 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
-from h2proxy import tlsbatch
-from h2proxy.devtools.devcert import make_certificate
-from h2proxy.tlsbatch import TLS_WRITE_CHUNK, BatchingTLSProtocol
+from h2proxy.tls import batching
+from h2proxy_tools.devcert import make_certificate
+from h2proxy.tls.batching import TLS_WRITE_CHUNK, BatchingTLSProtocol
 from tests.config.certs import server_options
 
 
@@ -101,13 +101,13 @@ def readPath(request, monkeypatch):
     """Each receive test runs on both paths: records decrypted into the shared
     buffer, and pyOpenSSL's public recv (used when its internals are missing)."""
     if request.param == "public recv":
-        monkeypatch.setattr(tlsbatch._PLAINTEXT, "available", False)
+        monkeypatch.setattr(batching._PLAINTEXT, "available", False)
     return request.param
 
 
 def test_shared_buffer_is_used_with_this_pyopenssl():
     """When pyOpenSSL has the internals the shared buffer needs, it is used."""
-    assert tlsbatch._PLAINTEXT.available
+    assert batching._PLAINTEXT.available
 
 
 def test_read_larger_than_delivery_limit_arrives_in_order_in_bounded_calls(tmp_path, readPath):
@@ -115,14 +115,14 @@ def test_read_larger_than_delivery_limit_arrives_in_order_in_bounded_calls(tmp_p
     all of it in order, in calls of at most TLS_DELIVER_LIMIT bytes (plus one record
     on the public path)."""
     server, transport, client = _connected(tmp_path)
-    payload = bytes(range(256)) * (3 * tlsbatch.TLS_DELIVER_LIMIT // 256 + 100)
+    payload = bytes(range(256)) * (3 * batching.TLS_DELIVER_LIMIT // 256 + 100)
     for start in range(0, len(payload), 16384):
         client.send(payload[start : start + 16384])
     server.dataReceived(client.bio_read(len(payload) * 2))
     chunks = server.wrappedProtocol.chunks
     assert b"".join(chunks) == payload
     assert len(chunks) == 4
-    assert max(len(chunk) for chunk in chunks) <= tlsbatch.TLS_DELIVER_LIMIT + 16384
+    assert max(len(chunk) for chunk in chunks) <= batching.TLS_DELIVER_LIMIT + 16384
 
 
 def test_records_split_across_reads_are_delivered_once_complete(tmp_path, readPath):

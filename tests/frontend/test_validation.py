@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from h2proxy.frontend.validation import (
+from h2proxy.frontend.http2.validation import (
     InvalidResponseField,
     MalformedRequest,
     UnusableRequest,

@@ -7,8 +7,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from h2proxy.frontend import validation
-from h2proxy.frontend.validation import (
+from h2proxy.frontend.http2 import validation
+from h2proxy.frontend.http2.validation import (
     EXTENDED_CONNECT_PSEUDO,
     REQUEST_PSEUDO,
     InvalidResponseField,

@@ -11,7 +11,7 @@ import pytest
 from h2.errors import ErrorCodes
 
 from h2proxy.config.model import Http2Config
-from h2proxy.frontend.validation import MalformedRequest, UnusableRequest, parse_request
+from h2proxy.frontend.http2.validation import MalformedRequest, UnusableRequest, parse_request
 from h2proxy.message import ResponseHead
 from tests.frontend.support import RecordingHandler, connected
 

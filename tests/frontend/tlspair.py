@@ -15,8 +15,8 @@ from twisted.internet.testing import StringTransport
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
-from h2proxy.devtools.devcert import make_certificate
-from h2proxy.tlsbatch import BatchingTLSProtocol
+from h2proxy_tools.devcert import make_certificate
+from h2proxy.tls.batching import BatchingTLSProtocol
 from tests.config.certs import server_options
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from h2proxy.frontend.http1 import MAX_DISCARD, READ_AHEAD_LIMIT
+from h2proxy.frontend.http1.protocol import MAX_DISCARD, READ_AHEAD_LIMIT
 from h2proxy.message import ResponseHead
 
 from tests.frontend_http1.harness import PausingProducer, connect, split_responses

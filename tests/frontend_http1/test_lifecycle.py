@@ -6,7 +6,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.error import TimeoutError
 from twisted.internet.testing import StringTransport
 
-from h2proxy.frontend.http1 import HTTP11ServerProtocol
+from h2proxy.frontend.http1.protocol import HTTP11ServerProtocol
 from h2proxy.frontend.negotiation import NegotiationFactory
 from h2proxy.message import ResponseHead
 

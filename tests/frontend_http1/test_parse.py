@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from h2proxy.frontend.http1_parse import (
+from h2proxy.frontend.http1.parse import (
     MAX_CHUNK_LINE,
     ChunkedDecoder,
     LengthDecoder,
@@ -318,7 +318,7 @@ _FIELD_BYTES = st.sampled_from([b"a", b"Z", b"-", b":", b" ", b"\t", b"\r", b"\n
 @given(lines=st.lists(st.lists(_FIELD_BYTES, max_size=12).map(b"".join), max_size=6))
 def test_fast_field_block_agrees_with_line_by_line_parsing(lines):
     """When any field block is parsed, the one-pass fast path accepts and refuses exactly what line-by-line parsing does."""
-    from h2proxy.frontend.http1_parse import _field_block, parse_field_line
+    from h2proxy.frontend.http1.parse import _field_block, parse_field_line
 
     block = b"".join(line + b"\r\n" for line in lines)
     try:

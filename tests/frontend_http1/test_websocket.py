@@ -6,8 +6,8 @@ from __future__ import annotations
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.python.failure import Failure
 
-from h2proxy.frontend.http1_parse import parse_request
-from h2proxy.frontend.http1_write import switching_protocols
+from h2proxy.frontend.http1.parse import parse_request
+from h2proxy.frontend.http1.write import switching_protocols
 from h2proxy.message import ResponseHead
 from tests.frontend_http1.harness import PausingProducer, connect
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from h2proxy.frontend.http1_write import (
+from h2proxy.frontend.http1.write import (
     Framing,
     chunk_header,
     error_response,

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from h2proxy.audit import Target, healthCheck
+from h2proxy_tools.audit import Target, healthCheck
 from tests.e2e.conftest import base_config
 from tests.e2e.harness import Origin, Proxy, start_proxy, write_config
 

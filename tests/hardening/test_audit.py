@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from h2proxy.audit import ATTACKS, SMUGGLING_VECTORS, Outcome, Target, formatRow, main, smugglingFields
+from h2proxy_tools.audit import ATTACKS, SMUGGLING_VECTORS, Outcome, Target, formatRow, main, smugglingFields
 from tests.frontend.frames import requestHeaders
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.internet.task import Clock
 
-from h2proxy.frontend.budget import Budget
+from h2proxy.frontend.http2.budget import Budget
 
 
 def test_a_burst_up_to_the_capacity_is_allowed_and_one_more_is_not():

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from h2.errors import ErrorCodes
 
-from h2proxy.frontend.connection import HEADER_LIST_HARD_LIMIT_FACTOR
+from h2proxy.frontend.http2.connection import HEADER_LIST_HARD_LIMIT_FACTOR
 from tests.frontend.frames import requestHeaders
 from tests.hardening.support import Attacker, calmedDown, goaways, settings
 

@@ -41,8 +41,8 @@ def test_every_test_the_security_doc_names_exists():
 
 
 def test_the_doc_names_a_test_for_every_audit_attack():
-    """When an attack of h2proxy.audit has no e2e test named in docs/security.md, this fails."""
-    from h2proxy.audit import ATTACKS
+    """When an attack of h2proxy_tools.audit has no e2e test named in docs/security.md, this fails."""
+    from h2proxy_tools.audit import ATTACKS
 
     text = DOC.read_text(encoding="utf-8")
     for attack in ATTACKS:

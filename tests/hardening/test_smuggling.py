@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 from twisted.internet import defer
 from twisted.internet.testing import StringTransport
 
-from h2proxy.audit import SMUGGLING_VECTORS, smugglingFields
+from h2proxy_tools.audit import SMUGGLING_VECTORS, smugglingFields
 from h2proxy.bridge.bridge import BridgeContext
 from h2proxy.bridge.routing import Router
 from h2proxy.config.model import RouteConfig, ServerConfig, UpstreamConfig

@@ -1,4 +1,4 @@
-"""The TLS policy of listeners (h2proxy.tls), with handshakes in memory: versions,
+"""The TLS policy of listeners (h2proxy.tls.server), with handshakes in memory: versions,
 compression and renegotiation off, session tickets on (or off) with keys rotated."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from OpenSSL import SSL
 from twisted.internet.task import Clock
 
 from h2proxy.config.model import CertificateConfig, TlsConfig
-from h2proxy.tls import ServerTLS
+from h2proxy.tls.server import ServerTLS
 from tests.config.certs import make_self_signed
 
 

@@ -19,7 +19,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from h2proxy.devtools.origin import WS_CLOSE, ws_frame
+from h2proxy_tools.origin import WS_CLOSE, ws_frame
 from h2proxy.upstream.http11 import TUNNEL_CLOSE_TIMEOUT, ClientState
 from tests.integration.test_proxy_inmemory import Proxy
 from tests.upstream.test_websocket import TCPTransport

@@ -11,7 +11,7 @@ import re
 import pytest
 from twisted.internet.testing import MemoryReactorClock
 
-from h2proxy.accesslog import (
+from h2proxy.observability.accesslog import (
     CLIENT_CLOSED,
     MAX_BACKLOG,
     MAX_PENDING,
@@ -25,7 +25,7 @@ from h2proxy.accesslog import (
     format_json,
 )
 from h2proxy.message import RequestHead
-from h2proxy.metrics import WorkerMetrics
+from h2proxy.observability.metrics import WorkerMetrics
 
 #: The usual combined-format regex (as log tools use it; not anchored at the end).
 COMBINED = re.compile(

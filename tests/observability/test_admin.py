@@ -10,9 +10,9 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel
 
-from h2proxy.admin import AdminServer, RateMeter, RecentLog, group_errors
+from h2proxy.supervisor.admin import AdminServer, RateMeter, RecentLog, group_errors
 from h2proxy.config.model import AdminConfig, ServerConfig, UpstreamConfig
-from h2proxy.metrics import WorkerMetrics
+from h2proxy.observability.metrics import WorkerMetrics
 from h2proxy.handover import format_metrics
 from tests.supervisor.fakes import Harness, make_config
 

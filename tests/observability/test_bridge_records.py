@@ -6,13 +6,13 @@ from h2.errors import ErrorCodes
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from h2proxy.accesslog import RequestObserver
+from h2proxy.observability.accesslog import RequestObserver
 from h2proxy.bridge.bridge import BridgeContext, RequestIds
 from h2proxy.bridge.routing import Router
 from h2proxy.config.model import ServerConfig
 from h2proxy.errors import BackendClosed, BackendRefused
 from h2proxy.message import ResponseHead
-from h2proxy.metrics import WorkerMetrics
+from h2proxy.observability.metrics import WorkerMetrics
 from tests.bridge.test_bridge import ROUTES, FakePool, FakeStream, request
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from h2.errors import ErrorCodes
 
 from h2proxy.config.model import Http2Config
-from h2proxy.frontend.factory import H2Factory
+from h2proxy.frontend.http2.factory import H2Factory
 from tests.frontend.frames import FrameFactory
 from tests.frontend.support import Server, connected
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from h2proxy.metrics import (
+from h2proxy.observability.metrics import (
     MAX_SERIES,
     OVERFLOW_LABEL,
     Aggregate,

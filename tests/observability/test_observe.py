@@ -12,9 +12,9 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.test.iosim import connectedServerAndClient
 
 from h2proxy.config.model import Config, ListenerConfig, LoggingConfig, ServerConfig
-from h2proxy.devtools.devcert import make_certificate
-from h2proxy.metrics import Aggregate, WorkerMetrics
-from h2proxy.observe import TLSCounts, WorkerObservability
+from h2proxy_tools.devcert import make_certificate
+from h2proxy.observability.metrics import Aggregate, WorkerMetrics
+from h2proxy.worker.observe import TLSCounts, WorkerObservability
 from tests.config.certs import server_options as certificate_options
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from twisted.internet import defer, error
 
-from h2proxy import tap
-from h2proxy.admin import AdminServer
+from h2proxy.supervisor import tap
+from h2proxy.supervisor.admin import AdminServer
 from h2proxy.config.model import AdminConfig
 from tests.observability.test_admin import app_config
 from tests.supervisor.fakes import Harness

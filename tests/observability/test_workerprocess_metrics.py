@@ -8,7 +8,7 @@ from twisted.internet.interfaces import IHalfCloseableDescriptor
 from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
-from h2proxy.workerprocess import EXIT_FLUSH_TIMEOUT, METRICS_REPORT_INTERVAL, ReportChannel
+from h2proxy.worker.process import EXIT_FLUSH_TIMEOUT, METRICS_REPORT_INTERVAL, ReportChannel
 from tests.supervisor.test_workerprocess import FakeServer, Worker
 
 

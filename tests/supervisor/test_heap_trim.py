@@ -1,5 +1,5 @@
 """The worker gives the C heap back after a burst of connections closes
-(h2proxy.workerprocess.HeapTrimmer), on an injected clock with a fake trim."""
+(h2proxy.worker.process.HeapTrimmer), on an injected clock with a fake trim."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 from twisted.internet.task import Clock
 
-from h2proxy.workerprocess import TRIM_CHECK_INTERVAL, HeapTrimmer, glibc_malloc_trim, open_connections
+from h2proxy.worker.process import TRIM_CHECK_INTERVAL, HeapTrimmer, glibc_malloc_trim, open_connections
 
 
 class Counter:

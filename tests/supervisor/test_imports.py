@@ -11,13 +11,13 @@ from pathlib import Path
 SOURCE = Path(__file__).resolve().parents[2] / "src" / "h2proxy"
 #: Modules the supervisor process must never load (it parses no HTTP).
 HTTP_MODULES = ("h2", "hpack", "hyperframe", "priority", "h2proxy.frontend", "h2proxy.upstream",
-                "h2proxy.bridge", "h2proxy.worker", "h2proxy.workerprocess")
+                "h2proxy.bridge", "h2proxy.worker.server", "h2proxy.worker.process")
 
 
 def test_the_supervisor_loads_no_http_code():
-    """When h2proxy.supervisor (with handover and sdnotify) is imported in a fresh
+    """When h2proxy.supervisor.service (with handover and sdnotify) is imported in a fresh
     interpreter, no HTTP module gets loaded, not even indirectly."""
-    probe = ("import sys, h2proxy.supervisor, h2proxy.handover, h2proxy.sdnotify;"
+    probe = ("import sys, h2proxy.supervisor.service, h2proxy.handover, h2proxy.supervisor.sdnotify;"
              "print('\\n'.join(sorted(sys.modules)))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, check=True,
                             timeout=60).stdout.decode().split()
@@ -28,7 +28,7 @@ def test_the_supervisor_loads_no_http_code():
 
 def test_sdnotify_uses_the_standard_library_only():
     """When sdnotify's imports are listed, each is a standard library module."""
-    tree = ast.parse((SOURCE / "sdnotify.py").read_text())
+    tree = ast.parse((SOURCE / "supervisor" / "sdnotify.py").read_text())
     names = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
              for alias in node.names}
     names |= {node.module.split(".")[0] for node in ast.walk(tree)

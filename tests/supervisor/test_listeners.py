@@ -10,7 +10,7 @@ from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.python.failure import Failure
 
 from h2proxy.config.model import ListenerConfig
-from h2proxy.supervisor import (
+from h2proxy.supervisor.service import (
     LineBuffer,
     ListenError,
     ListenerSockets,

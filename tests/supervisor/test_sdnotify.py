@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from h2proxy.sdnotify import MAX_STATUS, Notifier
+from h2proxy.supervisor.sdnotify import MAX_STATUS, Notifier
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import h2proxy.tap as tap
+import h2proxy.supervisor.tap as tap
 from h2proxy.config.model import CertificateConfig, Config, ListenerConfig, TlsConfig
 from h2proxy.errors import ConfigError
 from tests.config.certs import make_self_signed

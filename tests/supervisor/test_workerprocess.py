@@ -13,7 +13,7 @@ from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 
 from h2proxy.handover import InheritedListener, Report, WorkerBoot
-from h2proxy.workerprocess import (
+from h2proxy.worker.process import (
     EXIT_GRACE,
     STREAMS_REPORT_INTERVAL,
     LineLogObserver,

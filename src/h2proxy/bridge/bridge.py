@@ -33,7 +33,7 @@ from h2.errors import ErrorCodes
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from h2proxy.accesslog import NO_OBSERVER, NullObserver, RequestRecord
+from h2proxy.observability.accesslog import NO_OBSERVER, NullObserver, RequestRecord
 from h2proxy.bridge import headers as translate
 from h2proxy.bridge import websocket
 from h2proxy.bridge.body import BUFFER_IN_MEMORY, BodyBuffer, BodyTooLarge, BufferedBodySender
@@ -42,11 +42,11 @@ from h2proxy.bridge.routing import Route, Router
 from h2proxy.errors import UpstreamError
 from h2proxy.frontend.handler import REQUEST_ERROR, StreamCut
 from h2proxy.message import Headers, RequestHead, ResponseHead, UpstreamRequest
-from h2proxy.metrics import route_label
+from h2proxy.observability.metrics import route_label
 from h2proxy.upstream.interfaces import Exchange, ResponseReceiver
 
 if TYPE_CHECKING:
-    from h2proxy.frontend.stream import H2Stream
+    from h2proxy.frontend.http2.stream import H2Stream
 
 log = Logger()
 
@@ -101,7 +101,7 @@ class BridgeContext:
     @ivar openFile: makes the temporary file a buffered request body spills to.
     @ivar bufferInMemory: bytes of a buffered request body kept in memory before it spills.
     @ivar observer: told about each request (access log, metrics; see
-        L{h2proxy.accesslog.RequestObserver}).
+        L{h2proxy.observability.accesslog.RequestObserver}).
     @ivar active: the live bridges (for drain bookkeeping, metrics and leak tests).
     """
 

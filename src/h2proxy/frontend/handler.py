@@ -30,7 +30,7 @@ from twisted.python.failure import Failure
 from h2proxy.message import Headers, RequestHead
 
 if TYPE_CHECKING:
-    from h2proxy.frontend.stream import H2Stream
+    from h2proxy.frontend.http2.stream import H2Stream
 
 
 class StreamHandler(Protocol):

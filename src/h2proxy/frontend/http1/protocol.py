@@ -17,8 +17,8 @@ responses go out in order and a pipelined request can never be confused with the
 body before it. Bytes that arrive early are kept, and the socket is paused until the
 current exchange is over.
 
-Parsing and serialising are sans-I/O (L{h2proxy.frontend.http1_parse},
-L{h2proxy.frontend.http1_write}); this module is the Twisted shell around them.
+Parsing and serialising are sans-I/O (L{h2proxy.frontend.http1.parse},
+L{h2proxy.frontend.http1.write}); this module is the Twisted shell around them.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from h2proxy.frontend.handler import DRAIN_TIMEOUT, REQUEST_ERROR, StreamCut, StreamHandler
-from h2proxy.frontend.http1_parse import (
+from h2proxy.frontend.http1.parse import (
     BodyDecoder,
     ParsedRequest,
     RequestRejected,
@@ -46,7 +46,7 @@ from h2proxy.frontend.http1_parse import (
     refused_head,
     skip_empty_lines,
 )
-from h2proxy.frontend.http1_write import (
+from h2proxy.frontend.http1.write import (
     LAST_CHUNK,
     Framing,
     ResponseStart,

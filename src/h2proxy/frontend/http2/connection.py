@@ -27,7 +27,7 @@ duties: see shared/spec/H2Connection.txt), without its defects:
 - B{Errors.} Connection errors (h2's ProtocolError) send GOAWAY with the error code
   and the last accepted stream id, then close after the GOAWAY is flushed. Stream
   errors send RST_STREAM and the connection goes on. Malformed requests are stream
-  errors, unusable ones get a polite 400/431 (see L{h2proxy.frontend.validation}).
+  errors, unusable ones get a polite 400/431 (see L{h2proxy.frontend.http2.validation}).
   No exception leaves C{dataReceived}: a handler that raises has its stream reset
   with INTERNAL_ERROR (and logged); anything else unexpected becomes GOAWAY
   INTERNAL_ERROR.
@@ -43,7 +43,7 @@ duties: see shared/spec/H2Connection.txt), without its defects:
   - One read is handled a turn at a time (at most MAX_FRAMES_PER_TURN frames, a
     few milliseconds): past that, reading stops and the rest waits for the next
     reactor turn, so a flooding connection cannot starve the others.
-  - Two leaky-bucket budgets (L{h2proxy.frontend.budget}): streams the client
+  - Two leaky-bucket budgets (L{h2proxy.frontend.http2.budget}): streams the client
     resets before their response is complete (C{reset_budget}), and "glitches"
     (C{glitch_budget}): stream errors, refused or malformed requests, premature
     resets, empty DATA or header fragments, WINDOW_UPDATEs under
@@ -92,13 +92,13 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from h2proxy.config.model import Http2Config
-from h2proxy.frontend.budget import Budget
-from h2proxy.frontend.h2machine import ServerConnection
+from h2proxy.frontend.http2.budget import Budget
+from h2proxy.frontend.http2.codec.machine import ServerConnection
 from h2proxy.frontend.handler import REQUEST_ERROR, StreamCut
 from h2proxy.frontend.nodelay import disableNagle
-from h2proxy.frontend.prioritytree import PriorityTree
-from h2proxy.frontend.stream import END_AFTER_DATA, H2Stream, ResponseCompletedEarly, StreamResetError
-from h2proxy.frontend.validation import (
+from h2proxy.frontend.http2.codec.prioritytree import PriorityTree
+from h2proxy.frontend.http2.stream import END_AFTER_DATA, H2Stream, ResponseCompletedEarly, StreamResetError
+from h2proxy.frontend.http2.validation import (
     InvalidResponseField,
     MalformedRequest,
     UnusableRequest,
@@ -696,7 +696,7 @@ class H2Connection(Protocol, TimeoutMixin):
 
     def _requestDataReceived(self, event: DataReceived) -> None:
         """Body for a stream: consecutive DATA frames of an open stream in one read
-        already arrive as one event (L{h2proxy.frontend.h2machine}), with one credit."""
+        already arrive as one event (L{h2proxy.frontend.http2.codec.machine}), with one credit."""
         if not event.data and event.stream_ended is None:
             self._glitch("empty DATA frame")
             if self._closing:

@@ -5,8 +5,8 @@ problems prints them alone (file:line:col each) and exits 1, whether checked or 
 
 The plugin line lives in twisted/plugins/h2proxy_plugin.py; the work is here, as
 Twisted's own web plugin does it. The process twistd starts is the supervisor
-(L{h2proxy.supervisor}); it serves nothing itself and runs the workers
-(L{h2proxy.workerprocess}).
+(L{h2proxy.supervisor.service}); it serves nothing itself and runs the workers
+(L{h2proxy.worker.process}).
 
 Start-up order, which is what makes port 443 work without running as root:
   1. C{Options.postOptions}: read and validate the config (and load every TLS
@@ -46,13 +46,13 @@ from twisted.logger import (
 from twisted.python import usage
 from zope.interface import implementer
 
-from h2proxy.admin import AdminServer
+from h2proxy.supervisor.admin import AdminServer
 from h2proxy.config.load import load_config
 from h2proxy.config.model import Config
 from h2proxy.errors import ConfigError, ConfigProblem
-from h2proxy.sdnotify import Notifier
-from h2proxy.supervisor import ListenError, ListenerSockets, Supervisor, activated_sockets
-from h2proxy.tls import ServerTLS
+from h2proxy.supervisor.sdnotify import Notifier
+from h2proxy.supervisor.service import ListenError, ListenerSockets, Supervisor, activated_sockets
+from h2proxy.tls.server import ServerTLS
 
 log = Logger()
 

@@ -63,15 +63,15 @@ from h2proxy.handover import (
     encode_boot,
     parse_report,
 )
-from h2proxy.metrics import Aggregate, SupervisorMetrics, WorkerMetrics, route_label, server_label
-from h2proxy.sdnotify import Notifier
+from h2proxy.observability.metrics import Aggregate, SupervisorMetrics, WorkerMetrics, route_label, server_label
+from h2proxy.supervisor.sdnotify import Notifier
 
 log = Logger()
 
 #: Connections the kernel queues per listener while no worker accepts.
 LISTEN_BACKLOG = 1024
 #: How a worker process is started (followed by its generation and slot).
-WORKER_COMMAND = (sys.executable, "-m", "h2proxy.workerprocess")
+WORKER_COMMAND = (sys.executable, "-m", "h2proxy.worker.process")
 #: Environment variables meant for the supervisor alone (systemd's).
 PRIVATE_ENVIRONMENT = ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
 #: The first descriptor systemd passes by socket activation (sd_listen_fds(3)).

@@ -307,7 +307,7 @@ def status_class(status: int | None) -> str:
 class WorkerMetrics:
     """The families every worker keeps (the supervisor builds one too, as the schema).
 
-    Counted as requests complete (by the L{h2proxy.accesslog.RequestObserver}):
+    Counted as requests complete (by the L{h2proxy.observability.accesslog.RequestObserver}):
     requests, durations, first bytes, body bytes, proxy errors, resets, retries.
     Set at snapshot time from live objects (by the worker): connections, streams,
     upstream queues, servers' state and load, TLS handshakes, lost log lines.

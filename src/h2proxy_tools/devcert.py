@@ -1,6 +1,6 @@
 """Make a self-signed development certificate for localhost (demo and tests only).
 
-``python -m h2proxy.devtools.devcert DIR`` writes DIR/cert.pem and DIR/key.pem (key
+``python -m h2proxy_tools.devcert DIR`` writes DIR/cert.pem and DIR/key.pem (key
 mode 0600) unless both exist already. Browsers and curl will not trust it: use
 ``curl -k`` or pass ``--cacert DIR/cert.pem``.
 """

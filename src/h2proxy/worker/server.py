@@ -17,12 +17,12 @@ from h2proxy.bridge.bridge import HTTP2, HTTP11, BridgeContext
 from h2proxy.bridge.headers import ForwardingPolicy
 from h2proxy.bridge.routing import Router
 from h2proxy.config.model import H2C_PROTOCOL, HTTP11_PROTOCOL, Config, ListenerConfig
-from h2proxy.frontend.factory import H2Factory
-from h2proxy.frontend.http1 import HTTP1Factory
+from h2proxy.frontend.http2.factory import H2Factory
+from h2proxy.frontend.http1.protocol import HTTP1Factory
 from h2proxy.frontend.limits import ConnectionLimiter
 from h2proxy.frontend.negotiation import NegotiationFactory
-from h2proxy.observe import WorkerObservability
-from h2proxy.tls import ServerConnectionCreator, ServerTLS
+from h2proxy.worker.observe import WorkerObservability
+from h2proxy.tls.server import ServerConnectionCreator, ServerTLS
 from h2proxy.upstream.pool import UpstreamPool
 
 log = Logger()
@@ -33,7 +33,7 @@ class ProxyServer:
 
     @ivar h2Factories: listener name -> the H2Factory behind it (for draining).
     @ivar context: the bridges' shared state (router, pools, live bridges).
-    @ivar observability: metrics, access log and request observer (L{h2proxy.observe}).
+    @ivar observability: metrics, access log and request observer (L{h2proxy.worker.observe}).
     """
 
     def __init__(self, config: Config, reactor: IReactorTime) -> None:
@@ -131,7 +131,7 @@ class ProxyServer:
         self.observability.closeLogs()
 
     def metricsSnapshot(self) -> dict:
-        """What the worker reports to the supervisor every second (L{h2proxy.observe})."""
+        """What the worker reports to the supervisor every second (L{h2proxy.worker.observe})."""
         return self.observability.snapshot(
             h2Factories=self.h2Factories,
             http1Factories=self.http1Factories,

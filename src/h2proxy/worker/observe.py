@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.observability.test_observe -*-
 """One worker's observability: its metrics, its access log, and the snapshot it
-reports to the supervisor. Wiring only, like L{h2proxy.worker}, which holds one.
+reports to the supervisor. Wiring only, like L{h2proxy.worker.server}, which holds one.
 
 Counts that change per request are kept by the L{RequestObserver} the bridges call.
 Everything else is read when a snapshot is taken (once a second), from the
@@ -19,10 +19,10 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
-from h2proxy.accesslog import AccessLogFile, RequestObserver
+from h2proxy.observability.accesslog import AccessLogFile, RequestObserver
 from h2proxy.config.model import Config
-from h2proxy.metrics import WorkerMetrics, server_label
-from h2proxy.tlsbatch import BatchingTLSProtocol
+from h2proxy.observability.metrics import WorkerMetrics, server_label
+from h2proxy.tls.batching import BatchingTLSProtocol
 
 
 class TLSCounts:

@@ -7,7 +7,7 @@ itself as documented (closed the abusive connection, refused the stream, timed t
 slow client out) and still served a normal request on a new connection right
 after, FAIL otherwise, with the h2proxy option that governs the defence::
 
-    python -m h2proxy.audit https://127.0.0.1:8443
+    python -m h2proxy_tools.audit https://127.0.0.1:8443
     h2proxy-audit http://[::1]:8080 --large-path /big.iso --only rapid-reset,ping-flood
 
 Only point it at servers you run: the attacks are real (bounded in count and

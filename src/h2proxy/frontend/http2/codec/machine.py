@@ -5,7 +5,7 @@ clients a few of its choices do not fit, and they all live in private hooks this
 module overrides (every override says which rule it restores):
 
 - Inbound header validation is off (``validate_inbound_headers=False``) and done by
-  L{h2proxy.frontend.validation}, because h2 turns a malformed request into a
+  L{h2proxy.frontend.http2.validation}, because h2 turns a malformed request into a
   *connection* error. For the same reason h2's content-length tracking is disabled
   (the stream checks it, as a stream error), and trailers without END_STREAM, a
   stream depending on itself and streams over SETTINGS_MAX_CONCURRENT_STREAMS are
@@ -77,7 +77,7 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
-from h2proxy.frontend.fieldcodec import StaticTableEncoder, decode_indexed_block
+from h2proxy.frontend.http2.codec.fieldcodec import StaticTableEncoder, decode_indexed_block
 
 _FRAME_HEADER = struct.Struct(">HBBBL")
 _WINDOW_INCREMENT = struct.Struct(">L")

@@ -9,7 +9,7 @@ traffic. Everything it shows comes from the L{Supervisor}: its own state, and
 the metrics snapshots the workers report once a second.
 
   - C{/metrics}: Prometheus text format, totals over every worker (counters never
-    go backwards; see L{h2proxy.metrics}) and the supervisor's own families.
+    go backwards; see L{h2proxy.observability.metrics}) and the supervisor's own families.
   - C{/healthz}: C{200 ok} while a generation serves; C{503 starting} before,
     C{503 draining} once the daemon is stopping, so a load balancer takes the
     host out before its connections close.
@@ -40,7 +40,7 @@ from twisted.web.server import Request, Site
 from zope.interface import implementer
 
 from h2proxy.config.model import AdminConfig, Config
-from h2proxy.metrics import render, server_label
+from h2proxy.observability.metrics import render, server_label
 
 log = Logger()
 

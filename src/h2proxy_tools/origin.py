@@ -26,7 +26,7 @@ Endpoints:
                          same opcode, unmasked); a text message ``close`` makes the server
                          send a Close frame and close the connection; a Close is echoed, then closed
 
-Run: ``python -m h2proxy.devtools.origin --port 8000 [--log requests.jsonl]``.
+Run: ``python -m h2proxy_tools.origin --port 8000 [--log requests.jsonl]``.
 Every request is appended to the log (one JSON object per line) when --log is set.
 With ``--tls-cert CERT.pem --tls-key KEY.pem`` it serves HTTPS (HTTP/1.1 over TLS),
 for testing https:// backends.
@@ -336,7 +336,7 @@ async def main_async(args) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and serve until interrupted; a port that cannot be bound
     is one line on stderr and exit status 1 (the demo script reports it as is)."""
-    parser = argparse.ArgumentParser(prog="python -m h2proxy.devtools.origin", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m h2proxy_tools.origin", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)

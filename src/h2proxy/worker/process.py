@@ -1,4 +1,4 @@
-"""A worker process: ``python -m h2proxy.workerprocess``, started by the supervisor.
+"""A worker process: ``python -m h2proxy.worker.process``, started by the supervisor.
 
 It reads its boot message (L{h2proxy.handover}), adopts the listening sockets it
 inherited, serves them with a L{ProxyServer}, and reports C{ready} on its report
@@ -432,7 +432,7 @@ def main() -> int:
 
     from twisted.internet import reactor, stdio
 
-    from h2proxy.worker import ProxyServer
+    from h2proxy.worker.server import ProxyServer
 
     worker = WorkerProcess(boot=boot, reactor=reactor, makeServer=ProxyServer)
 

@@ -17,7 +17,7 @@ from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 
 from h2proxy.config.model import Http2Config
-from h2proxy.frontend.connection import ConnectionTracker, H2Connection
+from h2proxy.frontend.http2.connection import ConnectionTracker, H2Connection
 from h2proxy.frontend.handler import DRAIN_TIMEOUT, StreamCut
 
 if TYPE_CHECKING:

@@ -33,11 +33,11 @@ from h2.errors import ErrorCodes
 from twisted.internet.interfaces import IAddress, IConsumer, IPushProducer
 from zope.interface import implementer
 
-from h2proxy.frontend.validation import Field, content_length_mismatch
+from h2proxy.frontend.http2.validation import Field, content_length_mismatch
 from h2proxy.message import Headers, RequestHead, ResponseHead
 
 if TYPE_CHECKING:
-    from h2proxy.frontend.connection import H2Connection
+    from h2proxy.frontend.http2.connection import H2Connection
     from h2proxy.frontend.handler import StreamHandler
 
 #: Queued response bytes above which the stream pauses its producer: one backend

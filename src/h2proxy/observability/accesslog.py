@@ -38,7 +38,7 @@ from datetime import datetime, timezone
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from h2proxy.metrics import WorkerMetrics, server_label, status_class
+from h2proxy.observability.metrics import WorkerMetrics, server_label, status_class
 
 log = Logger()
 

@@ -1,1 +1,0 @@
-"""Tools for demos, tests and benchmarks; nothing here runs in the proxy itself."""

@@ -1,0 +1,1 @@
+"""TLS for the listeners: server contexts (ALPN, SNI) and the batching TLS protocol."""
