@@ -35,7 +35,7 @@ def test_usr1_reopens_the_error_log_in_every_process(tmp_path, origin, certifica
         workers = children_of(process.pid)
         log_path.rename(tmp_path / "error.log.1")
         process.send_signal(signal.SIGUSR1)
-        wait_in_file(log_path, r"\[h2proxy\.supervisor#info\] reopened log files; telling 2 worker")
+        wait_in_file(log_path, r"\[h2proxy\.supervisor[.\w]*#info\] reopened log files; telling 2 worker")
         for name in ("1.0", "1.1"):
             wait_in_file(log_path, rf"worker {re.escape(name)}\[\d+\]: reopening log files")
         assert "generation 1 serving" in (tmp_path / "error.log.1").read_text()
