@@ -64,25 +64,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from h2.errors import ErrorCodes
-from h2.events import (
-    ConnectionTerminated,
-    DataReceived,
-    PingAckReceived,
-    PingReceived,
-    PriorityUpdated,
-    RemoteSettingsChanged,
-    RequestReceived,
-    SettingsAcknowledged,
-    StreamEnded,
-    StreamReset,
-    TrailersReceived,
-    UnknownFrameReceived,
-    WindowUpdated,
-)
-from h2.exceptions import ProtocolError
-from h2.settings import SettingCodes
-from priority import PriorityError
 from twisted.internet.error import ConnectionAborted, ConnectionLost, TimeoutError
 from twisted.internet.interfaces import IAddress, IDelayedCall, IProtocol, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
@@ -91,6 +72,25 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from h2proxy.frontend.http2.codec import (
+    ConnectionTerminated,
+    DataReceived,
+    ErrorCodes,
+    PingAckReceived,
+    PingReceived,
+    PriorityError,
+    PriorityUpdated,
+    ProtocolError,
+    RemoteSettingsChanged,
+    RequestReceived,
+    SettingCodes,
+    SettingsAcknowledged,
+    StreamEnded,
+    StreamReset,
+    TrailersReceived,
+    UnknownFrameReceived,
+    WindowUpdated,
+)
 from h2proxy.config.model import Http2Config
 from h2proxy.frontend.http2.budget import Budget
 from h2proxy.frontend.http2.codec.machine import ServerConnection

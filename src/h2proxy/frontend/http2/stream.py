@@ -29,10 +29,10 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from h2.errors import ErrorCodes
 from twisted.internet.interfaces import IAddress, IConsumer, IPushProducer
 from zope.interface import implementer
 
+from h2proxy.frontend.http2.codec import ErrorCodes
 from h2proxy.frontend.http2.validation import Field, content_length_mismatch
 from h2proxy.message import Headers, RequestHead, ResponseHead
 
