@@ -693,7 +693,8 @@ ROWS = [
     ("idle", "kib_per_conn", "KiB per idle conn", "{:.1f}"),
 ]
 
-#: (workload, metric, peer or None for an absolute bound, "min"/"max", bound): the issue's targets.
+#: (workload, metric, peer or None for an absolute bound, "min"/"max", bound): the targets
+#: the bench reports PASS/FAIL against (docs/performance.md, "Targets").
 TARGETS = [
     ("W1", "rps", "twisted", "min", 4.0), ("W1", "rps", "nginx", "min", 0.15),
     ("W2", "rps", "twisted", "min", 4.0), ("W2", "rps", "nginx", "min", 0.15),
@@ -1001,7 +1002,7 @@ def bench(launcher: Launcher, workdir: Path, settings: Settings, origin_binary: 
           f"(ceiling {ceiling['ceiling_rps']:,.0f} req/s per core)\n")
     print(render_table(summary, names))
     if verdicts:
-        print("\ntargets (issue 8):")
+        print("\ntargets:")
         for v in verdicts:
             shown = "-" if v["value"] is None else f"{v['value']:.3g}"
             print(f"  {v['verdict']:<4}  {v['target']:<45} measured {shown}")
