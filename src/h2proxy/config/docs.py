@@ -4,8 +4,9 @@
     python -m h2proxy.config.docs --check docs/configuration.md
 
 Every option becomes one table row: key path, type, default, bounds, description,
-all read from the model's fields. The prose around the tables is here too; the test
-suite fails when the committed file differs from L{render}.
+all read from the model's fields; options read under a former name are listed once
+more, together, under "Renamed options". The prose around the tables is here too;
+the test suite fails when the committed file differs from L{render}.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class Row:
     default: str
     bounds: str
     description: str
+    former: tuple[str, ...] = ()
+    """Key paths this option is also read under (its names before a rename)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +76,12 @@ def _row(f: Field, path: str) -> Row:
             description += f" Same options as [{provider}](#{_anchor(provider)})."
         else:
             description += f" See [`{key}{suffix}`](#{_anchor(key + suffix)})."
-    if f.option.former:
-        formerly = ", ".join(f"`{_join(path, old)}`" for old in f.option.former)
-        description += f" Formerly {formerly}: still read, with a warning."
+    former = tuple(_join(path, old) for old in f.option.former)
+    if former:
+        names = ", ".join(f"`{old}`" for old in former)
+        description += f" Also read as {names} (see [Renamed options](#renamed-options))."
     what = kind.what + (" or null" if f.option.nullable else "")
-    return Row(key, what, default_text(f), kind.bounds(), description)
+    return Row(key, what, default_text(f), kind.bounds(), description, former)
 
 
 def _provider_key(cls: type) -> str:
@@ -131,8 +135,18 @@ def render() -> str:
             cells = [f"`{row.key}`", row.type, f"`{row.default}`", row.bounds, row.description]
             parts.append("| " + " | ".join(_cell(c) for c in cells) + " |")
         parts.append("")
-    parts.append(OUTRO)
+    parts.append(renamed_section(tuple(tables())))
     return "\n".join(parts)
+
+
+def renamed_section(all_tables: tuple[Table, ...]) -> str:
+    """The "Renamed options" section: every former key path and the option it now
+    names, as a list (a table row starting with a key would read as an option)."""
+    renames = [(old, row.key) for table in all_tables for row in table.rows for old in row.former]
+    if not renames:
+        return RENAMED + "\nNo option is read under a former name.\n"
+    lines = [f"- `{old}`: read as `{key}`" for old, key in renames]
+    return RENAMED + "\n" + "\n".join(lines) + "\n"
 
 
 INTRO = """\
@@ -229,14 +243,14 @@ Besides each value's own type and bounds, the loader checks:
 ## Options
 """
 
-OUTRO = """\
-## Changes
+RENAMED = """\
+## Renamed options
 
-Renaming or removing an option needs a reason and a migration note here.
-
-- `timeouts.tls_handshake` is now `timeouts.handshake`, because the same limit also
-  bounds the wait for a cleartext connection's first byte. The old key is still
-  read, with a warning; a file that sets both is refused. Rename it when convenient.
+An option that was renamed is still read under its former key path, so an existing
+file keeps working: the loader takes the value as the new option's and warns
+(`renamed to KEY; write KEY instead`, printed by `--check` and logged on start and
+reload). A file that sets an option under both names is refused (`set twice, as
+KEY and by its former name`). Rename the key in the file when convenient.
 """
 
 
