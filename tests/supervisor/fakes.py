@@ -13,7 +13,8 @@ from twisted.internet.testing import MemoryReactor
 from twisted.python.failure import Failure
 
 from h2proxy.config.model import Config, ListenerConfig, TimeoutsConfig
-from h2proxy.supervisor.service import ListenError, ListenerSockets, Supervisor
+from h2proxy.supervisor.service import Supervisor
+from h2proxy.supervisor.sockets import ListenError, ListenerSockets
 
 
 class DummyProcess:

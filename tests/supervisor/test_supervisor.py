@@ -9,7 +9,8 @@ import socket
 
 from h2proxy.errors import ConfigError, ConfigProblem
 from h2proxy.handover import BOOT_FD, FIRST_LISTENER_FD, REPORT_FD, WorkerBoot, read_boot
-from h2proxy.supervisor.service import GenerationState, Supervisor
+from h2proxy.supervisor.generations import GenerationState
+from h2proxy.supervisor.service import Supervisor
 from tests.supervisor.fakes import Harness, make_config
 
 
