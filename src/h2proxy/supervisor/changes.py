@@ -1,12 +1,17 @@
-"""What a reload changes: the lines the supervisor logs before it hands over to a
-new generation, one per listener, route and upstream added, removed or changed."""
+"""What a reload reads and what it changes: the config's text as handed to the
+workers (L{ConfigSource}), and the lines the supervisor logs before it hands over
+to a new generation, one per listener, route and upstream added, removed or changed."""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from collections.abc import Callable, Mapping
 
+from h2proxy.config.load import read_config_text
 from h2proxy.config.model import Config
+from h2proxy.errors import ConfigError, ConfigProblem
+from h2proxy.handover import ConfigSource
 from h2proxy.observability.metrics import route_label, server_label
 
 
@@ -48,3 +53,26 @@ def describe_changes(old: Config, new: Config) -> list[str]:
                 if name not in ("listeners", "routes", "upstreams", "source", "warnings")]
     lines += [f"{name} changed" for name in sections]
     return lines or ["no setting changed (certificates and keys were read again)"]
+
+
+def read_source(path: str) -> ConfigSource:
+    """The config file's text, stamped with the time it is read (right before the file
+    is validated, so certificates are checked against the same instant in the workers).
+
+    @raise ConfigError: the file cannot be read.
+    """
+    return ConfigSource(read_config_text(path), path, datetime.datetime.now(datetime.timezone.utc))
+
+
+def unchanged_since(source: ConfigSource, again: ConfigSource) -> ConfigSource:
+    """C{source}, if the file still holds its text after validation (C{again}).
+
+    The loader reads the file itself: an edit landing between the two reads would
+    hand the workers a text other than the one validated.
+
+    @raise ConfigError: the file changed meanwhile; reloading again picks up the edit.
+    """
+    if again.text != source.text:
+        raise ConfigError([ConfigProblem(source.path, None, None, "",
+                                         "changed while it was being validated; reload again")])
+    return source

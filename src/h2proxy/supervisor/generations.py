@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from twisted.internet.interfaces import IDelayedCall
 
 from h2proxy.config.model import Config
+from h2proxy.handover import ConfigSource
 from h2proxy.supervisor.workers import Worker
 
 
@@ -66,6 +67,12 @@ class Slot:
         self.delay = backoff.minimum
         return 0.0
 
+    def refused(self, backoff: Backoff) -> float:
+        """A worker refused its boot message: the next one would too until the daemon
+        or the config changes, so wait the longest."""
+        self.delay = backoff.maximum
+        return self.delay
+
     def cancelRestart(self) -> None:
         if self.restartCall is not None and self.restartCall.active():
             self.restartCall.cancel()
@@ -76,6 +83,7 @@ class Slot:
 class Generation:
     """One config and the workers started for it.
 
+    @ivar source: the text the config was validated from, as handed to its workers.
     @ivar sockets: listener name -> the supervisor's listening socket.
     @ivar fresh: keys of the sockets bound for this generation (closed if it fails).
     @ivar readyCall: the pending "not ready in time" check of a reload.
@@ -83,6 +91,7 @@ class Generation:
 
     number: int
     config: Config
+    source: ConfigSource
     sockets: dict[str, socket.socket]
     fresh: list
     slots: list[Slot]

@@ -46,14 +46,9 @@ from twisted.python.failure import Failure
 
 from h2proxy.config.model import MAX_WORKERS, Config
 from h2proxy.errors import ConfigError
-from h2proxy.handover import (
-    Report,
-    WorkerBoot,
-    encode_boot,
-    parse_report,
-)
+from h2proxy.handover import EX_CONFIG, ConfigSource, Report, WorkerBoot, encode_boot, parse_report
 from h2proxy.observability.metrics import Aggregate, SupervisorMetrics, WorkerMetrics
-from h2proxy.supervisor.changes import describe_changes
+from h2proxy.supervisor.changes import describe_changes, read_source, unchanged_since
 from h2proxy.supervisor.generations import Backoff, Generation, GenerationState, Slot
 from h2proxy.supervisor.sdnotify import Notifier
 from h2proxy.supervisor.sockets import ListenError, ListenerSockets, activated_sockets
@@ -75,6 +70,12 @@ log = Logger()
 
 #: Recent errors kept from workers that have exited (the status page's list).
 MAX_RETIRED_ERRORS = 50
+
+
+def refused_boot(reason: Failure) -> bool:
+    """Whether a worker ended by refusing its boot message (L{EX_CONFIG}), which an
+    immediate restart would only repeat."""
+    return getattr(reason.value, "exitCode", None) == EX_CONFIG
 
 
 def default_worker_count() -> int:
@@ -133,6 +134,7 @@ class Supervisor:
         workerCommand: tuple[str, ...] = WORKER_COMMAND,
         environ: Mapping[str, str] = os.environ,
         cpuCount: Callable[[], int] = default_worker_count,
+        readSource: Callable[[str], ConfigSource] = read_source,
     ) -> None:
         """
         @param reactor: provides process spawning, time and C{callFromThread}.
@@ -140,6 +142,8 @@ class Supervisor:
         @param stopReactor: what the first SIGTERM/SIGINT does; the reactor's shutdown
             then calls L{stop}.
         @param reopenOwnLogs: reopens the supervisor's own log files on SIGUSR1.
+        @param readSource: reads the config file's text for the workers (raises
+            L{ConfigError}).
         """
         self.reactor = reactor
         self.config = config
@@ -152,6 +156,8 @@ class Supervisor:
         self.workerCommand = workerCommand
         self.environ = worker_environment(environ)
         self.cpuCount = cpuCount
+        self.readSource = readSource
+        self._source: ConfigSource | None = None
         self.generations: list[Generation] = []
         self.serving: Generation | None = None
         self.starting: Generation | None = None
@@ -168,10 +174,13 @@ class Supervisor:
     # Life cycle
 
     def bindListeners(self) -> None:
-        """Bind the first config's listeners (before privileges are dropped).
+        """Read the first config's text for the workers and bind its listeners (before
+        privileges are dropped).
 
+        @raise ConfigError: the config file cannot be read any more.
         @raise ListenError: one of them cannot be bound.
         """
+        self._source = self.readSource(self.configPath)
         self._sockets = self.listeners.acquire(self.config.listeners)
 
     def start(self) -> None:
@@ -179,8 +188,8 @@ class Supervisor:
         if self._sockets is None:
             self.bindListeners()
         sockets, fresh = self._sockets
-        self._sockets = None
-        self._startGeneration(self.config, sockets, fresh)
+        source, self._sockets, self._source = self._source, None, None
+        self._startGeneration(self.config, source, sockets, fresh)
 
     def reload(self) -> None:
         """SIGHUP: re-read the config and, if it is valid, hand over to a new generation."""
@@ -202,11 +211,12 @@ class Supervisor:
             return
         log.info("reloading {path}", path=self.configPath)
         self._notify(self.notifier.reloading, f"reloading {self.configPath}")
-        config = self._loadForReload()
-        if config is None:
+        loaded = self._loadForReload()
+        if loaded is None:
             self._reloadOutcome("invalid")
             self._settled()
             return
+        config, source = loaded
         try:
             sockets, fresh = self.listeners.acquire(config.listeners)
         except ListenError as problem:
@@ -218,7 +228,7 @@ class Supervisor:
         for line in describe_changes(self.config, config):
             log.info("reload: {change}", change=line)
         self.config = config
-        self._startGeneration(config, sockets, fresh)
+        self._startGeneration(config, source, sockets, fresh)
 
     def stop(self) -> defer.Deferred:
         """Graceful stop: every worker drains; fires when the last one has exited.
@@ -277,12 +287,14 @@ class Supervisor:
 
     # Generations
 
-    def _startGeneration(self, config: Config, sockets: dict[str, socket.socket], fresh: list) -> None:
+    def _startGeneration(self, config: Config, source: ConfigSource,
+                         sockets: dict[str, socket.socket], fresh: list) -> None:
         number = self.generations[-1].number + 1 if self.generations else 1
         count = config.workers or min(self.cpuCount(), MAX_WORKERS)
         generation = Generation(
             number=number,
             config=config,
+            source=source,
             sockets=sockets,
             fresh=fresh,
             slots=[Slot(index=i, delay=self.minRestartDelay) for i in range(count)],
@@ -306,7 +318,7 @@ class Supervisor:
         boot = WorkerBoot(
             generation=generation.number,
             slot=slot.index,
-            config=generation.config,
+            source=generation.source,
             listeners=inherited_listeners(generation.sockets),
         )
         args = [*self.workerCommand, f"--generation={generation.number}", f"--slot={slot.index}"]
@@ -462,6 +474,14 @@ class Supervisor:
             log.error("{worker} {why} before its generation was ready", worker=worker.describe(),
                       why=why)
             self._abandon(generation, f"lost {worker.describe()}, which {why}")
+        elif refused_boot(reason):
+            delay = slot.refused(self._backoff())
+            log.error("{worker} refused its boot message ({why}: the worker's own line above "
+                      "says why, often an h2proxy upgraded under a running daemon, which a "
+                      "restart of the daemon settles); retrying in {delay:g}s",
+                      worker=worker.describe(), why=why, delay=delay)
+            self.metrics.restarts.inc()
+            slot.restartCall = self.reactor.callLater(delay, self._spawn, generation, slot)
         else:
             delay = slot.nextDelay(self._backoff(), self.reactor.seconds() - worker.startedAt)
             log.error("{worker} died: {why}; restarting in {delay:g}s", worker=worker.describe(),
@@ -496,10 +516,13 @@ class Supervisor:
 
     # Reporting
 
-    def _loadForReload(self) -> Config | None:
-        """The new config, or None after logging why it cannot be used."""
+    def _loadForReload(self) -> tuple[Config, ConfigSource] | None:
+        """The new config and the text it was validated from, or None after logging why
+        it cannot be used."""
         try:
+            source = self.readSource(self.configPath)
             config = self.loader(self.configPath)
+            source = unchanged_since(source, self.readSource(self.configPath))
         except ConfigError as problems:
             for problem in problems.problems:
                 log.error("{problem}", problem=problem)
@@ -512,7 +535,7 @@ class Supervisor:
             return None
         for warning in getattr(config, "warnings", ()):
             log.warn("{warning}", warning=warning)
-        return config
+        return config, source
 
     def _servingNumber(self) -> int | None:
         return self.serving.number if self.serving is not None else None
