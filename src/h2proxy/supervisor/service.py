@@ -13,7 +13,8 @@ generations finishing their streams). A reload goes:
 
     1. read and validate the file (invalid: log every problem, keep serving);
     2. bind the listeners the new config adds (the others keep their sockets);
-    3. start the new generation, handing it the sockets and the config;
+    3. start the new generation, handing it the sockets and the config's text (the
+       file is read before and after validation: an edit in between fails the reload);
     4. when every new worker reports ready, tell the old generation to drain
        (C{SIGTERM}: stop accepting, graceful GOAWAY, finish streams within
        C{timeouts.drain}) and close the sockets the new config dropped.
@@ -21,6 +22,10 @@ generations finishing their streams). A reload goes:
 If a new worker dies before it is ready, or the generation is not ready within
 C{readyTimeout}, the reload fails: the new workers drain, the sockets bound for
 them close, and the old generation never stopped serving.
+
+A worker that refuses its boot message (exit status C{EX_CONFIG}: another release's
+format, or a text its own loader rejects) is not crash-looping: it is retried after
+C{maxRestartDelay}, since it would refuse the same way at once.
 
 The listening sockets stay open in this process for the daemon's whole life, so
 no connection waiting in a kernel accept queue is lost while generations change

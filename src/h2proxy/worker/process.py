@@ -1,13 +1,16 @@
 """A worker process: ``python -m h2proxy.worker.process``, started by the supervisor.
 
-It reads its boot message (L{h2proxy.handover}), adopts the listening sockets it
-inherited, serves them with a L{ProxyServer}, and reports C{ready} on its report
-pipe. Its daemon messages go to its stderr, one line per event with the level
-first, where the supervisor relays them under the worker's name; its stdout is
-the supervisor's own (for an access log on C{-}). Once serving, it reports its
-metrics snapshot every L{METRICS_REPORT_INTERVAL} seconds, and once more as it
-exits (the report pipe is flushed before the process ends), so the supervisor's
-totals lose nothing a worker counted before a graceful exit.
+It reads its boot message (L{h2proxy.handover}) and parses the config text in it
+with its own loader; a message it cannot read, or a text that is not valid for this
+release, makes it exit with C{EX_CONFIG} after one line naming both h2proxy
+versions. Then it adopts the listening sockets it inherited, serves them with a
+L{ProxyServer}, and reports C{ready} on its report pipe. Its daemon messages go
+to its stderr, one line per event with the level first, where the supervisor
+relays them under the worker's name; its stdout is the supervisor's own (for an
+access log on C{-}). Once serving, it reports its metrics snapshot every
+L{METRICS_REPORT_INTERVAL} seconds, and once more as it exits (the report pipe is
+flushed before the process ends), so the supervisor's totals lose nothing a
+worker counted before a graceful exit.
 
 Signals (installed once the reactor runs, so they override Twisted's own):
   - C{SIGTERM}: drain. Stop accepting (the shared socket stays open: an adopted
