@@ -479,22 +479,27 @@ class Supervisor:
             log.error("{worker} {why} before its generation was ready", worker=worker.describe(),
                       why=why)
             self._abandon(generation, f"lost {worker.describe()}, which {why}")
-        elif refused_boot(reason):
+        else:
+            self._restartLater(worker, reason, why)
+        self._checkStopped()
+        self._updateStatus()
+
+    def _restartLater(self, worker: Worker, reason: Failure, why: str) -> None:
+        """Schedule the slot's next worker: a refusal waits the longest, a crash loop
+        backs off, a worker that ran long enough restarts now."""
+        slot = worker.slot
+        if refused_boot(reason):
             delay = slot.refused(self._backoff())
             log.error("{worker} refused its boot message ({why}: the worker's own line above "
                       "says why, often an h2proxy upgraded under a running daemon, which a "
                       "restart of the daemon settles); retrying in {delay:g}s",
                       worker=worker.describe(), why=why, delay=delay)
-            self.metrics.restarts.inc()
-            slot.restartCall = self.reactor.callLater(delay, self._spawn, generation, slot)
         else:
             delay = slot.nextDelay(self._backoff(), self.reactor.seconds() - worker.startedAt)
             log.error("{worker} died: {why}; restarting in {delay:g}s", worker=worker.describe(),
                       why=why, delay=delay)
-            self.metrics.restarts.inc()
-            slot.restartCall = self.reactor.callLater(delay, self._spawn, generation, slot)
-        self._checkStopped()
-        self._updateStatus()
+        self.metrics.restarts.inc()
+        slot.restartCall = self.reactor.callLater(delay, self._spawn, worker.generation, slot)
 
     def _retireMetrics(self, worker: Worker) -> None:
         """A worker is gone: its counters stay in the totals, its errors in the list."""
