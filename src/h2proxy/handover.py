@@ -10,27 +10,32 @@ guesses the other's format:
   messages go out on C{LOG_FD} for the supervisor to relay under its name;
   reports go out on C{REPORT_FD}; the listening sockets sit from
   C{FIRST_LISTENER_FD} on;
-- the boot message: a L{WorkerBoot} (the validated config itself, not its path, so
-  a file edited in the middle of a reload cannot split the generations), pickled
-  behind an 8-byte length;
+- the boot message: a L{WorkerBoot}, carrying the text the supervisor validated
+  (not only its path, so a file edited in the middle of a reload cannot split a
+  generation), which the worker parses again with its own code. On the wire: a
+  fixed header (L{BOOT_HEADER}: magic, format version, the length of the sender's
+  h2proxy version, the length of the body), the sender's version in ASCII, then a
+  JSON body. The header's layout never changes, so a worker from another release
+  can always say which format and which h2proxy sent what it cannot read; it then
+  exits with L{EX_CONFIG}, which the supervisor takes for a refusal, not a crash;
 - the report lines a worker writes, one word first (L{Report}); a C{metrics}
   line carries one JSON object (the worker's metrics snapshot, see
   L{h2proxy.observability.metrics}), written once a second and once more on exit.
 
-Standard library and the plain-data config model only: the supervisor imports
-this, and the supervisor must not import HTTP code.
+Standard library only: the supervisor imports this, and the supervisor must not
+import HTTP code.
 """
 
 from __future__ import annotations
 
+import datetime
 import enum
 import json
 import os
-import pickle
 import struct
 from dataclasses import dataclass
 
-from h2proxy.config.model import Config
+from h2proxy import __version__
 
 #: The child's stdin: the boot message, then nothing until the supervisor goes away.
 BOOT_FD = 0
@@ -43,10 +48,22 @@ REPORT_FD = 3
 #: The first listening socket; the others follow in the boot message's order.
 FIRST_LISTENER_FD = 4
 
-#: The boot message's length prefix: an unsigned 64-bit big-endian integer.
-_LENGTH = struct.Struct(">Q")
-#: Largest boot message a worker accepts (a config is a few KiB; this guards a bad pipe).
-MAX_BOOT_BYTES = 16 * 1024 * 1024
+#: The boot message's fixed header: magic, format version, length of the sender's
+#: h2proxy version (the ASCII bytes right after the header), length of the JSON body
+#: (after the version). This layout is the same in every format version.
+BOOT_HEADER = struct.Struct(">4sHHQ")
+#: The first bytes of every boot message.
+BOOT_MAGIC = b"H2PB"
+#: The body's format, raised whenever its fields change meaning.
+BOOT_FORMAT = 1
+#: Longest sender version read (a version string, not a document).
+MAX_VERSION_BYTES = 64
+#: Largest boot body a worker accepts: the config text is capped at 1 MiB on
+#: reading; JSON escapes may grow it, this guards against a bad pipe's garbage.
+MAX_BOOT_BYTES = 8 * 1024 * 1024
+#: The exit status of a worker that refuses its boot message (sysexits' EX_CONFIG):
+#: restarting it at once would be refused the same way.
+EX_CONFIG = 78
 #: Longest report line the supervisor keeps; longer ones are cut here (and a cut
 #: metrics line is refused as malformed). A metrics snapshot is a few KiB per
 #: route, upstream and server; the config's own caps keep it far below this.
@@ -54,7 +71,30 @@ MAX_REPORT_LINE = 4 * 1024 * 1024
 
 
 class BootError(Exception):
-    """The boot message could not be read: the supervisor died or wrote garbage."""
+    """The boot message could not be read: another release's format, a supervisor
+    that died half-way, or garbage.
+
+    @ivar senderVersion: the h2proxy version of the sender, when the header was read.
+    """
+
+    def __init__(self, message: str, senderVersion: str | None = None) -> None:
+        super().__init__(message)
+        self.senderVersion = senderVersion
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigSource:
+    """The configuration as the supervisor validated it.
+
+    @ivar text: the YAML text, as read once for the whole generation.
+    @ivar path: the file it was read from (anchors relative paths, names it in messages).
+    @ivar validatedAt: when it was validated (aware, UTC): a worker checks the
+        certificates against the same instant, so it accepts what the supervisor did.
+    """
+
+    text: str
+    path: str
+    validatedAt: datetime.datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,14 +117,16 @@ class WorkerBoot:
 
     @ivar generation: the config generation this worker belongs to (1, 2, ...).
     @ivar slot: the worker's index within its generation (0 .. workers-1).
-    @ivar config: the validated configuration of that generation.
+    @ivar source: the configuration text of that generation.
     @ivar listeners: the inherited sockets, one per configured listener.
+    @ivar senderVersion: the h2proxy version of the supervisor that sent it.
     """
 
     generation: int
     slot: int
-    config: Config
+    source: ConfigSource
     listeners: tuple[InheritedListener, ...]
+    senderVersion: str = __version__
 
     @property
     def name(self) -> str:
@@ -109,24 +151,59 @@ class Report(enum.Enum):
 
 def encode_boot(boot: WorkerBoot) -> bytes:
     """The boot message as written on the child's stdin."""
-    payload = pickle.dumps(boot, protocol=pickle.HIGHEST_PROTOCOL)
-    return _LENGTH.pack(len(payload)) + payload
+    body = json.dumps({
+        "generation": boot.generation,
+        "slot": boot.slot,
+        "config": {"text": boot.source.text, "path": boot.source.path,
+                   "validatedAt": boot.source.validatedAt.isoformat()},
+        "listeners": [[listener.name, listener.fd, listener.family] for listener in boot.listeners],
+    }, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    version = boot.senderVersion.encode("ascii")
+    return BOOT_HEADER.pack(BOOT_MAGIC, BOOT_FORMAT, len(version), len(body)) + version + body
 
 
 def read_boot(fd: int = BOOT_FD) -> WorkerBoot:
     """Read the boot message from C{fd}, blocking until all of it has arrived.
 
-    The supervisor is trusted (it is our parent and wrote this pipe), so unpickling
-    is safe here; the size cap only protects against a broken pipe's garbage.
+    @raise BootError: the message is not one this worker can read, saying why.
     """
-    header = _read_exactly(fd, _LENGTH.size)
-    (length,) = _LENGTH.unpack(header)
-    if length > MAX_BOOT_BYTES:
-        raise BootError(f"boot message of {length} bytes exceeds {MAX_BOOT_BYTES}")
-    boot = pickle.loads(_read_exactly(fd, length))
-    if not isinstance(boot, WorkerBoot):
-        raise BootError(f"boot message is a {type(boot).__name__}, not a WorkerBoot")
-    return boot
+    magic, version, versionLength, bodyLength = BOOT_HEADER.unpack(_read_exactly(fd, BOOT_HEADER.size))
+    if magic != BOOT_MAGIC:
+        raise BootError(f"not a boot message (starts with {magic!r}, expected {BOOT_MAGIC!r})")
+    if versionLength > MAX_VERSION_BYTES:
+        raise BootError(f"sender version of {versionLength} bytes exceeds {MAX_VERSION_BYTES}")
+    sender = _read_exactly(fd, versionLength).decode("ascii", "replace")
+    if version != BOOT_FORMAT:
+        raise BootError(f"boot message format {version}; this worker reads format {BOOT_FORMAT}",
+                        sender)
+    if bodyLength > MAX_BOOT_BYTES:
+        raise BootError(f"boot message of {bodyLength} bytes exceeds {MAX_BOOT_BYTES}", sender)
+    return _decode_body(_read_exactly(fd, bodyLength), sender)
+
+
+def _decode_body(body: bytes, sender: str) -> WorkerBoot:
+    """The body's JSON as a L{WorkerBoot}; any missing or mistyped field is a L{BootError}."""
+    try:
+        fields = json.loads(body)
+        config = fields["config"]
+        validatedAt = datetime.datetime.fromisoformat(config["validatedAt"])
+        if validatedAt.tzinfo is None:
+            raise ValueError("validatedAt has no time zone")
+        source = ConfigSource(_typed(config["text"], str), _typed(config["path"], str), validatedAt)
+        listeners = tuple(
+            InheritedListener(_typed(name, str), _typed(fd, int), _typed(family, int))
+            for name, fd, family in fields["listeners"]
+        )
+        return WorkerBoot(_typed(fields["generation"], int), _typed(fields["slot"], int), source,
+                          listeners, sender)
+    except (ValueError, KeyError, TypeError) as problem:
+        raise BootError(f"malformed boot message body: {problem!r}", sender) from None
+
+
+def _typed(value: object, kind: type) -> object:
+    if type(value) is not kind:
+        raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+    return value
 
 
 def _read_exactly(fd: int, count: int) -> bytes:

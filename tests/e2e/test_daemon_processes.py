@@ -123,3 +123,28 @@ def test_a_crash_loop_backs_off(daemon):
     assert delays[1] == max(1, 2 * delays[0])
     assert delays[2] == 2 * delays[1]
     assert slot_pid(daemon, 0) == survivor
+
+
+def test_a_restarted_worker_starts_from_the_text_its_generation_validated(tmp_path_factory, origin,
+                                                                         certificate):
+    """When the config file is broken on disk (and no reload asked for) and a worker is
+    killed, its replacement starts from the text the supervisor validated and handed it,
+    not from the file, and serves."""
+    workdir = tmp_path_factory.mktemp("boot-text")
+    path = write_config(workdir, base_config(origin.port, certificate, workers=1))
+    proxy = start_proxy(path, ["tls", "h2c"])
+    try:
+        proxy.expect_log(r"worker 1\.0 \(pid \d+\) died: killed by signal 9")
+        path.write_text("listeners: [this is not the validated text\n")
+        (victim,) = proxy.worker_pids()
+        start = proxy.mark()
+        os.kill(victim, signal.SIGKILL)
+        proxy.wait_for(r"worker 1\.0 \(pid \d+\) is ready", start=start, timeout=30)
+        client = H2Client(proxy.ports["h2c"])
+        try:
+            status, _, _, _ = client.response(client.request("GET", "/"))
+        finally:
+            client.close()
+        assert status == 200
+    finally:
+        proxy.stop()

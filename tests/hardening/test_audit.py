@@ -3,6 +3,9 @@ tests/e2e/test_attack_audit.py)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from h2proxy_tools.audit import ATTACKS, SMUGGLING_VECTORS, Outcome, Target, formatRow, main, smugglingFields
@@ -59,3 +62,13 @@ def test_smuggling_fields_replace_remove_and_add():
     assert dict(fields)[b":path"] == b"/a b HTTP/1.1"
     fields = smugglingFields(Request(), SMUGGLING_VECTORS["pseudo-header after a field"])
     assert [n for n, _ in fields][-2:] == [b"x-first", b":foo"]
+
+
+def test_the_package_runs_as_a_module():
+    """When run as python -m h2proxy_tools.audit with an unknown attack, the package's
+    __main__ reaches the same command line, which names the known attacks and exits 2."""
+    result = subprocess.run([sys.executable, "-m", "h2proxy_tools.audit", "http://127.0.0.1:1",
+                             "--only", "no-such-attack"], capture_output=True, timeout=60)
+    assert result.returncode == 2
+    assert b"unknown attacks: no-such-attack" in result.stderr
+    assert b"rapid-reset" in result.stderr

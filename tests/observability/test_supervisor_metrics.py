@@ -10,7 +10,7 @@ from h2proxy.config.model import Config, ServerConfig, UpstreamConfig, RouteConf
 from h2proxy.errors import ConfigError, ConfigProblem
 from h2proxy.handover import Report, format_metrics, parse_report
 from h2proxy.observability.metrics import WorkerMetrics
-from h2proxy.supervisor.service import describe_changes
+from h2proxy.supervisor.changes import describe_changes
 from tests.supervisor.fakes import Harness, make_config
 
 REQUESTS = "h2proxy_requests_total"

@@ -4,6 +4,7 @@ a notifier that remembers what it would have told systemd."""
 
 from __future__ import annotations
 
+import datetime
 import signal
 import socket
 
@@ -13,7 +14,9 @@ from twisted.internet.testing import MemoryReactor
 from twisted.python.failure import Failure
 
 from h2proxy.config.model import Config, ListenerConfig, TimeoutsConfig
-from h2proxy.supervisor.service import ListenError, ListenerSockets, Supervisor
+from h2proxy.handover import ConfigSource
+from h2proxy.supervisor.service import Supervisor
+from h2proxy.supervisor.sockets import ListenError, ListenerSockets
 
 
 class DummyProcess:
@@ -165,14 +168,27 @@ def make_config(*names: str, workers: int | None = 2, drain: float = 10.0, port:
                   timeouts=TimeoutsConfig(drain=drain))
 
 
+#: When the fake config files are read.
+READ_AT = datetime.datetime(2026, 12, 6, 5, 0, tzinfo=datetime.timezone.utc)
+
+
+def make_source(text: str = "workers: 2\n", path: str = "/etc/h2proxy/h2proxy.yaml") -> ConfigSource:
+    """A config text as the supervisor reads it for its workers."""
+    return ConfigSource(text, path, READ_AT)
+
+
 class Harness:
-    """A supervisor on fakes, with the config file replaced by C{nextConfig}."""
+    """A supervisor on fakes, with the config file replaced by C{nextConfig} (validated)
+    and C{sourceText} (what the workers are handed; C{texts} when successive reads of
+    the file differ)."""
 
     def __init__(self, config: Config, environ=None) -> None:
         self.reactor = DummyProcessReactor()
         self.binder = FakeBinder()
         self.notifier = FakeNotifier()
         self.nextConfig: Config | Exception = config
+        self.sourceText = "generation text 1\n"
+        self.texts: list[str] = []
         self.reactorStops = 0
         self.ownLogReopens = 0
         self.supervisor = Supervisor(
@@ -186,7 +202,11 @@ class Harness:
             reopenOwnLogs=self._reopenOwnLogs,
             environ=environ or {"PATH": "/usr/bin"},
             cpuCount=lambda: 3,
+            readSource=self._readSource,
         )
+
+    def _readSource(self, path: str) -> ConfigSource:
+        return make_source(self.texts.pop(0) if self.texts else self.sourceText, path)
 
     def _load(self, path: str) -> Config:
         if isinstance(self.nextConfig, Exception):

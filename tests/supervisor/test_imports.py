@@ -15,9 +15,11 @@ HTTP_MODULES = ("h2", "hpack", "hyperframe", "priority", "h2proxy.frontend", "h2
 
 
 def test_the_supervisor_loads_no_http_code():
-    """When h2proxy.supervisor.service (with handover and sdnotify) is imported in a fresh
-    interpreter, no HTTP module gets loaded, not even indirectly."""
-    probe = ("import sys, h2proxy.supervisor.service, h2proxy.handover, h2proxy.supervisor.sdnotify;"
+    """When h2proxy.supervisor.service (with its parts, handover and sdnotify) is imported
+    in a fresh interpreter, no HTTP module gets loaded, not even indirectly."""
+    probe = ("import sys, h2proxy.supervisor.service, h2proxy.supervisor.sockets,"
+             " h2proxy.supervisor.workers, h2proxy.supervisor.generations,"
+             " h2proxy.supervisor.changes, h2proxy.handover, h2proxy.supervisor.sdnotify;"
              "print('\\n'.join(sorted(sys.modules)))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, check=True,
                             timeout=60).stdout.decode().split()

@@ -10,15 +10,14 @@ from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.python.failure import Failure
 
 from h2proxy.config.model import ListenerConfig
-from h2proxy.supervisor.service import (
-    LineBuffer,
+from h2proxy.supervisor.sockets import (
     ListenError,
     ListenerSockets,
     activated_sockets,
     bind_listener,
-    describe_exit,
     socket_key,
 )
+from h2proxy.supervisor.workers import LineBuffer, describe_exit
 from tests.supervisor.fakes import FakeBinder
 
 

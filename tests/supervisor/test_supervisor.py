@@ -9,8 +9,10 @@ import socket
 
 from h2proxy.errors import ConfigError, ConfigProblem
 from h2proxy.handover import BOOT_FD, FIRST_LISTENER_FD, REPORT_FD, WorkerBoot, read_boot
-from h2proxy.supervisor.service import GenerationState, Supervisor
-from tests.supervisor.fakes import Harness, make_config
+from h2proxy.supervisor.generations import GenerationState
+from h2proxy.supervisor.service import Supervisor
+from h2proxy.handover import EX_CONFIG
+from tests.supervisor.fakes import Harness, make_config, make_source
 
 
 def boot_of(process) -> WorkerBoot:
@@ -41,7 +43,7 @@ def test_auto_workers_means_one_per_cpu():
 
 def test_each_worker_gets_the_sockets_and_the_config():
     """When a worker is spawned, every listening socket is mapped into it and its boot
-    message carries the validated config, its generation, slot and descriptors."""
+    message carries the config's text, its generation, slot and descriptors."""
     config = make_config("public", "internal", workers=1)
     harness = Harness(config)
     (process,) = harness.start()
@@ -51,7 +53,7 @@ def test_each_worker_gets_the_sockets_and_the_config():
     assert process.childFDs[BOOT_FD] == "w" and process.childFDs[REPORT_FD] == "r"
     assert process.childFDs[1] == 1 and process.childFDs[2] == "r"
     boot = boot_of(process)
-    assert boot.config == config
+    assert boot.source == make_source("generation text 1\n")
     assert (boot.generation, boot.slot) == (1, 0)
     assert [(l.name, l.fd, l.family) for l in boot.listeners] == [
         ("public", FIRST_LISTENER_FD, socket.AF_INET),
@@ -535,3 +537,77 @@ def test_generation_states_follow_the_handover():
     assert (first.state, second.state) == (GenerationState.DRAINING, GenerationState.SERVING)
     old.end()
     assert harness.supervisor.generations == [second]
+
+
+# Config text handed to the workers
+
+
+def test_a_reload_hands_the_new_generation_the_text_it_validated():
+    """When a reload validates a new text, the new workers get that text and the old ones
+    kept the one they were started with."""
+    harness = Harness(make_config(workers=1))
+    (old,) = harness.startServing()
+    harness.sourceText = "generation text 2\n"
+    harness.supervisor.reload()
+    (new,) = [p for p in harness.reactor.live() if p is not old]
+    assert boot_of(new).source.text == "generation text 2\n"
+    assert boot_of(old).source.text == "generation text 1\n"
+
+
+def test_a_file_edited_during_validation_fails_the_reload(logged_errors):
+    """When the config file reads differently before and after validation, the reload
+    fails saying so, nothing is spawned, and the serving generation carries on."""
+    harness = Harness(make_config(workers=1))
+    harness.startServing()
+    harness.texts = ["before the edit\n", "after the edit\n"]
+    harness.supervisor.reload()
+    assert len(harness.reactor.spawned) == 1
+    assert harness.supervisor.serving.number == 1
+    assert logged_errors.take(r"changed while it was being validated; reload again")
+    assert logged_errors.take(r"reload failed: .* is invalid; generation 1 keeps serving")
+
+
+# Workers that refuse their boot message
+
+
+def test_a_refusing_worker_is_logged_and_retried_after_the_longest_wait(logged_errors):
+    """When a serving worker exits with EX_CONFIG, the supervisor says it refused its boot
+    message and waits maxRestartDelay before the next try, not the crash loop's first
+    second; the retry comes then."""
+    harness = Harness(make_config(workers=1))
+    (process,) = harness.startServing()
+    process.end(status=EX_CONFIG)
+    slot = harness.supervisor.serving.slots[0]
+    assert slot.restartCall.getTime() - harness.reactor.seconds() == Supervisor.maxRestartDelay
+    harness.reactor.advance(Supervisor.maxRestartDelay - 1)
+    assert harness.reactor.live() == []
+    harness.reactor.advance(1)
+    assert len(harness.reactor.live()) == 1
+    assert logged_errors.take(r"worker 1\.0 \(pid \d+\) refused its boot message \(exited with "
+                              r"status 78: .*retrying in 60s")
+
+
+def test_workers_refusing_forever_spawn_a_handful_of_processes(logged_errors):
+    """When every worker refuses its boot message at once, ten minutes see about one
+    spawn a minute, not a spin."""
+    harness = Harness(make_config(workers=1))
+    harness.start()
+    for _ in range(600):
+        for process in harness.reactor.live():
+            process.end(status=EX_CONFIG)
+        harness.reactor.advance(1)
+    assert len(harness.reactor.spawned) <= 11
+    assert logged_errors.take(r"refused its boot message")
+
+
+def test_a_refusal_in_a_reload_abandons_it(logged_errors):
+    """When a reload's new worker refuses its boot message, the reload fails naming the
+    exit status and the serving generation keeps serving."""
+    harness = Harness(make_config(workers=1))
+    (old,) = harness.startServing()
+    harness.supervisor.reload()
+    (new,) = [p for p in harness.reactor.live() if p is not old]
+    new.end(status=EX_CONFIG)
+    assert harness.supervisor.serving.number == 1 and old.signals == []
+    assert logged_errors.take(r"reload failed: generation 2 lost worker 2\.0 .* exited with status 78")
+    assert logged_errors.take(r"before its generation was ready")

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import gc
 import io
+import os
 import socket
+import subprocess
+import sys
+
+import pytest
 
 from twisted.internet import defer
 from twisted.internet.protocol import ServerFactory
@@ -12,8 +17,11 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 
-from h2proxy.handover import InheritedListener, Report, WorkerBoot
+from h2proxy import __version__
+from h2proxy.handover import EX_CONFIG, BootError, InheritedListener, Report, WorkerBoot, encode_boot
 from h2proxy.worker.process import (
+    read_boot_config,
+    refusal_line,
     EXIT_GRACE,
     STREAMS_REPORT_INTERVAL,
     LineLogObserver,
@@ -25,7 +33,7 @@ from h2proxy.worker.process import (
     open_streams,
     settle_heap,
 )
-from tests.supervisor.fakes import make_config
+from tests.supervisor.fakes import make_config, make_source
 
 
 class FakePort:
@@ -94,10 +102,10 @@ class Worker:
         self.reactor = WorkerReactor()
         self.closed: list[int] = []
         config = make_config("public", "internal", workers=1, drain=drain)
-        boot = WorkerBoot(2, 0, config, (InheritedListener("public", 4, socket.AF_INET),
-                                         InheritedListener("internal", 5, socket.AF_INET6)))
-        self.process = WorkerProcess(boot=boot, reactor=self.reactor, makeServer=makeServer,
-                                     closeFD=self.closed.append)
+        boot = WorkerBoot(2, 0, make_source(), (InheritedListener("public", 4, socket.AF_INET),
+                                                InheritedListener("internal", 5, socket.AF_INET6)))
+        self.process = WorkerProcess(boot=boot, config=config, reactor=self.reactor,
+                                     makeServer=makeServer, closeFD=self.closed.append)
         self.reports = StringTransport()
         self.process.channel.makeConnection(self.reports)
 
@@ -281,3 +289,74 @@ def test_full_collections_run_on_the_clock(monkeypatch):
     clock.advance(FULL_COLLECTION_INTERVAL)
     assert len(calls) == 2
     collector.stop()
+
+
+# The boot message, read and parsed again by the worker
+
+WORKER_CONFIG = """
+listeners:
+  - name: public
+    address: 127.0.0.1
+    port: 0
+upstreams:
+  app:
+    servers:
+      - address: 127.0.0.1:9
+routes:
+  - upstream: app
+"""
+
+
+def boot_pipe(data: bytes) -> int:
+    """The read end of a pipe holding C{data} (closed when the test ends by the caller)."""
+    read, write = os.pipe()
+    os.write(write, data)
+    os.close(write)
+    return read
+
+
+def test_the_worker_parses_the_text_it_was_handed():
+    """When the boot message carries a config text, the worker's config is that text
+    parsed by its own loader, with the path it came from."""
+    boot = WorkerBoot(1, 0, make_source(WORKER_CONFIG, "/etc/h2proxy/h2proxy.yaml"), ())
+    fd = boot_pipe(encode_boot(boot))
+    try:
+        read, config = read_boot_config(fd)
+    finally:
+        os.close(fd)
+    assert read == boot
+    assert [listener.name for listener in config.listeners] == ["public"]
+    assert config.source == "/etc/h2proxy/h2proxy.yaml"
+
+
+def test_a_text_invalid_for_this_worker_is_refused():
+    """When the handed text does not validate with this worker's code (another release's
+    keys), reading the boot raises BootError with the problems and the sender's version."""
+    source = make_source(WORKER_CONFIG + "future_section: 1\n")
+    fd = boot_pipe(encode_boot(WorkerBoot(1, 0, source, (), senderVersion="9.0.0")))
+    try:
+        with pytest.raises(BootError, match="not valid for this worker: .*future_section") as refused:
+            read_boot_config(fd)
+    finally:
+        os.close(fd)
+    assert refused.value.senderVersion == "9.0.0"
+
+
+def test_the_refusal_line_names_both_versions_on_one_line():
+    """When a worker refuses, its one line is critical and names its version and the
+    sender's (or says the sender's is unknown)."""
+    line = refusal_line(BootError("format 7; this worker reads format 1\nsecond line", "9.0.0"))
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert line.startswith(b"critical worker refuses its boot message: format 7")
+    assert f"(worker h2proxy {__version__}, supervisor h2proxy 9.0.0)".encode() in line
+    assert b"supervisor h2proxy unknown" in refusal_line(BootError("not a boot message"))
+
+
+def test_a_worker_handed_an_old_pickled_boot_exits_78():
+    """When a real worker process reads a boot message it cannot read (here a pickle, as
+    older supervisors sent), it writes its refusal on stderr and exits with EX_CONFIG."""
+    result = subprocess.run([sys.executable, "-m", "h2proxy.worker.process"],
+                            input=b"\x00" * 8 + b"\x80\x05garbage", capture_output=True,
+                            timeout=60)
+    assert result.returncode == EX_CONFIG == 78
+    assert result.stderr.startswith(b"critical worker refuses its boot message: not a boot message")

@@ -68,7 +68,7 @@ def load_config(path: str, *, env: Mapping[str, str] | None = None, now: datetim
     @param now: the time certificates are checked against (default: now).
     @raise ConfigError: with every problem found, each ``file:line:col: key: message``.
     """
-    return load_config_text(_read(path), path, env=env, now=now)
+    return load_config_text(read_config_text(path), path, env=env, now=now)
 
 
 def load_config_text(
@@ -93,7 +93,7 @@ def load_config_text(
     return Config(**draft, source=path, warnings=report.warnings())
 
 
-def _read(path: str) -> str:
+def read_config_text(path: str) -> str:
     """The file's text, or a L{ConfigError} saying why it cannot be read."""
 
     def fail(message: str) -> ConfigError:

@@ -13,7 +13,8 @@ generations finishing their streams). A reload goes:
 
     1. read and validate the file (invalid: log every problem, keep serving);
     2. bind the listeners the new config adds (the others keep their sockets);
-    3. start the new generation, handing it the sockets and the config;
+    3. start the new generation, handing it the sockets and the config's text (the
+       file is read before and after validation: an edit in between fails the reload);
     4. when every new worker reports ready, tell the old generation to drain
        (C{SIGTERM}: stop accepting, graceful GOAWAY, finish streams within
        C{timeouts.drain}) and close the sockets the new config dropped.
@@ -22,115 +23,64 @@ If a new worker dies before it is ready, or the generation is not ready within
 C{readyTimeout}, the reload fails: the new workers drain, the sockets bound for
 them close, and the old generation never stopped serving.
 
+A worker that refuses its boot message (exit status C{EX_CONFIG}: another release's
+format, or a text its own loader rejects) is not crash-looping: it is retried after
+C{maxRestartDelay}, since it would refuse the same way at once.
+
 The listening sockets stay open in this process for the daemon's whole life, so
 no connection waiting in a kernel accept queue is lost while generations change
 hands: the new workers accept from the same queue the old ones stop reading.
 
-This module imports no HTTP code (a test enforces it): workers are a command line
-(L{WORKER_COMMAND}) and a boot message (L{h2proxy.handover}).
+Its parts: L{h2proxy.supervisor.sockets} (the listening sockets),
+L{h2proxy.supervisor.workers} (one worker child), L{h2proxy.supervisor.generations}
+(a config's workers and their back-off), L{h2proxy.supervisor.changes} (what a
+reload changes). None of them imports HTTP code (a test enforces it).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-import ipaddress
 import os
 import signal
 import socket
-import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 
-from twisted.internet import defer, error, protocol
-from twisted.internet.interfaces import IDelayedCall, IProcessTransport
-from twisted.logger import Logger, LogLevel, InvalidLogLevelError
+from twisted.internet import defer, error
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from h2proxy.config.model import MAX_WORKERS, Config, ListenerConfig
-from h2proxy.errors import ConfigError, H2ProxyError
-from h2proxy.handover import (
-    BOOT_FD,
-    FIRST_LISTENER_FD,
-    LOG_FD,
-    MAX_REPORT_LINE,
-    REPORT_FD,
-    STDOUT_FD,
-    InheritedListener,
-    Report,
-    WorkerBoot,
-    encode_boot,
-    parse_report,
-)
-from h2proxy.observability.metrics import Aggregate, SupervisorMetrics, WorkerMetrics, route_label, server_label
+from h2proxy.config.model import MAX_WORKERS, Config
+from h2proxy.errors import ConfigError
+from h2proxy.handover import EX_CONFIG, ConfigSource, Report, WorkerBoot, encode_boot, parse_report
+from h2proxy.observability.metrics import Aggregate, SupervisorMetrics, WorkerMetrics
+from h2proxy.supervisor.changes import describe_changes, read_source, unchanged_since
+from h2proxy.supervisor.generations import Backoff, Generation, GenerationState, Slot
 from h2proxy.supervisor.sdnotify import Notifier
+from h2proxy.supervisor.sockets import ListenError, ListenerSockets, activated_sockets
+from h2proxy.supervisor.workers import (
+    WORKER_COMMAND,
+    Worker,
+    WorkerProtocol,
+    WorkerState,
+    child_descriptors,
+    describe_exit,
+    inherited_listeners,
+    worker_environment,
+)
+
+__all__ = ["Supervisor", "ListenError", "ListenerSockets", "activated_sockets",
+           "default_worker_count"]
 
 log = Logger()
 
-#: Connections the kernel queues per listener while no worker accepts.
-LISTEN_BACKLOG = 1024
-#: How a worker process is started (followed by its generation and slot).
-WORKER_COMMAND = (sys.executable, "-m", "h2proxy.worker.process")
-#: Environment variables meant for the supervisor alone (systemd's).
-PRIVATE_ENVIRONMENT = ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
-#: The first descriptor systemd passes by socket activation (sd_listen_fds(3)).
-SD_LISTEN_FDS_START = 3
-#: Most sockets taken from systemd (a listener count, not a fd table).
-MAX_ACTIVATED_SOCKETS = 64
-#: Longest log line relayed from a worker; the rest of a longer line is cut.
-MAX_LOG_LINE = 64 * 1024
 #: Recent errors kept from workers that have exited (the status page's list).
 MAX_RETIRED_ERRORS = 50
 
 
-def worker_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The supervisor's environment without what systemd meant for the supervisor alone."""
-    return {key: value for key, value in environ.items() if key not in PRIVATE_ENVIRONMENT}
-
-
-def _changed_fields(old, new) -> list[str]:
-    return [f.name for f in dataclasses.fields(old) if getattr(old, f.name) != getattr(new, f.name)]
-
-
-def _keyed_changes(kind: str, old: Mapping, new: Mapping, detail: Callable[[object, object], str]) -> list[str]:
-    """C{kind} entries added, removed and changed between two name -> entry maps."""
-    lines = [f"{kind} {name} added" for name in new if name not in old]
-    lines += [f"{kind} {name} removed" for name in old if name not in new]
-    lines += [f"{kind} {name} changed ({detail(old[name], new[name])})"
-              for name in new if name in old and old[name] != new[name]]
-    return lines
-
-
-def _upstream_detail(old, new) -> str:
-    before = {server_label(s): s for s in old.servers}
-    after = {server_label(s): s for s in new.servers}
-    parts = [f"+{label}" for label in after if label not in before]
-    parts += [f"-{label}" for label in before if label not in after]
-    parts += [f"~{label}" for label in after if label in before and before[label] != after[label]]
-    others = [name for name in _changed_fields(old, new) if name != "servers"]
-    return ", ".join(([f"servers {' '.join(parts)}"] if parts else []) + others)
-
-
-def describe_changes(old: Config, new: Config) -> list[str]:
-    """What a reload changes, one line per listener, route and upstream added,
-    removed or changed, then one per other section that differs; a single line
-    when nothing did (certificates are read again all the same)."""
-    lines = _keyed_changes("listener", {l.name: l for l in old.listeners},
-                           {l.name: l for l in new.listeners},
-                           lambda a, b: ", ".join(_changed_fields(a, b)))
-    lines += _keyed_changes("route", {route_label(r): r for r in old.routes},
-                            {route_label(r): r for r in new.routes},
-                            lambda a, b: ", ".join(_changed_fields(a, b)))
-    lines += _keyed_changes("upstream", old.upstreams, new.upstreams, _upstream_detail)
-    sections = [name for name in _changed_fields(old, new)
-                if name not in ("listeners", "routes", "upstreams", "source", "warnings")]
-    lines += [f"{name} changed" for name in sections]
-    return lines or ["no setting changed (certificates and keys were read again)"]
-
-
-class ListenError(H2ProxyError):
-    """A listener's address could not be bound (in use, not local, not permitted)."""
+def refused_boot(reason: Failure) -> bool:
+    """Whether a worker ended by refusing its boot message (L{EX_CONFIG}), which an
+    immediate restart would only repeat."""
+    return getattr(reason.value, "exitCode", None) == EX_CONFIG
 
 
 def default_worker_count() -> int:
@@ -139,331 +89,6 @@ def default_worker_count() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
-
-
-def _kind(listener: ListenerConfig) -> str:
-    return "tls" if listener.tls is not None else "cleartext"
-
-
-def socket_key(listener: ListenerConfig) -> tuple:
-    """What identifies a listener's socket across reloads.
-
-    A fixed port is its address and port (renaming a listener keeps its socket); a
-    port 0 listener (an ephemeral port, in tests) is known by its name instead.
-    """
-    if listener.port:
-        return (listener.address, listener.port)
-    return (listener.address, 0, listener.name)
-
-
-def bind_listener(listener: ListenerConfig, backlog: int = LISTEN_BACKLOG) -> socket.socket:
-    """A non-blocking listening TCP socket for C{listener}.
-
-    @raise ListenError: the address cannot be bound, with the reason from the kernel.
-    """
-    family = socket.AF_INET6 if ":" in listener.address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((listener.address, listener.port))
-        sock.listen(backlog)
-        sock.setblocking(False)
-    except OSError as problem:
-        sock.close()
-        raise ListenError(
-            f"cannot listen for {listener.name} on {listener.address} port {listener.port}: "
-            f"{problem.strerror or problem}"
-        ) from problem
-    return sock
-
-
-def describe_address(sock: socket.socket) -> str:
-    """C{host:port}, with brackets around an IPv6 host."""
-    host, port = sock.getsockname()[:2]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _address_key(host: str, port: int) -> tuple[str, int]:
-    """An address as the kernel reports it, so C{::0} and C{::} compare equal."""
-    return (str(ipaddress.ip_address(host.split("%", 1)[0])), port)
-
-
-def activated_sockets(environ: Mapping[str, str], pid: int,
-                      start: int = SD_LISTEN_FDS_START) -> dict[tuple[str, int], socket.socket]:
-    """The listening TCP sockets systemd passed by socket activation, by (address, port).
-
-    sd_listen_fds(3): C{$LISTEN_FDS} descriptors from fd 3 on, meant for us only if
-    C{$LISTEN_PID} is our pid. Descriptors that are not TCP listening sockets are
-    left alone.
-    """
-    if environ.get("LISTEN_PID") != str(pid):
-        return {}
-    try:
-        count = min(int(environ.get("LISTEN_FDS", "0")), MAX_ACTIVATED_SOCKETS)
-    except ValueError:
-        return {}
-    found: dict[tuple[str, int], socket.socket] = {}
-    for fd in range(start, start + count):
-        try:
-            sock = socket.socket(fileno=fd)
-        except OSError:
-            continue
-        if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
-            sock.detach()
-            continue
-        sock.setblocking(False)
-        found[_address_key(*sock.getsockname()[:2])] = sock
-    return found
-
-
-class ListenerSockets:
-    """The listening sockets, bound once and kept open for as long as a config uses them.
-
-    @ivar bind: makes one listening socket (injected so tests need no sockets).
-    @ivar activated: sockets systemd passed (socket activation), by (address, port);
-        a listener with that address and port uses one instead of binding, and it
-        returns here rather than being closed when no config uses it any more.
-    """
-
-    def __init__(self, bind: Callable[[ListenerConfig], socket.socket] = bind_listener,
-                 activated: Mapping[tuple[str, int], socket.socket] | None = None) -> None:
-        self.bind = bind
-        self.activated = dict(activated or {})
-        self._open: dict[tuple, socket.socket] = {}
-        self._fromSystemd: dict[tuple, tuple[str, int]] = {}
-
-    def acquire(self, listeners: Iterable[ListenerConfig]) -> tuple[dict[str, socket.socket], list]:
-        """The socket of every listener, binding the ones not open yet.
-
-        @return: (listener name -> socket, keys of the sockets bound by this call).
-        @raise ListenError: one could not be bound; those bound by this call are closed.
-        """
-        sockets: dict[str, socket.socket] = {}
-        fresh: list = []
-        try:
-            for listener in listeners:
-                key = socket_key(listener)
-                if key not in self._open:
-                    self._open[key] = self._activatedFor(listener, key) or self.bind(listener)
-                    fresh.append(key)
-                sockets[listener.name] = self._open[key]
-                log.info(
-                    "listener {name} on {address} ({kind})",
-                    name=listener.name,
-                    address=describe_address(sockets[listener.name]),
-                    kind=_kind(listener),
-                )
-        except ListenError:
-            self.release(fresh)
-            raise
-        return sockets, fresh
-
-    def _activatedFor(self, listener: ListenerConfig, key: tuple) -> socket.socket | None:
-        address = _address_key(listener.address, listener.port)
-        sock = self.activated.pop(address, None)
-        if sock is not None:
-            self._fromSystemd[key] = address
-            log.info("listener {name} uses the socket systemd passed", name=listener.name)
-        return sock
-
-    def release(self, keys: Iterable) -> None:
-        """Close the sockets of C{keys} (systemd's go back to C{activated} instead)."""
-        for key in keys:
-            sock = self._open.pop(key, None)
-            if sock is None:
-                continue
-            address = self._fromSystemd.pop(key, None)
-            if address is not None:
-                self.activated[address] = sock
-            else:
-                sock.close()
-
-    def retainOnly(self, listeners: Iterable[ListenerConfig]) -> None:
-        """Close every socket C{listeners} no longer use (workers keep their own copies)."""
-        wanted = {socket_key(listener) for listener in listeners}
-        self.release([key for key in self._open if key not in wanted])
-
-    def closeAll(self) -> None:
-        self.release(list(self._open))
-        for sock in self.activated.values():
-            sock.close()
-        self.activated.clear()
-
-
-class LineBuffer:
-    """Splits a child's output into lines, keeping the first C{limit} bytes of a longer
-    line (emitted as soon as it overflows) and dropping the rest of it."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._partial = b""
-        self._discarding = False
-
-    def feed(self, data: bytes) -> list[str]:
-        """The lines completed (or cut) by C{data}, without their line ends."""
-        lines: list[bytes] = []
-        for index, piece in enumerate(data.split(b"\n")):
-            if index:
-                if not self._discarding:
-                    lines.append(self._partial)
-                self._partial = b""
-                self._discarding = False
-            if self._discarding:
-                continue
-            room = self.limit - len(self._partial)
-            if len(piece) > room:
-                lines.append(self._partial + piece[:room])
-                self._partial = b""
-                self._discarding = True
-            else:
-                self._partial += piece
-        return [line.decode("utf-8", "replace").rstrip("\r") for line in lines]
-
-
-class GenerationState(enum.Enum):
-    """Where a generation is in its life.
-
-    - C{STARTING}: workers spawned, not all ready; the previous generation serves.
-    - C{SERVING}: the generation that accepts connections; dead workers restart.
-    - C{DRAINING}: told to stop (superseded, failed to start, or the daemon stops);
-      its workers finish their streams and exit; nothing restarts.
-    """
-
-    STARTING = "starting"
-    SERVING = "serving"
-    DRAINING = "draining"
-
-
-@dataclass(eq=False)
-class Worker:
-    """One worker process.
-
-    @ivar startedAt: when it was spawned, on the supervisor's clock (for back-off).
-    @ivar pid: its process id, kept after it exits (for the log lines about it).
-    @ivar ready: it reported that it accepts connections.
-    @ivar draining: it was told to drain (SIGTERM sent).
-    @ivar streams: the streams it still had open at its last report while draining.
-    @ivar killCall: the pending SIGKILL after its drain window and grace period.
-    @ivar recent: the recent errors of its last metrics report (plain dicts).
-    @ivar reportedAt: when its last metrics report arrived (supervisor's clock).
-    """
-
-    generation: "Generation"
-    slot: "Slot"
-    startedAt: float
-    process: IProcessTransport | None = None
-    pid: int | None = None
-    ready: bool = False
-    draining: bool = False
-    streams: int | None = None
-    killCall: IDelayedCall | None = None
-    recent: list = field(default_factory=list)
-    reportedAt: float | None = None
-
-    @property
-    def name(self) -> str:
-        return f"{self.generation.number}.{self.slot.index}"
-
-    def describe(self) -> str:
-        return f"worker {self.name} (pid {self.pid})"
-
-
-@dataclass(eq=False)
-class Slot:
-    """A place for one worker in a generation, which outlives the processes filling it.
-
-    @ivar delay: the delay before the next restart if the worker dies young.
-    @ivar worker: the live process, if any.
-    @ivar restartCall: the pending restart, if any.
-    """
-
-    index: int
-    delay: float
-    worker: Worker | None = None
-    restartCall: IDelayedCall | None = None
-
-
-@dataclass(eq=False)
-class Generation:
-    """One config and the workers started for it.
-
-    @ivar sockets: listener name -> the supervisor's listening socket.
-    @ivar fresh: keys of the sockets bound for this generation (closed if it fails).
-    @ivar readyCall: the pending "not ready in time" check of a reload.
-    """
-
-    number: int
-    config: Config
-    sockets: dict[str, socket.socket]
-    fresh: list
-    slots: list[Slot]
-    state: GenerationState = GenerationState.STARTING
-    readyCall: IDelayedCall | None = None
-
-    def live(self) -> list[Worker]:
-        return [slot.worker for slot in self.slots if slot.worker is not None]
-
-    def allReady(self) -> bool:
-        return all(slot.worker is not None and slot.worker.ready for slot in self.slots)
-
-
-def describe_exit(reason: Failure) -> str:
-    """Why a process ended, in words: an exit status or the signal that killed it."""
-    value = reason.value
-    number = getattr(value, "signal", None)
-    if number:
-        try:
-            return f"killed by signal {number} ({signal.Signals(number).name})"
-        except ValueError:
-            return f"killed by signal {number}"
-    return f"exited with status {getattr(value, 'exitCode', None) or 0}"
-
-
-class WorkerProtocol(protocol.ProcessProtocol):
-    """The supervisor's end of one worker's pipes: boot message in, logs and reports out."""
-
-    def __init__(self, supervisor: "Supervisor", worker: Worker, boot: bytes) -> None:
-        self.supervisor = supervisor
-        self.worker = worker
-        self.boot = boot
-        self._lines = {LOG_FD: LineBuffer(MAX_LOG_LINE), REPORT_FD: LineBuffer(MAX_REPORT_LINE)}
-
-    def connectionMade(self) -> None:
-        """Send the boot message; the pipe stays open so the worker sees us die.
-
-        This runs inside C{spawnProcess}, before the child can be reaped, so the
-        worker knows its process even if it dies at once.
-        """
-        self.worker.process = self.transport
-        self.worker.pid = self.transport.pid
-        log.info("spawned {worker}", worker=self.worker.describe())
-        self.transport.writeToChild(BOOT_FD, self.boot)
-
-    def childDataReceived(self, childFD: int, data: bytes) -> None:
-        buffer = self._lines.get(childFD)
-        if buffer is None:
-            return
-        for line in buffer.feed(data):
-            if childFD == REPORT_FD:
-                self.supervisor.workerReported(self.worker, line)
-            else:
-                self._relay(line)
-
-    def _relay(self, line: str) -> None:
-        """Log a worker's line under its name, at the level the worker gave it (a line
-        without one, like a traceback printed before logging started, is a warning)."""
-        word, _, rest = line.partition(" ")
-        try:
-            level = LogLevel.levelWithName(word)
-            text = rest
-        except InvalidLogLevelError:
-            level = LogLevel.warn
-            text = line
-        log.emit(level, "worker {worker}[{pid}]: {text}", worker=self.worker.name,
-                 pid=self.worker.pid, text=text)
-
-    def processEnded(self, reason: Failure) -> None:
-        self.supervisor.workerEnded(self.worker, reason)
 
 
 class Supervisor:
@@ -514,6 +139,7 @@ class Supervisor:
         workerCommand: tuple[str, ...] = WORKER_COMMAND,
         environ: Mapping[str, str] = os.environ,
         cpuCount: Callable[[], int] = default_worker_count,
+        readSource: Callable[[str], ConfigSource] = read_source,
     ) -> None:
         """
         @param reactor: provides process spawning, time and C{callFromThread}.
@@ -521,6 +147,8 @@ class Supervisor:
         @param stopReactor: what the first SIGTERM/SIGINT does; the reactor's shutdown
             then calls L{stop}.
         @param reopenOwnLogs: reopens the supervisor's own log files on SIGUSR1.
+        @param readSource: reads the config file's text for the workers (raises
+            L{ConfigError}).
         """
         self.reactor = reactor
         self.config = config
@@ -533,6 +161,8 @@ class Supervisor:
         self.workerCommand = workerCommand
         self.environ = worker_environment(environ)
         self.cpuCount = cpuCount
+        self.readSource = readSource
+        self._source: ConfigSource | None = None
         self.generations: list[Generation] = []
         self.serving: Generation | None = None
         self.starting: Generation | None = None
@@ -549,10 +179,13 @@ class Supervisor:
     # Life cycle
 
     def bindListeners(self) -> None:
-        """Bind the first config's listeners (before privileges are dropped).
+        """Read the first config's text for the workers and bind its listeners (before
+        privileges are dropped).
 
+        @raise ConfigError: the config file cannot be read any more.
         @raise ListenError: one of them cannot be bound.
         """
+        self._source = self.readSource(self.configPath)
         self._sockets = self.listeners.acquire(self.config.listeners)
 
     def start(self) -> None:
@@ -560,8 +193,8 @@ class Supervisor:
         if self._sockets is None:
             self.bindListeners()
         sockets, fresh = self._sockets
-        self._sockets = None
-        self._startGeneration(self.config, sockets, fresh)
+        source, self._sockets, self._source = self._source, None, None
+        self._startGeneration(self.config, source, sockets, fresh)
 
     def reload(self) -> None:
         """SIGHUP: re-read the config and, if it is valid, hand over to a new generation."""
@@ -583,11 +216,12 @@ class Supervisor:
             return
         log.info("reloading {path}", path=self.configPath)
         self._notify(self.notifier.reloading, f"reloading {self.configPath}")
-        config = self._loadForReload()
-        if config is None:
+        loaded = self._loadForReload()
+        if loaded is None:
             self._reloadOutcome("invalid")
             self._settled()
             return
+        config, source = loaded
         try:
             sockets, fresh = self.listeners.acquire(config.listeners)
         except ListenError as problem:
@@ -599,7 +233,7 @@ class Supervisor:
         for line in describe_changes(self.config, config):
             log.info("reload: {change}", change=line)
         self.config = config
-        self._startGeneration(config, sockets, fresh)
+        self._startGeneration(config, source, sockets, fresh)
 
     def stop(self) -> defer.Deferred:
         """Graceful stop: every worker drains; fires when the last one has exited.
@@ -658,12 +292,14 @@ class Supervisor:
 
     # Generations
 
-    def _startGeneration(self, config: Config, sockets: dict[str, socket.socket], fresh: list) -> None:
+    def _startGeneration(self, config: Config, source: ConfigSource,
+                         sockets: dict[str, socket.socket], fresh: list) -> None:
         number = self.generations[-1].number + 1 if self.generations else 1
         count = config.workers or min(self.cpuCount(), MAX_WORKERS)
         generation = Generation(
             number=number,
             config=config,
+            source=source,
             sockets=sockets,
             fresh=fresh,
             slots=[Slot(index=i, delay=self.minRestartDelay) for i in range(count)],
@@ -684,20 +320,12 @@ class Supervisor:
         if generation.state is GenerationState.DRAINING:
             return
         worker = Worker(generation=generation, slot=slot, startedAt=self.reactor.seconds())
-        names = list(generation.sockets)
         boot = WorkerBoot(
             generation=generation.number,
             slot=slot.index,
-            config=generation.config,
-            listeners=tuple(
-                InheritedListener(name, FIRST_LISTENER_FD + i, generation.sockets[name].family)
-                for i, name in enumerate(names)
-            ),
+            source=generation.source,
+            listeners=inherited_listeners(generation.sockets),
         )
-        childFDs: dict[int, int | str] = {BOOT_FD: "w", STDOUT_FD: STDOUT_FD, LOG_FD: "r",
-                                          REPORT_FD: "r"}
-        for i, name in enumerate(names):
-            childFDs[FIRST_LISTENER_FD + i] = generation.sockets[name].fileno()
         args = [*self.workerCommand, f"--generation={generation.number}", f"--slot={slot.index}"]
         slot.worker = worker
         try:
@@ -706,7 +334,7 @@ class Supervisor:
                 args[0],
                 args,
                 env=self.environ,
-                childFDs=childFDs,
+                childFDs=child_descriptors(generation.sockets),
             )
         except OSError as problem:
             log.error("cannot spawn worker {name}: {problem}", name=worker.name, problem=problem)
@@ -724,7 +352,8 @@ class Supervisor:
             self._workerMetrics(worker, value)
             return
         if kind is Report.READY:
-            worker.ready = True
+            if worker.state is WorkerState.STARTING:
+                worker.state = WorkerState.READY
             log.info("{worker} is ready", worker=worker.describe())
             if worker.generation is self.starting and worker.generation.allReady():
                 self._promote(worker.generation)
@@ -744,13 +373,10 @@ class Supervisor:
             return
         recent = payload.get("recent")
         worker.recent = recent if isinstance(recent, list) else []
-        worker.reportedAt = self.reactor.seconds()
 
     def _promote(self, generation: Generation) -> None:
         """The new generation serves: the old one drains, unused sockets close."""
-        if generation.readyCall is not None and generation.readyCall.active():
-            generation.readyCall.cancel()
-        generation.readyCall = None
+        generation.cancelReadyCheck()
         previous = self.serving
         self.serving = generation
         self.starting = None
@@ -779,9 +405,7 @@ class Supervisor:
         """A reload's generation failed to start: it drains; the serving one carries on."""
         log.error("reload failed: generation {n} {why}; generation {m} keeps serving",
                   n=generation.number, why=why, m=self._servingNumber())
-        if generation.readyCall is not None and generation.readyCall.active():
-            generation.readyCall.cancel()
-        generation.readyCall = None
+        generation.cancelReadyCheck()
         self.starting = None
         self.listeners.release(generation.fresh)
         self._drainGeneration(generation)
@@ -802,23 +426,19 @@ class Supervisor:
             self.serving = None
         if generation is self.starting:
             self.starting = None
-        if generation.readyCall is not None and generation.readyCall.active():
-            generation.readyCall.cancel()
-        generation.readyCall = None
+        generation.cancelReadyCheck()
         generation.state = GenerationState.DRAINING
         for slot in generation.slots:
-            if slot.restartCall is not None and slot.restartCall.active():
-                slot.restartCall.cancel()
-            slot.restartCall = None
+            slot.cancelRestart()
             if slot.worker is not None:
                 self._drainWorker(slot.worker, generation.config.timeouts.drain)
         self._forgetIfDone(generation)
 
     def _drainWorker(self, worker: Worker, window: float) -> None:
         """SIGTERM now; SIGKILL if it is still there after its window and the grace period."""
-        if worker.draining:
+        if worker.state is WorkerState.DRAINING:
             return
-        worker.draining = True
+        worker.state = WorkerState.DRAINING
         self._signal(worker, signal.SIGTERM)
         worker.killCall = self.reactor.callLater(window + self.killGrace, self._killLate, worker)
 
@@ -852,7 +472,7 @@ class Supervisor:
         worker.killCall = None
         self._retireMetrics(worker)
         why = describe_exit(reason)
-        if worker.draining or generation.state is GenerationState.DRAINING:
+        if worker.state is WorkerState.DRAINING or generation.state is GenerationState.DRAINING:
             log.info("{worker} {why} after draining", worker=worker.describe(), why=why)
             self._forgetIfDone(generation)
         elif generation is self.starting and self.serving is not None:
@@ -860,13 +480,26 @@ class Supervisor:
                       why=why)
             self._abandon(generation, f"lost {worker.describe()}, which {why}")
         else:
-            delay = self._nextDelay(worker)
-            log.error("{worker} died: {why}; restarting in {delay:g}s", worker=worker.describe(),
-                      why=why, delay=delay)
-            self.metrics.restarts.inc()
-            slot.restartCall = self.reactor.callLater(delay, self._spawn, generation, slot)
+            self._restartLater(worker, reason, why)
         self._checkStopped()
         self._updateStatus()
+
+    def _restartLater(self, worker: Worker, reason: Failure, why: str) -> None:
+        """Schedule the slot's next worker: a refusal waits the longest, a crash loop
+        backs off, a worker that ran long enough restarts now."""
+        slot = worker.slot
+        if refused_boot(reason):
+            delay = slot.refused(self._backoff())
+            log.error("{worker} refused its boot message ({why}: the worker's own line above "
+                      "says why, often an h2proxy upgraded under a running daemon, which a "
+                      "restart of the daemon settles); retrying in {delay:g}s",
+                      worker=worker.describe(), why=why, delay=delay)
+        else:
+            delay = slot.nextDelay(self._backoff(), self.reactor.seconds() - worker.startedAt)
+            log.error("{worker} died: {why}; restarting in {delay:g}s", worker=worker.describe(),
+                      why=why, delay=delay)
+        self.metrics.restarts.inc()
+        slot.restartCall = self.reactor.callLater(delay, self._spawn, worker.generation, slot)
 
     def _retireMetrics(self, worker: Worker) -> None:
         """A worker is gone: its counters stay in the totals, its errors in the list."""
@@ -874,15 +507,9 @@ class Supervisor:
         self.retiredErrors.extend({**entry, "worker": worker.name} for entry in worker.recent)
         worker.recent = []
 
-    def _nextDelay(self, worker: Worker) -> float:
-        """ProcessMonitor's rule: young deaths wait, doubling to a cap; old ones restart now."""
-        slot = worker.slot
-        if self.reactor.seconds() - worker.startedAt < self.threshold:
-            delay = slot.delay
-            slot.delay = min(slot.delay * 2, self.maxRestartDelay)
-            return delay
-        slot.delay = self.minRestartDelay
-        return 0.0
+    def _backoff(self) -> Backoff:
+        """The restart rule from the tunables (class attributes, so tests can set them)."""
+        return Backoff(self.threshold, self.minRestartDelay, self.maxRestartDelay)
 
     def _forgetIfDone(self, generation: Generation) -> None:
         if generation.state is GenerationState.DRAINING and not generation.live():
@@ -899,10 +526,13 @@ class Supervisor:
 
     # Reporting
 
-    def _loadForReload(self) -> Config | None:
-        """The new config, or None after logging why it cannot be used."""
+    def _loadForReload(self) -> tuple[Config, ConfigSource] | None:
+        """The new config and the text it was validated from, or None after logging why
+        it cannot be used."""
         try:
+            source = self.readSource(self.configPath)
             config = self.loader(self.configPath)
+            source = unchanged_since(source, self.readSource(self.configPath))
         except ConfigError as problems:
             for problem in problems.problems:
                 log.error("{problem}", problem=problem)
@@ -915,7 +545,7 @@ class Supervisor:
             return None
         for warning in getattr(config, "warnings", ()):
             log.warn("{warning}", warning=warning)
-        return config
+        return config, source
 
     def _servingNumber(self) -> int | None:
         return self.serving.number if self.serving is not None else None

@@ -1,13 +1,16 @@
 """A worker process: ``python -m h2proxy.worker.process``, started by the supervisor.
 
-It reads its boot message (L{h2proxy.handover}), adopts the listening sockets it
-inherited, serves them with a L{ProxyServer}, and reports C{ready} on its report
-pipe. Its daemon messages go to its stderr, one line per event with the level
-first, where the supervisor relays them under the worker's name; its stdout is
-the supervisor's own (for an access log on C{-}). Once serving, it reports its
-metrics snapshot every L{METRICS_REPORT_INTERVAL} seconds, and once more as it
-exits (the report pipe is flushed before the process ends), so the supervisor's
-totals lose nothing a worker counted before a graceful exit.
+It reads its boot message (L{h2proxy.handover}) and parses the config text in it
+with its own loader; a message it cannot read, or a text that is not valid for this
+release, makes it exit with C{EX_CONFIG} after one line naming both h2proxy
+versions. Then it adopts the listening sockets it inherited, serves them with a
+L{ProxyServer}, and reports C{ready} on its report pipe. Its daemon messages go
+to its stderr, one line per event with the level first, where the supervisor
+relays them under the worker's name; its stdout is the supervisor's own (for an
+access log on C{-}). Once serving, it reports its metrics snapshot every
+L{METRICS_REPORT_INTERVAL} seconds, and once more as it exits (the report pipe is
+flushed before the process ends), so the supervisor's totals lose nothing a
+worker counted before a graceful exit.
 
 Signals (installed once the reactor runs, so they override Twisted's own):
   - C{SIGTERM}: drain. Stop accepting (the shared socket stays open: an adopted
@@ -44,10 +47,16 @@ from twisted.internet.interfaces import (
 from twisted.logger import LogLevel, formatEvent, globalLogBeginner, Logger
 from zope.interface import implementer
 
+from h2proxy import __version__
+from h2proxy.config.load import load_config_text
+from h2proxy.config.model import Config
+from h2proxy.errors import ConfigError
 from h2proxy.handover import (
     BOOT_FD,
+    EX_CONFIG,
     LOG_FD,
     REPORT_FD,
+    BootError,
     Report,
     WorkerBoot,
     format_metrics,
@@ -211,18 +220,21 @@ class WorkerProcess:
         self,
         *,
         boot: WorkerBoot,
+        config: Config,
         reactor,
         makeServer: Callable,
         channel: ReportChannel | None = None,
         closeFD: Callable[[int], None] = os.close,
     ) -> None:
         """
+        @param config: the configuration parsed from the boot message's text.
         @param reactor: provides C{adoptStreamPort}, time and C{stop}.
         @param makeServer: C{(config, reactor) -> ProxyServer}.
         @param channel: the report channel; one is made (unconnected) if not given.
         @param closeFD: closes an inherited descriptor once adopted (adoption dups it).
         """
         self.boot = boot
+        self.config = config
         self.reactor = reactor
         self.makeServer = makeServer
         self.channel = channel or ReportChannel(self.parentGone)
@@ -239,8 +251,8 @@ class WorkerProcess:
     def start(self) -> None:
         """Build the server, adopt every inherited listener, report ready."""
         try:
-            self.server = self.makeServer(self.boot.config, self.reactor)
-            byName = {listener.name: listener for listener in self.boot.config.listeners}
+            self.server = self.makeServer(self.config, self.reactor)
+            byName = {listener.name: listener for listener in self.config.listeners}
             for inherited in self.boot.listeners:
                 factory = self.server.factoryFor(byName[inherited.name])
                 self.ports.append(
@@ -266,7 +278,7 @@ class WorkerProcess:
         if self._draining:
             return
         self._draining = True
-        window = self.boot.config.timeouts.drain
+        window = self.config.timeouts.drain
         log.info("draining: stop accepting, up to {window}s for open streams", window=window)
         for port in self.ports:
             port.stopListening()
@@ -420,21 +432,55 @@ def settle_heap() -> None:
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)
 
 
+def read_boot_config(fd: int = BOOT_FD) -> tuple[WorkerBoot, Config]:
+    """The boot message and the config parsed again, by this worker's code, from the
+    text the supervisor validated (certificates checked at the same instant).
+
+    @raise BootError: the message cannot be read, or its config is not valid here.
+    """
+    boot = read_boot(fd)
+    source = boot.source
+    try:
+        config = load_config_text(source.text, source.path, now=source.validatedAt)
+    except ConfigError as problems:
+        found = "; ".join(str(problem) for problem in problems.problems)
+        raise BootError(f"its config is not valid for this worker: {found}",
+                        boot.senderVersion) from None
+    return boot, config
+
+
+def refusal_line(problem: BootError) -> bytes:
+    """The one line a refusing worker leaves for the supervisor to relay: the reason,
+    and both h2proxy versions (a worker started from an upgraded package is the usual
+    cause)."""
+    sender = problem.senderVersion or "unknown"
+    text = (f"critical worker refuses its boot message: {problem} (worker h2proxy "
+            f"{__version__}, supervisor h2proxy {sender})")
+    return " ".join(text.splitlines()).encode("utf-8", "replace") + b"\n"
+
+
 def main() -> int:
     """The worker's entry point; returns its exit status."""
     # Until our handlers are in place, a terminal's SIGHUP/SIGINT must not kill us.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    boot = read_boot(BOOT_FD)
     messages = os.fdopen(LOG_FD, "wb", buffering=0, closefd=False)
-    level = LogLevel.levelWithName(boot.config.logging.level)
+    try:
+        boot, config = read_boot_config(BOOT_FD)
+    except BootError as problem:
+        messages.write(refusal_line(problem))
+        return EX_CONFIG
+    level = LogLevel.levelWithName(config.logging.level)
     globalLogBeginner.beginLoggingTo([LineLogObserver(messages, level)], redirectStandardIO=False)
+    if boot.senderVersion != __version__:
+        log.warn("worker runs h2proxy {own} under a supervisor of h2proxy {sender}; restart "
+                 "the daemon to run one release", own=__version__, sender=boot.senderVersion)
 
     from twisted.internet import reactor, stdio
 
     from h2proxy.worker.server import ProxyServer
 
-    worker = WorkerProcess(boot=boot, reactor=reactor, makeServer=ProxyServer)
+    worker = WorkerProcess(boot=boot, config=config, reactor=reactor, makeServer=ProxyServer)
 
     def run() -> None:
         worker.installSignalHandlers()
