@@ -51,7 +51,10 @@ acceptable; its L{RequestHead} keeps ``method=CONNECT`` and ``protocol=websocket
 and once answered with a 2xx the stream's DATA are the tunnel's bytes both ways.
 
 3. **Acceptable**: L{parse_request} returns a L{ParsedRequest} whose
-   L{RequestHead} is what the handler sees. ``expect: 100-continue`` stays in it
+   L{RequestHead} is what the handler sees. The hop-by-hop fields HTTP/2 allows
+   (``te: trailers``, ``trailer``, ``proxy-authorization``, ``proxy-authenticate``,
+   ``http2-settings``: L{h2proxy.fields.HOP_BY_HOP}) are left out of it, as the
+   HTTP/1.1 front end leaves them out, so a handler gets the same fields from both. ``expect: 100-continue`` stays in it
    (normalised to lowercase) when a body follows, so that the backend decides whether
    it wants the body and its 100 is relayed; with C{localContinue}, or without a
    body, it is removed (the front end then answers the 100 itself;
@@ -69,7 +72,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from h2proxy.fields import CONNECTION_SPECIFIC, TCHARS, UNSAFE_VALUE_BYTES
+from h2proxy.fields import CONNECTION_SPECIFIC, HOP_BY_HOP, TCHARS, UNSAFE_VALUE_BYTES
 from h2proxy.message import Headers, RequestHead, ResponseHead
 
 Field = tuple[bytes, bytes]
@@ -245,6 +248,8 @@ def parse_request(
     _check_path(method, path)
     if scheme not in (b"http", b"https"):
         raise UnusableRequest(400, "unsupported :scheme")
+    if not HOP_BY_HOP.isdisjoint([name for name, _ in regular]):
+        regular = [item for item in regular if item[0] not in HOP_BY_HOP]
     expectsContinue = any(
         name == b"expect" and value.lower() == b"100-continue" for name, value in regular
     )
