@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from h2proxy.frontend.http2 import validation
+from h2proxy.message import ResponseHead
 from h2proxy.frontend.http2.validation import (
     EXTENDED_CONNECT_PSEUDO,
     REQUEST_PSEUDO,
@@ -89,3 +90,18 @@ def test_repeated_response_names_take_the_short_path(monkeypatch):
     for value in (b"a\rb", b"a\nb", b"a\x00b", b" a", b"a\t"):
         assert _outbound_regular([(b"content-type", value)], known) == "checked"
     assert _outbound_regular([(b"x-never-sent-before", b"1")], known) == "checked"
+
+
+def test_known_good_names_stop_growing_at_their_cap():
+    """When a connection is given its own KnownGood, requests and responses teach it (not the shared one) valid names, up to its cap."""
+    known = KnownGood(maxNames=2, maxAuthorities=1)
+    shared = (set(validation.SHARED_KNOWN_GOOD.requestNames), set(validation.SHARED_KNOWN_GOOD.authorities))
+    pseudo = [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/")]
+    for index in range(4):
+        extra = [(b":authority", b"h%d.test" % index), (b"x-name-%d" % index, b"v")]
+        validation.parse_request(pseudo + extra, end_stream=True, max_header_list_size=65536, knownGood=known)
+    validation.response_fields(ResponseHead(200, ((b"x-a", b"1"), (b"x-b", b"1"), (b"x-c", b"1"))), known)
+    assert known.requestNames == {b"x-name-0", b"x-name-1"}
+    assert known.authorities == {b"h0.test"}
+    assert known.responseNames == {b"x-a", b"x-b"}
+    assert (validation.SHARED_KNOWN_GOOD.requestNames, validation.SHARED_KNOWN_GOOD.authorities) == shared
