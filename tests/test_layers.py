@@ -173,7 +173,9 @@ def test_a_violation_is_reported_with_its_file_and_line(tmp_path):
         ("h2proxy.upstream.pool", 4, "h2proxy.frontend -/-> h2proxy.upstream"),
         ("h2.errors", 5, "h2proxy except h2proxy.codec -/-> h2"),
     ]
-    assert not violations(rules, imports_in(path, "h2proxy.codec.sample"))[1:]
+    exempt = tmp_path / "codec.py"
+    exempt.write_text("import h2.errors\n")
+    assert violations(rules, imports_in(exempt, "h2proxy.codec.sample")) == []
 
 
 @pytest.mark.parametrize("name, prefix, expected", [("h2", "h2", True), ("h2.errors", "h2", True), ("h2proxy", "h2", False), ("h2proxy_tools.x", "h2proxy", False)])

@@ -3,7 +3,6 @@ boundaries, fall-through to less specific hosts, prefix stripping."""
 
 import pytest
 
-from h2proxy.bridge import routing
 from h2proxy.bridge.routing import Route, Router, host_without_port, path_matches
 from h2proxy.config.model import RouteConfig
 
