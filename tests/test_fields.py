@@ -1,6 +1,16 @@
 """The shared field grammar: tokens, unsafe values, hop-by-hop sets."""
 
-from h2proxy.fields import CONNECTION_SPECIFIC, HOP_BY_HOP, TCHARS, TOKEN, UNSAFE_VALUE, list_items
+from h2proxy.fields import (
+    CONNECTION_SPECIFIC,
+    HOP_BY_HOP,
+    TCHARS,
+    TOKEN,
+    UNSAFE_VALUE,
+    UNSAFE_VALUE_BYTES,
+    list_items,
+)
+from h2proxy.frontend.http1.parse import parse_request as parse_http1
+from h2proxy.frontend.http2.validation import parse_request as parse_http2
 
 
 def test_token_pattern_and_character_set_agree() -> None:
@@ -22,3 +32,33 @@ def test_proxy_credentials_stop_at_the_proxy() -> None:
 
 def test_list_items_trims_lowercases_and_skips_empty_members() -> None:
     assert list(list_items(b" Keep-Alive ,, X-Foo\t,")) == [b"keep-alive", b"x-foo"]
+
+
+def test_both_front_ends_hand_a_handler_the_same_fields() -> None:
+    """When the same fields arrive over HTTP/2 and HTTP/1.1 (plus, on HTTP/1.1 only, the
+    connection-specific fields HTTP/2 forbids), both parsers hand on the same fields:
+    no hop-by-hop field, no proxy credential, nothing a Connection header names."""
+    shared = [
+        (b"accept", b"*/*"),
+        (b"te", b"trailers"),
+        (b"trailer", b"x-sum"),
+        (b"proxy-authorization", b"Basic dXNlcjpwYXNz"),
+        (b"proxy-authenticate", b"Basic"),
+        (b"http2-settings", b"AAMAAABkAAQAAP__"),
+        (b"x-dup", b"1"),
+        (b"x-dup", b"2"),
+    ]
+    pseudo = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"a.test"), (b":path", b"/")]
+    viaHTTP2 = parse_http2(pseudo + shared, end_stream=True, max_header_list_size=65536).head
+    lines = b"".join(b"%s: %s\r\n" % field for field in shared)
+    raw = (
+        b"GET / HTTP/1.1\r\nHost: a.test\r\n" + lines
+        + b"Connection: keep-alive, x-hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nProxy-Connection: x\r\n\r\n"
+    )
+    viaHTTP1 = parse_http1(raw, secure=True).head
+    assert viaHTTP1.headers == viaHTTP2.headers == ((b"accept", b"*/*"), (b"x-dup", b"1"), (b"x-dup", b"2"))
+
+
+def test_unsafe_value_set_and_pattern_agree() -> None:
+    """When a check uses the byte set instead of the pattern, it refuses the same bytes."""
+    assert UNSAFE_VALUE_BYTES == {b for b in range(256) if UNSAFE_VALUE.search(bytes([b]))}

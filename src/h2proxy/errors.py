@@ -144,10 +144,3 @@ class QueueFull(NoHealthyBackend):
     upstream's queue is full, or its deadline passed."""
 
     reason = "connection_limit_reached"
-
-
-class RequestCancelled(UpstreamError):
-    """The client went away; the upstream request was abandoned on purpose."""
-
-    status = 499
-    reason = "client_cancelled"

@@ -3,7 +3,6 @@ boundaries, fall-through to less specific hosts, prefix stripping."""
 
 import pytest
 
-from h2proxy.bridge import routing
 from h2proxy.bridge.routing import Route, Router, host_without_port, path_matches
 from h2proxy.config.model import RouteConfig
 
@@ -104,10 +103,9 @@ def test_one_router_answers_every_case_twice_the_same():
             assert match is not None and match.upstream == upstream, (authority, path)
 
 
-def test_authorities_past_the_cache_limit_still_route(monkeypatch):
+def test_authorities_past_the_cache_limit_still_route():
     """When more authorities arrive than the router remembers, later ones are still routed and the memory stays bounded."""
-    monkeypatch.setattr(routing, "MAX_CACHED_AUTHORITIES", 3)
-    router = Router(ROUTES)
+    router = Router(ROUTES, maxCachedAuthorities=3)
     for index in range(10):
         assert router.match(b"h%d.example.org" % index, b"/").upstream == "wild"
         assert router.match(b"h%d.other.net" % index, b"/api").upstream == "api"

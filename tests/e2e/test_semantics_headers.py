@@ -1,15 +1,18 @@
 """Header semantics through the real daemon: the exact field set a backend receives from
 a trusted and an untrusted peer (forwarding fields, split cookies, Via, request id),
-hop-by-hop fields removed both ways, a conflicting Host refused; trailers both ways;
+hop-by-hop fields removed both ways, the same fields forwarded for curl over HTTP/2 and
+over HTTP/1.1, a conflicting Host refused; trailers both ways;
 1xx responses (100 Continue, 103 Early Hints) passing through."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 from tests.e2e.conftest import base_config
 from tests.e2e.h2client import H2Client
-from tests.e2e.harness import start_proxy, write_config
+from tests.e2e.harness import run, start_proxy, write_config
 from tests.e2e.semantics_client import RawHTTP1, h2_response, h2_upload
 
 CLIENT_FIELDS = [
@@ -114,6 +117,58 @@ def test_response_hop_by_hop_fields_are_removed(daemon):
     names = [name for name, _ in response.headers]
     assert b"x-private" not in names and b"keep-alive" not in names and b"connection" not in names
     assert response.header(b"x-mixed-case") == b"Kept" and response.body == b"hop"
+
+
+#: The same request fields for curl over HTTP/2 and over HTTP/1.1 (curl leaves out of
+#: an HTTP/2 request the connection-specific ones itself): hop-by-hop fields, proxy
+#: credentials, duplicates, an odd-case name, split cookies, Via.
+CURL_FIELDS = [
+    "Connection: keep-alive",
+    "Keep-Alive: timeout=5",
+    "Proxy-Connection: keep-alive",
+    "TE: trailers",
+    "Proxy-Authorization: Basic dXNlcjpwYXNz",
+    "X-Dup: 1",
+    "X-Dup: 2",
+    "X-Odd-CASE: Mixed Value",
+    "Cookie: a=1",
+    "Cookie: b=2",
+    "Via: 1.1 edge",
+    "X-Forwarded-For: 6.6.6.6",
+]
+
+
+def curl_exchange(url: str, protocol: str, extra: list[str] = ()) -> tuple[list[list[str]], list[tuple[str, str]]]:
+    """GET C{url} with curl over C{protocol} (``--http2`` or ``--http1.1``) and
+    L{CURL_FIELDS}; return the origin's /headers view of the request, with the request
+    id and this proxy's Via protocol made neutral, and the response's fields."""
+    flags = [arg for field in [*CURL_FIELDS, *extra] for arg in ("-H", field)]
+    result = run(["curl", "-sS", "-k", protocol, "-D", "-", *flags, url])
+    assert result.returncode == 0, result.stderr
+    head, _, body = result.stdout.decode().partition("\r\n\r\n")
+    response = [(name.lower(), value) for name, _, value in (line.partition(": ") for line in head.split("\r\n")[1:])]
+    if not body.startswith("{"):
+        return [], response
+    seen = json.loads(body)["headers"]
+    return [[name, "ID" if name == "x-request-id" else value.replace("1.1 h2proxy", "2 h2proxy")]
+            for name, value in seen], response
+
+
+def test_curl_over_http2_and_http11_forwards_the_same_fields(daemon):
+    """When curl sends the same fields over HTTP/2 and over HTTP/1.1, the backend sees the same forwarded fields (no hop-by-hop field, no Proxy-Authorization) and the client the same response fields."""
+    url = daemon.url("tls", "/headers")
+    viaH2, _ = curl_exchange(url, "--http2")
+    viaH1, _ = curl_exchange(url, "--http1.1", ["Connection: X-Hop", "X-Hop: 1"])
+    assert viaH2 == viaH1
+    names = [name for name, _ in viaH2]
+    assert names == ["host", "user-agent", "accept", "x-dup", "x-dup", "x-odd-case", "cookie",
+                     "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-request-id", "via"]
+    assert dict(viaH2)["cookie"] == "a=1; b=2" and dict(viaH2)["x-forwarded-for"] == "127.0.0.1"
+    _, responseH2 = curl_exchange(daemon.url("tls", "/hop-by-hop"), "--http2")
+    _, responseH1 = curl_exchange(daemon.url("tls", "/hop-by-hop"), "--http1.1")
+    kept = {"x-private", "keep-alive", "connection", "x-mixed-case", "via"}
+    assert [field for field in responseH2 if field[0] in kept] == [field for field in responseH1 if field[0] in kept]
+    assert [field for field in responseH2 if field[0] in kept] == [("x-mixed-case", "Kept"), ("via", "1.1 h2proxy")]
 
 
 def test_conflicting_host_is_refused(daemon, origin):

@@ -97,8 +97,8 @@ def test_malformed_pseudo_headers(block):
 
 
 def test_te_trailers_is_allowed():
-    """When te is exactly "trailers", the request is accepted (RFC 9113 8.2.2)."""
-    assert parse(fields((b"te", b"trailers"))).head.headers == ((b"te", b"trailers"),)
+    """When te is exactly "trailers", the request is accepted (RFC 9113 8.2.2), and te, a hop-by-hop field, is not handed on (as on HTTP/1.1)."""
+    assert parse(fields((b"te", b"trailers"), (b"accept", b"*/*"))).head.headers == ((b"accept", b"*/*"),)
 
 
 def test_content_length_parsed_and_duplicates_that_agree_accepted():

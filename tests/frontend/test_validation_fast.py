@@ -8,10 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from h2proxy.frontend.http2 import validation
+from h2proxy.message import ResponseHead
 from h2proxy.frontend.http2.validation import (
     EXTENDED_CONNECT_PSEUDO,
     REQUEST_PSEUDO,
     InvalidResponseField,
+    KnownGood,
     MalformedRequest,
     UnusableRequest,
     _fields_at_once,
@@ -38,7 +40,7 @@ field = st.tuples(st.sampled_from(NAMES) | st.binary(max_size=6), st.sampled_fro
 def test_fast_pass_agrees_with_the_full_checks(fields, limit, extended):
     """When the one-pass check accepts a field list, the one-by-one checks accept it with the same result."""
     known = EXTENDED_CONNECT_PSEUDO if extended else REQUEST_PSEUDO
-    fast = _fields_at_once(fields, limit, known)
+    fast = _fields_at_once(fields, limit, known, KnownGood())
     try:
         full = _fields_one_by_one(fields, limit, known)
     except (MalformedRequest, UnusableRequest):
@@ -51,7 +53,7 @@ def test_common_request_takes_the_fast_pass():
     """When a request is ordinary, the one-pass check accepts it."""
     fields = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"a.test"), (b":path", b"/"),
               (b"accept", b"*/*"), (b"te", b"trailers"), (b"content-length", b"3"), (b"a-b", b"x\ty")]
-    assert _fields_at_once(fields, 65536, REQUEST_PSEUDO) == (
+    assert _fields_at_once(fields, 65536, REQUEST_PSEUDO, KnownGood()) == (
         {b":method": b"GET", b":scheme": b"https", b":authority": b"a.test", b":path": b"/"},
         fields[4:],
         3,
@@ -62,16 +64,17 @@ def test_common_request_takes_the_fast_pass():
 @given(warm=st.lists(field, max_size=8), fields=st.lists(field, max_size=8))
 def test_outbound_fields_agree_with_the_field_by_field_checks(warm, fields):
     """When response fields are checked after other responses taught the remembered names, the result (fields or refusal) is the field-by-field one."""
+    known = KnownGood()
     try:
-        _outbound_checked(warm)
+        _outbound_checked(warm, known)
     except InvalidResponseField:
         pass
     try:
-        expected = _outbound_checked(fields)
+        expected = _outbound_checked(fields, KnownGood())
     except InvalidResponseField:
         expected = None
     try:
-        got = _outbound_regular(fields)
+        got = _outbound_regular(fields, known)
     except InvalidResponseField:
         got = None
     assert got == expected
@@ -80,9 +83,25 @@ def test_outbound_fields_agree_with_the_field_by_field_checks(warm, fields):
 def test_repeated_response_names_take_the_short_path(monkeypatch):
     """When a response repeats names already sent, it is accepted without the field-by-field checks, unless a value holds CR, LF, NUL or edge whitespace."""
     head = [(b"content-type", b"text/plain"), (b"content-length", b"5")]
-    assert _outbound_regular(head) == head
-    monkeypatch.setattr(validation, "_outbound_checked", lambda headers: "checked")
-    assert _outbound_regular(head) == head
+    known = KnownGood()
+    assert _outbound_regular(head, known) == head
+    monkeypatch.setattr(validation, "_outbound_checked", lambda headers, knownGood: "checked")
+    assert _outbound_regular(head, known) == head
     for value in (b"a\rb", b"a\nb", b"a\x00b", b" a", b"a\t"):
-        assert _outbound_regular([(b"content-type", value)]) == "checked"
-    assert _outbound_regular([(b"x-never-sent-before", b"1")]) == "checked"
+        assert _outbound_regular([(b"content-type", value)], known) == "checked"
+    assert _outbound_regular([(b"x-never-sent-before", b"1")], known) == "checked"
+
+
+def test_known_good_names_stop_growing_at_their_cap():
+    """When a connection is given its own KnownGood, requests and responses teach it (not the shared one) valid names, up to its cap."""
+    known = KnownGood(maxNames=2, maxAuthorities=1)
+    shared = (set(validation.SHARED_KNOWN_GOOD.requestNames), set(validation.SHARED_KNOWN_GOOD.authorities))
+    pseudo = [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/")]
+    for index in range(4):
+        extra = [(b":authority", b"h%d.test" % index), (b"x-name-%d" % index, b"v")]
+        validation.parse_request(pseudo + extra, end_stream=True, max_header_list_size=65536, knownGood=known)
+    validation.response_fields(ResponseHead(200, ((b"x-a", b"1"), (b"x-b", b"1"), (b"x-c", b"1"))), known)
+    assert known.requestNames == {b"x-name-0", b"x-name-1"}
+    assert known.authorities == {b"h0.test"}
+    assert known.responseNames == {b"x-a", b"x-b"}
+    assert (validation.SHARED_KNOWN_GOOD.requestNames, validation.SHARED_KNOWN_GOOD.authorities) == shared

@@ -30,23 +30,8 @@ from dataclasses import dataclass
 
 from h2proxy.config.model import ForwardingConfig, HeaderEditsConfig
 from h2proxy.errors import H2ProxyError
+from h2proxy.fields import HOP_BY_HOP, TOKEN
 from h2proxy.message import Headers, RequestHead, ResponseHead, UpstreamRequest
-
-#: Connection-specific fields (RFC 9110 7.6.1, RFC 9113 8.2.2) never forwarded either way.
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"transfer-encoding",
-        b"te",
-        b"trailer",
-        b"upgrade",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"http2-settings",
-    }
-)
 
 #: What this proxy calls itself in Via (RFC 9110 7.6.3 allows a pseudonym).
 VIA_PSEUDONYM = b"h2proxy"
@@ -322,14 +307,11 @@ def _pass_on(headers: list[tuple[bytes, bytes]], name: bytes, values: list[bytes
         headers.append((name, b", ".join(values)))
 
 
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-
-
 def forwarded_element(peer: str, authority: bytes, scheme: bytes) -> bytes:
     """One RFC 7239 ``Forwarded`` element: ``for=...;host=...;proto=...``. IPv6
     addresses are bracketed and quoted (section 6); a host with a port is quoted."""
     node = f'"[{peer}]"' if ":" in peer else peer
-    host = authority if _TOKEN.fullmatch(authority) else b'"' + authority.replace(b'"', b"") + b'"'
+    host = authority if TOKEN.fullmatch(authority) else b'"' + authority.replace(b'"', b"") + b'"'
     return b"for=" + node.encode("ascii", "replace") + b";host=" + host + b";proto=" + scheme
 
 

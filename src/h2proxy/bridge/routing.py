@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from h2proxy.bridge.headers import HeaderEdits
 from h2proxy.config.model import RouteConfig
 
-#: Authorities whose candidate route tables L{Router} remembers (a client names few;
-#: past this many, new ones are worked out each time).
+#: Authorities whose candidate route tables a L{Router} remembers by default (clients
+#: name few; past this many, new ones are worked out each time).
 MAX_CACHED_AUTHORITIES = 1024
 
 
@@ -114,9 +114,14 @@ class _HostRoutes:
 
 
 class Router:
-    """Matches ``(authority, path)`` to the L{Route} that serves it."""
+    """Matches ``(authority, path)`` to the L{Route} that serves it.
 
-    def __init__(self, routes: tuple[RouteConfig, ...]) -> None:
+    It owns a cache of the route tables to try per authority, bounded by
+    C{maxCachedAuthorities}, so that memory stays fixed whatever hosts clients name.
+    """
+
+    def __init__(self, routes: tuple[RouteConfig, ...], maxCachedAuthorities: int = MAX_CACHED_AUTHORITIES) -> None:
+        self.maxCachedAuthorities = maxCachedAuthorities
         self._exact: dict[str, _HostRoutes] = {}
         wildcards: dict[str, _HostRoutes] = {}
         self._default = _HostRoutes()
@@ -151,10 +156,10 @@ class Router:
 
     def _tablesFor(self, authority: bytes) -> tuple[_HostRoutes, ...]:
         """The tables to try for C{authority}, most specific first, remembered (up to
-        L{MAX_CACHED_AUTHORITIES}): the table is fixed per config and every request
+        C{maxCachedAuthorities}): the table is fixed per config and every request
         of a connection names the same authority, so the host is parsed once."""
         tables = tuple(self._candidates(host_without_port(authority)))
-        if len(self._byAuthority) < MAX_CACHED_AUTHORITIES:
+        if len(self._byAuthority) < self.maxCachedAuthorities:
             self._byAuthority[authority] = tables
         return tables
 

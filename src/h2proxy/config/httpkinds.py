@@ -13,12 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from h2proxy.config.spec import Context, Kind, OptionError
+from h2proxy.fields import HOP_BY_HOP, TOKEN
 
-#: RFC 9110 5.1 field names: tokens.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: RFC 9110 5.1 field names: tokens (the shared grammar, on text).
+_TOKEN = re.compile(TOKEN.pattern.decode("ascii"))
 #: Field values an operator may write: visible ASCII, spaces and tabs inside, nothing
 #: that could end a line (the value is sent as is to backends or clients).
 _VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?")
+
+#: Hop-by-hop fields a route may still set: credentials for a proxy beyond this one
+#: (an upstream reached through another proxy) are the operator's to give.
+_OPERATOR_CREDENTIALS = frozenset({b"proxy-authorization", b"proxy-authenticate"})
 
 #: Field names the proxy owns: framing, connection management and Host. Editing them
 #: per route would let a backend and the proxy read one message differently.
@@ -26,13 +31,10 @@ PROXY_OWNED_FIELDS = {
     "host": "Host comes from :authority",
     "content-length": "message framing is the proxy's",
     "transfer-encoding": "message framing is the proxy's",
-    "connection": "connection-specific fields are the proxy's",
-    "keep-alive": "connection-specific fields are the proxy's",
-    "proxy-connection": "connection-specific fields are the proxy's",
-    "te": "connection-specific fields are the proxy's",
-    "trailer": "connection-specific fields are the proxy's",
-    "upgrade": "connection-specific fields are the proxy's",
-    "http2-settings": "connection-specific fields are the proxy's",
+    **{
+        name.decode("ascii"): "connection-specific fields are the proxy's"
+        for name in sorted(HOP_BY_HOP - _OPERATOR_CREDENTIALS - {b"transfer-encoding"})
+    },
 }
 
 

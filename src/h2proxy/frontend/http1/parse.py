@@ -21,14 +21,13 @@ import re
 from dataclasses import dataclass
 
 from h2proxy.errors import H2ProxyError
+from h2proxy.fields import HOP_BY_HOP, TOKEN, list_items
 from h2proxy.message import RequestHead, Trailers
 
-#: RFC 9110 5.6.2 token (method, field name, transfer coding).
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: Control characters other than HTAB, which may not appear in a field value.
 _CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 #: request-line = method SP request-target SP HTTP-version, single spaces only.
-_REQUEST_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
+_REQUEST_LINE = re.compile(rb"(" + TOKEN.pattern + rb") ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
 #: absolute-form target: scheme "://" authority path-abempty [ "?" query ].
 _ABSOLUTE = re.compile(rb"([A-Za-z][A-Za-z0-9+\-.]*)://([^/?]*)(.*)", re.DOTALL)
 #: uri-host [ ":" port ]; no userinfo (a proxy never forwards credentials in Host).
@@ -43,7 +42,7 @@ _BARE_LF = re.compile(rb"(?<!\r)\n")
 _EMPTY_LINES = re.compile(rb"(?:\r\n)+")
 #: One valid field line: token, colon, OWS, then only HTAB, SP, VCHAR or obs-text.
 #: Deterministic (no backtracking), so a whole block is checked in one linear pass.
-_FIELD = rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([\t\x20-\x7e\x80-\xff]*)\r\n"
+_FIELD = rb"(" + TOKEN.pattern + rb"):[ \t]*([\t\x20-\x7e\x80-\xff]*)\r\n"
 _FIELD_LINE = re.compile(_FIELD)
 _FIELD_BLOCK = re.compile(rb"(?:" + _FIELD + rb")*")
 
@@ -52,19 +51,6 @@ MAX_CHUNK_LINE = 4096
 
 #: The one protocol an HTTP/1.1 client may upgrade to through the proxy.
 WEBSOCKET = b"websocket"
-
-#: Fields that only concern one connection and are never handed on (RFC 9110 7.6.1).
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"transfer-encoding",
-        b"te",
-        b"upgrade",
-        b"trailer",
-    }
-)
 
 #: Fields a Connection header may not name: removing them at this hop would change
 #: how the message is framed or routed further on.
@@ -76,8 +62,10 @@ _TRAILER_DROPPED = HOP_BY_HOP | {b"content-length", b"host", b"expect"}
 #: Fields the front end reads itself; everything else is only passed on.
 _CONTROL = frozenset({b"connection", b"transfer-encoding", b"content-length", b"host", b"expect"})
 
-#: Fields never handed to the handler (Host becomes the authority; Expect is
-#: handed on rebuilt, only when the client waits for a 100: see L{parse_request}).
+#: Fields never handed to the handler: the hop-by-hop set the whole proxy shares
+#: (L{h2proxy.fields.HOP_BY_HOP}, so both front ends forward the same fields), Host
+#: (it becomes the authority) and Expect (handed on rebuilt, only when the client
+#: waits for a 100: see L{parse_request}).
 _NOT_FORWARDED = HOP_BY_HOP | {b"host", b"expect"}
 
 #: The Expect field handed on when the backend is to decide about a 100-continue.
@@ -250,7 +238,7 @@ def parse_field_line(line: bytes) -> tuple[bytes, bytes]:
     if colon < 0:
         raise RequestRejected(400, "header line without a colon")
     name = line[:colon]
-    if not _TOKEN.fullmatch(name):
+    if not TOKEN.fullmatch(name):
         raise RequestRejected(400, "invalid header name (or whitespace before the colon)")
     value = line[colon + 1 :].strip(b" \t")
     if _CTL.search(value):
@@ -259,21 +247,15 @@ def parse_field_line(line: bytes) -> tuple[bytes, bytes]:
 
 
 def _list_items(values: list[bytes]) -> list[bytes]:
-    """The elements of a comma-separated list field, lowercased, empty ones skipped."""
-    items = []
-    for value in values:
-        for item in value.split(b","):
-            item = item.strip(b" \t").lower()
-            if item:
-                items.append(item)
-    return items
+    """The elements of every value of a comma-separated list field (L{list_items})."""
+    return [item for value in values for item in list_items(value)]
 
 
 def _connection_options(values: list[bytes]) -> frozenset[bytes]:
     """The Connection options: ``close``/``keep-alive`` and the fields to drop."""
     options = frozenset(_list_items(values))
     for option in options:
-        if not _TOKEN.fullmatch(option):
+        if not TOKEN.fullmatch(option):
             raise RequestRejected(400, "invalid Connection option")
         if option in _UNREMOVABLE:
             raise RequestRejected(400, f"Connection may not name {option.decode()!r}")

@@ -15,27 +15,19 @@ import re
 from dataclasses import dataclass
 from http import HTTPStatus
 
+from h2proxy.fields import HOP_BY_HOP, TOKEN
 from h2proxy.message import Headers, ResponseHead
 
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _LENGTH = re.compile(rb"[0-9]{1,18}")
 
-#: Connection-specific response fields; framing and persistence are ours to write.
-_HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"transfer-encoding",
-        b"te",
-        b"upgrade",
-        b"trailer",
-    }
-)
+#: Response fields never written from the handler's head: the connection-specific
+#: ones (framing and persistence are ours to write) and Content-Length (written from
+#: the framing chosen).
+_NOT_WRITTEN = HOP_BY_HOP | {b"content-length"}
 
 #: Fields never sent in a trailer section (RFC 9110 6.5.1: framing and routing).
-_TRAILER_DROPPED = _HOP_BY_HOP | {b"content-length", b"host"}
+_TRAILER_DROPPED = HOP_BY_HOP | {b"content-length", b"host"}
 
 _REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
 
@@ -85,7 +77,7 @@ def _valid_fields(headers: Headers, dropped: list[bytes], excluded: frozenset[by
     for name, value in headers:
         if name in excluded:
             continue
-        if not _TOKEN.fullmatch(name) or _CTL.search(value):
+        if not TOKEN.fullmatch(name) or _CTL.search(value):
             dropped.append(name)
             continue
         lines.append(b"%s: %s\r\n" % (name, value))
@@ -120,7 +112,7 @@ def start_response(
         raise ValueError(f"status {head.status} is informational: use writeInformational")
     dropped: list[bytes] = []
     lines = [_status_line(head.status)]
-    lines += _valid_fields(head.headers, dropped, _HOP_BY_HOP | {b"content-length"})
+    lines += _valid_fields(head.headers, dropped, _NOT_WRITTEN)
     length = _declared_length(head.headers)
     if head.status == 204:
         framing, length = Framing.NONE, None
@@ -157,7 +149,7 @@ def informational(head: ResponseHead) -> bytes:
     if not 100 <= head.status < 200:
         raise ValueError(f"status {head.status} is not informational")
     lines = [_status_line(head.status)]
-    lines += _valid_fields(head.headers, [], _HOP_BY_HOP | {b"content-length"})
+    lines += _valid_fields(head.headers, [], _NOT_WRITTEN)
     lines.append(b"\r\n")
     return b"".join(lines)
 
@@ -170,7 +162,7 @@ def switching_protocols(head: ResponseHead, protocol: bytes) -> ResponseStart:
         raise ValueError(f"status {head.status} does not switch protocols")
     dropped: list[bytes] = []
     lines = [_status_line(101)]
-    lines += _valid_fields(head.headers, dropped, _HOP_BY_HOP | {b"content-length"})
+    lines += _valid_fields(head.headers, dropped, _NOT_WRITTEN)
     lines += [b"connection: upgrade\r\n", b"upgrade: %s\r\n" % protocol, b"\r\n"]
     return ResponseStart(
         data=b"".join(lines), framing=Framing.CLOSE, length=None, close=True, dropped=tuple(dropped)

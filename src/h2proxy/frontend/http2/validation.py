@@ -51,7 +51,10 @@ acceptable; its L{RequestHead} keeps ``method=CONNECT`` and ``protocol=websocket
 and once answered with a 2xx the stream's DATA are the tunnel's bytes both ways.
 
 3. **Acceptable**: L{parse_request} returns a L{ParsedRequest} whose
-   L{RequestHead} is what the handler sees. ``expect: 100-continue`` stays in it
+   L{RequestHead} is what the handler sees. The hop-by-hop fields HTTP/2 allows
+   (``te: trailers``, ``trailer``, ``proxy-authorization``, ``proxy-authenticate``,
+   ``http2-settings``: L{h2proxy.fields.HOP_BY_HOP}) are left out of it, as the
+   HTTP/1.1 front end leaves them out, so a handler gets the same fields from both. ``expect: 100-continue`` stays in it
    (normalised to lowercase) when a body follows, so that the backend decides whether
    it wants the body and its 100 is relayed; with C{localContinue}, or without a
    body, it is removed (the front end then answers the 100 itself;
@@ -69,17 +72,13 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from h2proxy.fields import CONNECTION_SPECIFIC, HOP_BY_HOP, TCHARS, UNSAFE_VALUE_BYTES
 from h2proxy.message import Headers, RequestHead, ResponseHead
 
 Field = tuple[bytes, bytes]
 
 #: RFC 9113 6.5.2: each field costs its name, its value and 32 octets of overhead.
 FIELD_OVERHEAD = 32
-
-#: RFC 9113 8.2.2: fields that only make sense on one HTTP/1.1 hop.
-CONNECTION_SPECIFIC = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
-)
 
 #: RFC 9113 8.3.1: the request pseudo-headers we understand.
 REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path"})
@@ -91,9 +90,8 @@ TUNNEL_PROTOCOLS = frozenset({b"websocket"})
 #: Longest content-length we parse: 19 digits already exceed any real body.
 MAX_CONTENT_LENGTH_DIGITS = 19
 
-_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_NAME_CHARS = frozenset(c for c in _TCHAR if not (0x41 <= c <= 0x5A))
-_FORBIDDEN_IN_VALUE = frozenset(b"\x00\r\n")
+#: HTTP/2 field names: lowercase tokens (RFC 9113 8.2.1).
+_NAME_CHARS = frozenset(c for c in TCHARS if not (0x41 <= c <= 0x5A))
 #: Control characters other than HTAB, and DEL: RFC 9110 5.5 calls them invalid in a
 #: field value, and an HTTP/1.1 backend may reject or mangle them; a request that
 #: carries one is answered 400 (CR, LF and NUL are already malformed in HTTP/2).
@@ -108,16 +106,48 @@ _DIGITS = frozenset(b"0123456789")
 #: In values joined with LF: a control character other than HTAB and LF, or
 #: whitespace at the edge of a value. A match sends the fields to the one-by-one checks.
 _SUSPECT_VALUES = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]|[ \t]\n|\n[ \t]|\A[ \t]|[ \t]\Z")
-#: Regular field names remembered as valid (lowercase tokens, not connection-specific,
-#: not te or content-length), at most this many: clients send the same few names.
+#: Names and authorities a L{KnownGood} remembers of each kind, at most: clients
+#: send the same few names, backends answer with the same few, a proxy serves few
+#: authorities.
 MAX_GOOD_NAMES = 1024
-_good_names: set[bytes] = set()
-#: Authorities remembered as valid, at most this many: a proxy serves few names.
 MAX_GOOD_AUTHORITIES = 1024
-_good_authorities: set[bytes] = set()
-#: Response field names already sent: valid and not connection-specific (at most
-#: L{MAX_GOOD_NAMES}).
-_good_response_names: set[bytes] = set()
+
+
+class KnownGood:
+    """What earlier checks found valid, so that the common request is checked in one
+    pass: request field names (lowercase tokens, not connection-specific, not te or
+    content-length), authorities, and response field names already sent (valid and
+    not connection-specific). Each set stops growing at its cap, so memory is
+    bounded whatever names the peers make up.
+
+    One shared instance (L{SHARED_KNOWN_GOOD}) serves every connection of a worker
+    by default; a test or a connection may be given its own.
+    """
+
+    __slots__ = ("maxNames", "maxAuthorities", "requestNames", "authorities", "responseNames")
+
+    def __init__(self, maxNames: int = MAX_GOOD_NAMES, maxAuthorities: int = MAX_GOOD_AUTHORITIES) -> None:
+        self.maxNames = maxNames
+        self.maxAuthorities = maxAuthorities
+        self.requestNames: set[bytes] = set()
+        self.authorities: set[bytes] = set()
+        self.responseNames: set[bytes] = set()
+
+    def addRequestName(self, name: bytes) -> None:
+        if len(self.requestNames) < self.maxNames:
+            self.requestNames.add(name)
+
+    def addAuthority(self, authority: bytes) -> None:
+        if len(self.authorities) < self.maxAuthorities:
+            self.authorities.add(authority)
+
+    def addResponseName(self, name: bytes) -> None:
+        if len(self.responseNames) < self.maxNames:
+            self.responseNames.add(name)
+
+
+#: The instance every check uses unless given another.
+SHARED_KNOWN_GOOD = KnownGood()
 
 
 class MalformedRequest(ValueError):
@@ -183,18 +213,21 @@ def parse_request(
     max_header_list_size: int,
     extended_connect: bool = False,
     localContinue: bool = False,
+    knownGood: KnownGood = SHARED_KNOWN_GOOD,
 ) -> ParsedRequest:
     """Check a decoded request field block and build the head handed on.
 
     @param extended_connect: RFC 8441 was advertised: accept ``:protocol``.
     @param localContinue: the front end answers ``expect: 100-continue`` itself,
         so the field is not handed on.
+    @param knownGood: names and authorities already found valid (and remembered
+        here when found valid now).
 
     @raise UnusableRequest: for a polite 431/400 (see the module docstring).
     @raise MalformedRequest: for RST_STREAM PROTOCOL_ERROR.
     """
     known = EXTENDED_CONNECT_PSEUDO if extended_connect else REQUEST_PSEUDO
-    checked = _fields_at_once(fields, max_header_list_size, known)
+    checked = _fields_at_once(fields, max_header_list_size, known, knownGood)
     if checked is None:
         checked = _fields_one_by_one(fields, max_header_list_size, known)
     pseudo, regular, contentLength = checked
@@ -210,11 +243,13 @@ def parse_request(
     path = _required(pseudo, b":path")
     if not path:
         raise MalformedRequest(":path is empty")
-    authority = _authority(pseudo.get(b":authority"), regular)
+    authority = _authority(pseudo.get(b":authority"), regular, knownGood)
     _check_method(method)
     _check_path(method, path)
     if scheme not in (b"http", b"https"):
         raise UnusableRequest(400, "unsupported :scheme")
+    if not HOP_BY_HOP.isdisjoint([name for name, _ in regular]):
+        regular = [item for item in regular if item[0] not in HOP_BY_HOP]
     expectsContinue = any(
         name == b"expect" and value.lower() == b"100-continue" for name, value in regular
     )
@@ -250,7 +285,9 @@ def _fields_one_by_one(fields: Sequence[Field], limit: int, known: frozenset[byt
     return pseudo, regular, _content_length(regular)
 
 
-def _fields_at_once(fields: Sequence[Field], limit: int, known: frozenset[bytes]) -> Checked | None:
+def _fields_at_once(
+    fields: Sequence[Field], limit: int, known: frozenset[bytes], knownGood: KnownGood
+) -> Checked | None:
     """The same checks as L{_fields_one_by_one} for the common case, in one pass
     and one search over all values; C{None} at the first sign of any problem (or
     anything unusual), and the caller then runs the checks one by one, which find
@@ -260,7 +297,7 @@ def _fields_at_once(fields: Sequence[Field], limit: int, known: frozenset[bytes]
     regular: list[Field] = []
     values: list[bytes] = []
     lengths: list[bytes] = []
-    goodNames = _good_names
+    goodNames = knownGood.requestNames
     for item in fields:
         name, value = item
         size += len(name) + len(value) + FIELD_OVERHEAD
@@ -279,8 +316,7 @@ def _fields_at_once(fields: Sequence[Field], limit: int, known: frozenset[bytes]
                 return None
             regular.append(item)
         elif name and _NAME_CHARS.issuperset(name) and name not in CONNECTION_SPECIFIC:
-            if len(goodNames) < MAX_GOOD_NAMES:
-                goodNames.add(name)
+            knownGood.addRequestName(name)
             regular.append(item)
         else:
             return None
@@ -323,7 +359,7 @@ def content_length_mismatch(declared: int | None, received: int, ended: bool) ->
     return None
 
 
-def response_fields(head: ResponseHead) -> list[Field]:
+def response_fields(head: ResponseHead, knownGood: KnownGood = SHARED_KNOWN_GOOD) -> list[Field]:
     """The field list to encode for a response head (final or 1xx).
 
     Connection-specific fields are dropped (they mean nothing on HTTP/2).
@@ -332,10 +368,10 @@ def response_fields(head: ResponseHead) -> list[Field]:
     """
     if not 100 <= head.status <= 999:
         raise InvalidResponseField(f"status {head.status} is not a three-digit code")
-    return [(b":status", b"%d" % head.status), *_outbound_regular(head.headers)]
+    return [(b":status", b"%d" % head.status), *_outbound_regular(head.headers, knownGood)]
 
 
-def trailer_fields(headers: Headers) -> list[Field]:
+def trailer_fields(headers: Headers, knownGood: KnownGood = SHARED_KNOWN_GOOD) -> list[Field]:
     """The field list to encode as response trailers.
 
     @raise InvalidResponseField: for a pseudo-header or a field that cannot be sent.
@@ -343,26 +379,26 @@ def trailer_fields(headers: Headers) -> list[Field]:
     for name, _ in headers:
         if name.startswith(b":"):
             raise InvalidResponseField(f"pseudo-header {_show(name)} in trailers")
-    return _outbound_regular(headers)
+    return _outbound_regular(headers, knownGood)
 
 
-def _outbound_regular(headers: Headers) -> list[Field]:
+def _outbound_regular(headers: Headers, knownGood: KnownGood) -> list[Field]:
     """The fields to send: the checks of L{_outbound_checked}, done at once when every
     name was already sent (so valid and kept), no value has edge whitespace, and
     no CR, LF or NUL is among all the values joined; a backend repeats the same few
     names on every response."""
-    good = _good_response_names
+    good = knownGood.responseNames
     values = []
     for name, value in headers:
         if name not in good or (value and (value[0] in _EDGE_WHITESPACE or value[-1] in _EDGE_WHITESPACE)):
-            return _outbound_checked(headers)
+            return _outbound_checked(headers, knownGood)
         values.append(value)
-    if not _FORBIDDEN_IN_VALUE.isdisjoint(b"".join(values)):
-        return _outbound_checked(headers)
+    if not UNSAFE_VALUE_BYTES.isdisjoint(b"".join(values)):
+        return _outbound_checked(headers, knownGood)
     return list(headers)
 
 
-def _outbound_checked(headers: Headers) -> list[Field]:
+def _outbound_checked(headers: Headers, knownGood: KnownGood) -> list[Field]:
     """Field by field: connection-specific fields and TE dropped, bad names and
     values refused; names found good are remembered (up to L{MAX_GOOD_NAMES})."""
     fields: list[Field] = []
@@ -374,8 +410,7 @@ def _outbound_checked(headers: Headers) -> list[Field]:
         if not _value_ok(value):
             raise InvalidResponseField(f"invalid value for field {_show(name)}")
         fields.append((name, value))
-        if len(_good_response_names) < MAX_GOOD_NAMES:
-            _good_response_names.add(name)
+        knownGood.addResponseName(name)
     return fields
 
 
@@ -420,7 +455,7 @@ def _value_ok(value: bytes) -> bool:
         return True
     if value[0] in _EDGE_WHITESPACE or value[-1] in _EDGE_WHITESPACE:
         return False
-    return _FORBIDDEN_IN_VALUE.isdisjoint(value)
+    return UNSAFE_VALUE_BYTES.isdisjoint(value)
 
 
 def _content_length(regular: list[Field]) -> int | None:
@@ -461,7 +496,7 @@ def _check_extended_connect(method: bytes, protocol: bytes) -> None:
 
 
 def _check_method(method: bytes) -> None:
-    if not method or not _TCHAR.issuperset(method):
+    if not method or not TCHARS.issuperset(method):
         raise UnusableRequest(400, ":method is not a valid token")
 
 
@@ -476,7 +511,7 @@ def _check_path(method: bytes, path: bytes) -> None:
         raise UnusableRequest(400, ":path must start with /")
 
 
-def _authority(authority: bytes | None, regular: list[Field]) -> bytes:
+def _authority(authority: bytes | None, regular: list[Field], knownGood: KnownGood) -> bytes:
     """The request's authority: ``:authority``, else the single ``host`` field."""
     hosts = [value for name, value in regular if name == b"host"]
     if len(hosts) > 1:
@@ -487,10 +522,9 @@ def _authority(authority: bytes | None, regular: list[Field]) -> bytes:
         authority = hosts[0]
     elif hosts and hosts[0].lower() != authority.lower():
         raise UnusableRequest(400, "host differs from :authority")
-    if authority not in _good_authorities:
+    if authority not in knownGood.authorities:
         _check_authority(authority)
-        if len(_good_authorities) < MAX_GOOD_AUTHORITIES:
-            _good_authorities.add(authority)
+        knownGood.addAuthority(authority)
     return authority
 
 
