@@ -7,7 +7,7 @@ from __future__ import annotations
 from hyperframe.frame import GoAwayFrame, RstStreamFrame, WindowUpdateFrame
 
 from h2proxy.config.model import Http2Config
-from h2proxy.frontend.http2.codec.machine import MAX_DATA_RUN
+from h2proxy.frontend.http2.codec import MAX_DATA_RUN
 from tests.frontend.frames import FrameFactory, requestHeaders
 from tests.frontend.support import Server
 
