@@ -47,10 +47,11 @@ class UnsupportedDependencyVersion(H2ProxyError):
     """An HTTP/2 library is installed in a version the codec is not tested on."""
 
 
-def requireSupported(version: Callable[[str], str] = metadata.version) -> None:
+def requireSupported(version: Callable[[str], str] | None = None) -> None:
     """Raise L{UnsupportedDependencyVersion} for the first library whose installed
-    version (as C{version(name)} reports it) is outside its supported range, or
-    which is not installed at all."""
+    version (as C{version(name)} reports it; by default the installed metadata) is
+    outside its supported range, or which is not installed at all."""
+    version = version or metadata.version
     for name, supported in SUPPORTED.items():
         try:
             installed = version(name)
