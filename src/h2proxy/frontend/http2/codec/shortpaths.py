@@ -19,6 +19,7 @@ as their default, so a test can build one of each kind side by side.
 from __future__ import annotations
 
 import os
+from typing import Mapping
 
 from h2proxy.errors import H2ProxyError
 
@@ -32,7 +33,7 @@ class InvalidShortPathSetting(H2ProxyError):
     """H2PROXY_CODEC_SHORT_PATHS holds something other than on or off."""
 
 
-def fromEnvironment(environ: dict[str, str] | os._Environ[str] = os.environ) -> bool:
+def fromEnvironment(environ: Mapping[str, str] = os.environ) -> bool:
     """Whether the short paths are on, as the environment says (unset means on)."""
     value = environ.get(VARIABLE, "on")
     try:
