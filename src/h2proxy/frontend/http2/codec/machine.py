@@ -78,6 +78,7 @@ from h2proxy.frontend.http2.codec.wire import (
     DATA_TYPE,
     END_HEADERS_FLAG,
     END_STREAM_FLAG,
+    FRAME_HEADER,
     HEADERS_TYPE,
     frameHeader,
     windowUpdate,
@@ -257,7 +258,7 @@ class ServerConnection(H2Connection):
             super().send_data(stream_id, data, end_stream, pad_length)
             return
         output = self.output
-        output += frameHeader(size, DATA_TYPE, END_STREAM_FLAG if end_stream else 0, stream_id)
+        output += FRAME_HEADER.pack(size >> 8, size & 0xFF, DATA_TYPE, END_STREAM_FLAG if end_stream else 0, stream_id)
         output += data
         stream.outbound_flow_control_window -= size
         self.outbound_flow_control_window -= size
