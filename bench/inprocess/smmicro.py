@@ -3,7 +3,7 @@ import os, pathlib, sys, time
 ROOT = os.environ.get("ROOT") or str(pathlib.Path(__file__).resolve().parents[2])
 sys.path[:0] = [ROOT, ROOT + "/src"]
 from h2.stream import StreamInputs as I
-from h2proxy.frontend.http2.codec.streams import CountingStateMachine as _CountingStateMachine
+from h2proxy.frontend.http2.codec.streams import CountingStateMachine
 class C:
     def streamStateChanged(self, *a): pass
 c = C()
@@ -11,7 +11,7 @@ seq = (I.RECV_HEADERS, I.RECV_END_STREAM, I.SEND_HEADERS, I.SEND_END_STREAM)
 def run(n=20000):
     t = time.thread_time()
     for _ in range(n):
-        m = _CountingStateMachine(1, c)
+        m = CountingStateMachine(1, c)
         for i in seq:
             m.process_input(i)
     return (time.thread_time() - t) / n * 1e6

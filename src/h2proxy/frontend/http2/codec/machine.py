@@ -31,7 +31,7 @@ module overrides through L{internals} (every override says which rule it restore
   hard header-list limit in encoded bytes, else a connection error
   ENHANCE_YOUR_CALM, before any of it is decoded. h2's own cap (64 frames, of any
   size) is replaced by these.
-- One call of C{receive_data} handles at most L{MAX_FRAMES_PER_TURN} frames; the
+- One call of C{receive_data} handles at most C{framebuffer.MAX_FRAMES_PER_TURN} frames; the
   rest stays buffered (L{ServerConnection.inputPending}) for the front end to
   feed on at its next turn, so one connection's flood cannot hold the reactor.
 - Frames that cost work and serve no request are counted as "glitches" for the
