@@ -3,15 +3,15 @@ import os, pathlib, sys, time
 ROOT = os.environ.get("ROOT") or str(pathlib.Path(__file__).resolve().parents[2])
 sys.path[:0] = [ROOT, ROOT + "/src"]
 from h2.stream import StreamInputs as I
-from h2proxy.frontend.http2.codec.machine import _CountingStateMachine
+from h2proxy.frontend.http2.codec.streams import CountingStateMachine
 class C:
-    def _streamStateChanged(self, *a): pass
+    def streamStateChanged(self, *a): pass
 c = C()
 seq = (I.RECV_HEADERS, I.RECV_END_STREAM, I.SEND_HEADERS, I.SEND_END_STREAM)
 def run(n=20000):
     t = time.thread_time()
     for _ in range(n):
-        m = _CountingStateMachine(1, c)
+        m = CountingStateMachine(1, c)
         for i in seq:
             m.process_input(i)
     return (time.thread_time() - t) / n * 1e6

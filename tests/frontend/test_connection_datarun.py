@@ -1,13 +1,14 @@
 """Consecutive DATA frames of one stream reach the stream as one chunk with one credit
-(the frame buffer's DATA runs, L{h2proxy.frontend.http2.codec.machine}), without changing what
+(the frame buffer's DATA runs, L{h2proxy.frontend.http2.codec.framebuffer}: a short path), without changing what
 the handler sees in order, what the client is credited, or the checks made per frame."""
 
 from __future__ import annotations
 
+import pytest
 from hyperframe.frame import GoAwayFrame, RstStreamFrame, WindowUpdateFrame
 
 from h2proxy.config.model import Http2Config
-from h2proxy.frontend.http2.codec.machine import MAX_DATA_RUN
+from h2proxy.frontend.http2.codec import MAX_DATA_RUN
 from tests.frontend.frames import FrameFactory, requestHeaders
 from tests.frontend.support import Server
 
@@ -30,6 +31,7 @@ def _credit(frames, streamID: int) -> int:
     return sum(f.window_increment for f in frames if isinstance(f, WindowUpdateFrame) and f.stream_id == streamID)
 
 
+@pytest.mark.short_paths
 def test_frames_of_one_read_reach_the_handler_as_one_chunk():
     """When several DATA frames of one stream arrive in one read, the handler gets
     their bytes, in order, in one call."""
@@ -39,6 +41,7 @@ def test_frames_of_one_read_reach_the_handler_as_one_chunk():
     assert server.handlers[1].chunks == [b"".join(parts)]
 
 
+@pytest.mark.short_paths
 def test_frames_of_one_read_are_credited_in_full_once_handed_over():
     """When DATA frames worth more than half the windows arrive in one read, the
     handler gets them and the client is credited every byte, on the stream and on
@@ -52,6 +55,7 @@ def test_frames_of_one_read_are_credited_in_full_once_handed_over():
     assert len([f for f in frames if isinstance(f, WindowUpdateFrame)]) == 2
 
 
+@pytest.mark.short_paths
 def test_interleaved_streams_each_get_their_own_chunks_in_order():
     """When the DATA frames of two streams alternate in one read, each handler gets
     only its own bytes, in order, one chunk per run of consecutive frames."""
@@ -65,6 +69,7 @@ def test_interleaved_streams_each_get_their_own_chunks_in_order():
     assert server.handlers[3].chunks == [b"b1", b"b2b3"]
 
 
+@pytest.mark.short_paths
 def test_end_stream_ends_the_run_after_its_data():
     """When the last frame of a run carries END_STREAM, the handler gets the data, then
     the end of the request."""
@@ -75,6 +80,7 @@ def test_end_stream_ends_the_run_after_its_data():
     assert handler.body == b"x" * 100 + b"y" * 100
 
 
+@pytest.mark.short_paths
 def test_a_run_is_at_most_max_data_run_bytes():
     """When one read carries more consecutive DATA than MAX_DATA_RUN, the handler gets
     it all, in order, in chunks no larger than MAX_DATA_RUN."""
@@ -87,6 +93,7 @@ def test_a_run_is_at_most_max_data_run_bytes():
     assert len(chunks) == 3 and max(len(chunk) for chunk in chunks) <= MAX_DATA_RUN
 
 
+@pytest.mark.short_paths
 def test_content_length_overrun_within_a_run_resets_the_stream():
     """When a run of frames carries more than the declared content-length, the stream
     is reset PROTOCOL_ERROR and the handler is aborted without the excess."""

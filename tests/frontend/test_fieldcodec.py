@@ -12,8 +12,7 @@ from h2.stream import StreamState
 from hpack import Decoder, Encoder, NeverIndexedHeaderTuple
 from hypothesis import given, settings, strategies as st
 
-from h2proxy.frontend.http2.codec import fieldcodec
-from h2proxy.frontend.http2.codec.fieldcodec import StaticTableEncoder, decode_indexed_block
+from h2proxy.frontend.http2.codec.fieldcodec import FieldCache, StaticTableEncoder, decode_indexed_block
 from h2proxy.frontend.http2.codec.machine import ServerConnection
 from tests.frontend.frames import requestHeaders
 
@@ -59,19 +58,17 @@ def test_table_size_change_is_signalled_first():
     assert encoder.encode([(b":status", b"200")]) == b"\x88"
 
 
-def test_cache_is_bounded(monkeypatch):
+def test_cache_is_bounded():
     """When more distinct fields and names than the caches hold are encoded, neither
     cache exceeds its size and every block still decodes."""
-    monkeypatch.setattr(fieldcodec, "FIELD_CACHE_ENTRIES", 8)
-    monkeypatch.setattr(fieldcodec, "_cache", {})
-    monkeypatch.setattr(fieldcodec, "_names", {})
-    encoder = StaticTableEncoder()
+    cache = FieldCache(entries=8)
+    encoder = StaticTableEncoder(cache)
     for n in range(50):
         fields = [(b"x-n", b"%d" % n), (b"x-name-%d" % n, b"v")]
         block = encoder.encode(fields)
         assert Decoder().decode(block, raw=True) == fields
-        assert len(fieldcodec._cache) <= 8
-        assert len(fieldcodec._names) <= 8
+        assert len(cache.fields) <= 8
+        assert len(cache.names) <= 8
 
 
 @settings(max_examples=200, deadline=None)
@@ -128,7 +125,9 @@ def _server(cls: type, frameSize: int) -> h2.connection.H2Connection:
     client.update_settings({h2.settings.SettingCodes.MAX_FRAME_SIZE: frameSize})
     client.send_headers(1, requestHeaders(b"/", b"POST"), end_stream=False)
     if cls is ServerConnection:
-        server: h2.connection.H2Connection = ServerConnection(local_settings={}, header_list_hard_limit=65536)
+        server: h2.connection.H2Connection = ServerConnection(
+            local_settings={}, header_list_hard_limit=65536, shortPaths=True
+        )
     else:
         server = h2.connection.H2Connection(
             h2.config.H2Configuration(
@@ -253,12 +252,12 @@ def test_table_size_changes_work_without_a_dynamic_table():
     assert block.startswith(b"\x20")
 
 
-def test_request_ids_are_sent_plain_and_not_cached(monkeypatch):
+def test_request_ids_are_sent_plain_and_not_cached():
     """When a response carries x-request-id, its value goes out as a plain literal
     (decodable, not Huffman-coded) and never enters the field cache."""
-    monkeypatch.setattr(fieldcodec, "_cache", {})
-    encoder = StaticTableEncoder()
+    cache = FieldCache()
+    encoder = StaticTableEncoder(cache)
     block = encoder.encode([(b":status", b"200"), (b"x-request-id", b"0123456789abcdef")])
     assert Decoder().decode(block, raw=True) == [(b":status", b"200"), (b"x-request-id", b"0123456789abcdef")]
     assert block.endswith(b"\x100123456789abcdef")
-    assert (b"x-request-id", b"0123456789abcdef") not in fieldcodec._cache
+    assert (b"x-request-id", b"0123456789abcdef") not in cache.fields

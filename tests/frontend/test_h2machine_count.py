@@ -6,23 +6,23 @@ from __future__ import annotations
 import h2.config
 import h2.connection
 import h2.exceptions
-from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.stream import H2StreamStateMachine, StreamInputs
 from hypothesis import given, settings, strategies as st
 
-from h2proxy.frontend.http2.codec.machine import ServerConnection, _CountingStateMachine
+from h2proxy.frontend.http2.codec.machine import ServerConnection
+from h2proxy.frontend.http2.codec.streams import CountingStateMachine
 from tests.frontend.frames import requestHeaders
 
 
-class _ScanningConnection(ServerConnection):
-    """The same state machine with h2's original scan, as the reference."""
-
-    _open_streams = H2Connection._open_streams
-
-
-def _server(cls: type) -> ServerConnection:
-    conn = cls(local_settings={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 4}, header_list_hard_limit=65536)
+def _server(shortPaths: bool = True) -> ServerConnection:
+    """A server after its preface; with C{shortPaths=False}, the reference that
+    counts with h2's own scan."""
+    conn = ServerConnection(
+        local_settings={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 4},
+        header_list_hard_limit=65536,
+        shortPaths=shortPaths,
+    )
     conn.initiate_connection()
     conn.data_to_send()
     return conn
@@ -54,7 +54,7 @@ def test_open_count_and_pruning_match_h2(actions):
     and the bytes sent are those of h2's own scan."""
     client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
     client.initiate_connection()
-    ours, theirs = _server(ServerConnection), _server(_ScanningConnection)
+    ours, theirs = _server(), _server(shortPaths=False)
     opened: list[int] = []
     for action, pick in actions:
         server_action = action in ("respond_end", "server_reset")
@@ -98,7 +98,7 @@ def test_refused_stream_does_not_count():
     refused stream is pruned at the next opening."""
     client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
     client.initiate_connection()
-    conn = _server(ServerConnection)
+    conn = _server()
     for _ in range(5):
         client.send_headers(client.get_next_available_stream_id(), requestHeaders(), end_stream=True)
     conn.receive_data(client.data_to_send())
@@ -115,11 +115,11 @@ def test_stream_transitions_match_h2s_state_machine(inputs):
     reported: list[tuple] = []
 
     class Recorder:
-        def _streamStateChanged(self, stream_id, before, after):
+        def streamStateChanged(self, stream_id, before, after):
             reported.append((before, after))
 
     recorder = Recorder()
-    ours, theirs = _CountingStateMachine(1, recorder), H2StreamStateMachine(1)
+    ours, theirs = CountingStateMachine(1, recorder), H2StreamStateMachine(1)
     changes = []
     for input_ in inputs:
         results = []
@@ -134,6 +134,6 @@ def test_stream_transitions_match_h2s_state_machine(inputs):
                 changes.append((before, machine.state))
         assert results[0] == results[1]
         assert ours.state is theirs.state
-        assert vars(ours).keys() - {"_connection"} == vars(theirs).keys()
+        assert vars(ours).keys() - {"listener"} == vars(theirs).keys()
         assert all(getattr(ours, k) == v for k, v in vars(theirs).items())
     assert reported == changes

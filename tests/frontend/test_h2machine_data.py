@@ -19,7 +19,7 @@ def _pair(cls: type) -> H2Connection:
     client.initiate_connection()
     client.send_headers(1, requestHeaders(b"/", b"POST"), end_stream=False)
     if cls is ServerConnection:
-        server: H2Connection = ServerConnection(local_settings={}, header_list_hard_limit=65536)
+        server: H2Connection = ServerConnection(local_settings={}, header_list_hard_limit=65536, shortPaths=True)
     else:
         server = H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
     server.initiate_connection()

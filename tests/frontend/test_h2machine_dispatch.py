@@ -1,4 +1,4 @@
-"""ServerConnection's frame dispatch by method name covers every frame h2 dispatches."""
+"""ServerConnection's frame dispatch table covers every frame h2 dispatches."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import h2.config
 import h2.connection
 
 from h2proxy.frontend.http2.connection import _EVENT_HANDLERS, H2Connection
-from h2proxy.frontend.http2.codec.machine import _FRAME_HANDLERS, ServerConnection
+from h2proxy.frontend.http2.codec.machine import FRAME_HANDLERS, ServerConnection
 
 
 def test_every_frame_h2_receives_has_a_handler():
-    """When h2 knows how to receive a frame type, ServerConnection's table names a
-    method for it that exists, and the per-connection table of bound methods is gone."""
+    """When h2 knows how to receive a frame type, ServerConnection's table has a
+    receiver for it, and the per-connection table of bound methods is gone."""
     reference = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
-    assert set(reference._frame_dispatch_table) <= set(_FRAME_HANDLERS)
-    assert all(callable(getattr(ServerConnection, name)) for name in _FRAME_HANDLERS.values())
+    assert set(reference._frame_dispatch_table) <= set(FRAME_HANDLERS)
+    assert all(callable(handler) for handler in FRAME_HANDLERS.values())
     assert not hasattr(ServerConnection(local_settings={}, header_list_hard_limit=65536), "_frame_dispatch_table")
 
 

@@ -12,7 +12,7 @@ from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, RstStreamFram
 from hypothesis import given, settings, strategies as st
 
 from h2proxy.config.model import Http2Config
-from h2proxy.frontend.http2.codec import machine
+from h2proxy.frontend.http2.codec.framebuffer import PlainData, PlainHeaders
 from h2proxy.frontend.http2.codec.machine import ServerConnection
 from tests.frontend.frames import FrameFactory, requestHeaders
 from tests.frontend.support import Server
@@ -22,15 +22,16 @@ from tests.frontend.support import Server
 _STREAMS = [1, 3, 5, 7]
 
 
-def _server() -> tuple[ServerConnection, bytes]:
-    """A server after the client preface and three requests; the client's bytes."""
+def _server(shortPaths: bool = True) -> ServerConnection:
+    """A server after the client preface and three requests; with
+    C{shortPaths=False}, one that takes h2's own paths only."""
     client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
     client.initiate_connection()
     client.send_headers(1, requestHeaders(b"/up", b"POST"), end_stream=False)
     client.send_headers(3, requestHeaders(b"/", b"GET"), end_stream=True)
     client.send_headers(5, requestHeaders(b"/up", b"POST"), end_stream=False)
     client.reset_stream(5)
-    server = ServerConnection(local_settings={}, header_list_hard_limit=65536)
+    server = ServerConnection(local_settings={}, header_list_hard_limit=65536, shortPaths=shortPaths)
     server.initiate_connection()
     server.receive_data(client.data_to_send())
     server.data_to_send()
@@ -62,9 +63,9 @@ def _wire(frames: list[tuple]) -> bytes:
     return out
 
 
-def _run(data: bytes, chunk: int) -> list:
+def _run(data: bytes, chunk: int, shortPaths: bool = True) -> list:
     """Feed C{data} in reads of C{chunk} bytes; what came out, read by read."""
-    server = _server()
+    server = _server(shortPaths)
     record: list = []
     for start in range(0, len(data), chunk):
         try:
@@ -123,12 +124,7 @@ def test_received_data_matches_h2s_path(frames, chunk):
 
 def _withoutShortPaths(run, *args):  # type: ignore[no-untyped-def]
     """C{run(*args)} with every frame taking h2's own path."""
-    fast = machine._SHORT_PATHS
-    machine._SHORT_PATHS = frozenset()
-    try:
-        return run(*args)
-    finally:
-        machine._SHORT_PATHS = fast
+    return run(*args, shortPaths=False)
 
 
 def test_plain_data_frames_take_the_short_path():
@@ -139,7 +135,7 @@ def test_plain_data_frames_take_the_short_path():
     buffer.add_data(DataFrame(1, b"body").serialize())
     buffer.turnFrames = 0
     frame = next(buffer)
-    assert type(frame) is machine._PlainData
+    assert type(frame) is PlainData
     assert (frame.stream_id, frame.data, frame.end_stream) == (1, b"body", False)
     assert type(frame.data) is bytes
 
@@ -161,7 +157,7 @@ def test_acknowledgements_match_h2(acks):
     """When received bytes are acknowledged on open, ended, reset and idle streams,
     the WINDOW_UPDATE frames, the windows and the errors are those of h2's own
     acknowledge_received_data."""
-    ours, theirs = _server(), _server()
+    ours, theirs = _server(), _server(shortPaths=False)
     body = _wire([(1, 16000, None, False)] * 3)
     ours.receive_data(body)
     theirs.receive_data(body)
@@ -245,7 +241,7 @@ def test_plain_headers_take_the_short_path():
     buffer.add_data(HeadersFrame(9, b"\x82", flags=["END_HEADERS", "END_STREAM"]).serialize())
     buffer.turnFrames = 0
     frame = next(buffer)
-    assert type(frame) is machine._PlainHeaders
+    assert type(frame) is PlainHeaders
     assert (frame.stream_id, frame.data, sorted(frame.flags)) == (9, b"\x82", ["END_HEADERS", "END_STREAM"])
 
 

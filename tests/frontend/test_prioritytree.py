@@ -71,7 +71,7 @@ def _compare(ops, maximum: int) -> None:
     """Apply ops to ours and to the library; while ours is flat, every result and error
     is the library's except that a scheduled stream need only be an unblocked one; at the
     switch, the library's tree is rebuilt from the same states; after it, all is equal."""
-    ours, theirs = PriorityTree(maximum_streams=maximum), priority.PriorityTree(maximum_streams=maximum)
+    ours, theirs = PriorityTree(maximum_streams=maximum, shortPaths=True), priority.PriorityTree(maximum_streams=maximum)
     flat = True
     for op in ops:
         if flat and _switches(*op[:1], *op[2:]):
@@ -116,7 +116,7 @@ def test_flat_mode_refuses_as_the_library(ops, maximum):
 def test_flat_mode_is_round_robin(ops):
     """When a stream stays unblocked between two of its turns, every other stream that
     stayed unblocked all that time had a turn in between."""
-    tree = PriorityTree()
+    tree = PriorityTree(shortPaths=True)
     since: dict[int, int] = {}  # unblocked streams: the step since which they are
     lastTurn: dict[int, int] = {}
     for step, op in enumerate(ops):
@@ -141,7 +141,7 @@ def test_flat_mode_is_round_robin(ops):
 def test_switch_keeps_streams_and_states():
     """When a flat tree first sees a priority, the library's tree holds the same
     streams, blocked and unblocked as before, and schedules by the new weights."""
-    tree = PriorityTree()
+    tree = PriorityTree(shortPaths=True)
     for stream in (1, 3, 5, 7):
         tree.insert_stream(stream)
     tree.block(3)
@@ -157,7 +157,7 @@ def test_removing_many_streams_keeps_round_robin():
     """When most of 100 sibling streams are removed one by one, the rest are still
     scheduled in turn, flat and in the library's tree alike."""
     for prioritised in (False, True):
-        tree = PriorityTree()
+        tree = PriorityTree(shortPaths=True)
         for stream in range(1, 201, 2):
             tree.insert_stream(stream)
         if prioritised:

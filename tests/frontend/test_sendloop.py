@@ -4,6 +4,8 @@ only for consumed request data."""
 
 from __future__ import annotations
 
+import pytest
+
 from h2.settings import SettingCodes
 from hyperframe.frame import DataFrame, WindowUpdateFrame
 
@@ -212,6 +214,7 @@ class PausingHandler(RecordingHandler):
         self.stream.pauseProducing()
 
 
+@pytest.mark.short_paths  # the frames of one read arrive as one chunk
 def test_paused_stream_returns_no_credit_until_data_is_consumed():
     """When a stream is paused, received DATA is buffered without window credit (the client is held back), and credit returns only as the handler consumes it."""
     settings = Http2Config(initial_window_size=65535, connection_window_size=1 << 20)

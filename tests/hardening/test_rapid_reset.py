@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from h2.errors import ErrorCodes
 
-from h2proxy.frontend.http2.codec.machine import MAX_FRAMES_PER_TURN
+from h2proxy.frontend.http2.codec import MAX_FRAMES_PER_TURN
 from tests.hardening.support import Attacker, calmedDown, goaways, settings
 
 E = ErrorCodes

@@ -39,15 +39,13 @@ from __future__ import annotations
 from enum import Enum
 from typing import Callable
 
-from h2.errors import ErrorCodes
-from h2.settings import SettingCodes
-from hyperframe.frame import GoAwayFrame, SettingsFrame
 from twisted.internet.interfaces import IDelayedCall, IHandshakeListener, IProtocolFactory, IReactorTime, ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from h2proxy.frontend.http2.codec import ErrorCodes, SettingCodes, goAwayFrame, settingsFrame
 from h2proxy.frontend.limits import Admission, ConnectionLimiter
 
 log = Logger()
@@ -72,11 +70,8 @@ _HTTP1_BUSY = (
 )
 #: The server preface (no stream may be opened) and a GOAWAY that names no stream:
 #: a client knows nothing was processed and may retry elsewhere (RFC 9113 6.8).
-_H2_BUSY = (
-    SettingsFrame(0, settings={SettingCodes.MAX_CONCURRENT_STREAMS: 0}).serialize()
-    + GoAwayFrame(
-        0, last_stream_id=0, error_code=ErrorCodes.REFUSED_STREAM, additional_data=b"connection limit reached"
-    ).serialize()
+_H2_BUSY = settingsFrame({SettingCodes.MAX_CONCURRENT_STREAMS: 0}) + goAwayFrame(
+    0, ErrorCodes.REFUSED_STREAM, b"connection limit reached"
 )
 
 

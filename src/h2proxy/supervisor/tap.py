@@ -30,7 +30,6 @@ import sys
 from functools import partial
 from importlib import metadata
 
-import h2
 import twisted
 import yaml
 from OpenSSL import SSL
@@ -150,7 +149,7 @@ def versions() -> str:
     return "\n".join([
         f"h2proxy {metadata.version('h2proxy')}",
         f"Twisted {twisted.__version__}",
-        f"h2 {h2.__version__}",
+        f"h2 {metadata.version('h2')}",
         f"pyOpenSSL {metadata.version('pyOpenSSL')} ({openssl})",
         f"Python {sys.version.split()[0]}",
     ])

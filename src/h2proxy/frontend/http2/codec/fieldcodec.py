@@ -11,7 +11,7 @@ replacements remove most of that without a second HPACK implementation:
   static table when the whole field is there (``:status: 200``), else a literal
   *without indexing* whose name, where it can, is a static-table index. Encoding
   therefore depends on nothing but the field, so the bytes of each field are
-  cached (L{FIELD_CACHE_ENTRIES} of them, process-wide) and a response head costs
+  cached (L{FieldCache}, L{FIELD_CACHE_ENTRIES} of them, process-wide) and a response head costs
   a few dictionary lookups. The price is a few bytes per field on the wire that the
   dynamic table would have saved on later responses. Values are Huffman-coded when
   that is shorter. Dynamic table size updates the client's SETTINGS call for are
@@ -35,8 +35,9 @@ from hpack.huffman import HuffmanEncoder
 from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
 from hpack.table import HeaderTable
 
-#: Encoded fields kept per process; the cache is emptied when it is full (a
-#: response header with ever-changing values, such as a date, must not grow it).
+from h2proxy.frontend.http2.codec import internals
+
+#: Encoded fields (and names) a L{FieldCache} holds before it is emptied.
 FIELD_CACHE_ENTRIES = 4096
 
 #: Fields longer than this (name + value) are encoded each time, not cached.
@@ -64,13 +65,48 @@ _LITERAL_NEVER_INDEXED = 0x10
 _HUFFMAN_FLAG = 0x80
 _INDEXED = 0x80
 
-#: The process-wide caches: (name, value) -> encoded field; name -> encoded name.
-_cache: dict[tuple[bytes, bytes], bytes] = {}
-_names: dict[bytes, bytes] = {}
+class FieldCache:
+    """Encoded fields and encoded names, each table emptied when it reaches
+    C{entries} (a response header with ever-changing values, such as a date, must
+    not grow it). Encoding depends on nothing but the field, so one cache serves
+    every connection of the process (L{SHARED_FIELDS}): a new connection's first
+    response is as cheap as the thousandth."""
+
+    __slots__ = ("entries", "fields", "names")
+
+    def __init__(self, entries: int = FIELD_CACHE_ENTRIES) -> None:
+        self.entries = entries
+        #: (name, value) -> the encoded field.
+        self.fields: dict[tuple[bytes, bytes], bytes] = {}
+        #: name -> the encoded name literal, for names outside the static table.
+        self.names: dict[bytes, bytes] = {}
+
+    def encodeAndKeep(self, name: bytes, value: bytes) -> bytes:
+        """C{(name, value)} encoded, and kept unless it is over L{MAX_CACHED_FIELD}
+        (the caller looked it up in C{fields} first)."""
+        encoded = encode_field(name, value, self)
+        if len(name) + len(value) <= MAX_CACHED_FIELD:
+            if len(self.fields) >= self.entries:
+                self.fields.clear()
+            self.fields[(name, value)] = encoded
+        return encoded
+
+    def literalName(self, name: bytes) -> bytes:
+        """A name outside the static table as a string literal, cached on its own: a
+        field whose value changes with every response (x-request-id) misses the field
+        cache but not this one."""
+        encoded = self.names.get(name)
+        if encoded is None:
+            encoded = _string(name)
+            if len(name) <= MAX_CACHED_FIELD:
+                if len(self.names) >= self.entries:
+                    self.names.clear()
+                self.names[name] = encoded
+        return encoded
 
 
-def encode_field(name: bytes, value: bytes) -> bytes:
-    """One field, encoded without touching any dynamic table."""
+def encode_field(name: bytes, value: bytes, cache: FieldCache) -> bytes:
+    """One field, encoded without touching any dynamic table (a name literal from C{cache})."""
     index = _FULL_MATCH.get((name, value))
     if index is not None and name not in NEVER_INDEXED:
         return _integer(index, 7, _INDEXED)
@@ -78,26 +114,12 @@ def encode_field(name: bytes, value: bytes) -> bytes:
     nameIndex = _NAME_MATCH.get(name)
     if nameIndex is not None:
         return _integer(nameIndex, 4, form) + _string(value)
-    return bytes((form,)) + _literalName(name) + _string(value)
+    return bytes((form,)) + cache.literalName(name) + _string(value)
 
 
-def _literal(name: bytes, value: bytes) -> bytes:
+def _literal(name: bytes, value: bytes, cache: FieldCache) -> bytes:
     """A literal without indexing whose value is not Huffman-coded."""
-    return bytes((_LITERAL_WITHOUT_INDEXING,)) + _literalName(name) + _integer(len(value), 7, 0) + value
-
-
-def _literalName(name: bytes) -> bytes:
-    """A name outside the static table as a string literal, cached on its own: a
-    field whose value changes with every response (x-request-id) misses the field
-    cache but not this one."""
-    encoded = _names.get(name)
-    if encoded is None:
-        encoded = _string(name)
-        if len(name) <= MAX_CACHED_FIELD:
-            if len(_names) >= FIELD_CACHE_ENTRIES:
-                _names.clear()
-            _names[name] = encoded
-    return encoded
+    return bytes((_LITERAL_WITHOUT_INDEXING,)) + cache.literalName(name) + _integer(len(value), 7, 0) + value
 
 
 def _integer(value: int, prefixBits: int, flags: int) -> bytes:
@@ -114,13 +136,21 @@ def _string(data: bytes) -> bytes:
     return _integer(len(data), 7, 0) + data
 
 
+#: The cache every encoder of the process uses unless given its own.
+SHARED_FIELDS = FieldCache()
+
+
 class StaticTableEncoder(Encoder):
     """h2's HPACK encoder, encoding against the static table only (see the module
     docstring). Takes the field lists the front end builds: (name, value) pairs of
-    lower-case bytes."""
+    lower-case bytes.
 
-    def __init__(self) -> None:
+    @ivar cache: the encoded fields it reuses (L{SHARED_FIELDS} unless given one).
+    """
+
+    def __init__(self, cache: FieldCache = SHARED_FIELDS) -> None:
         super().__init__()
+        self.cache = cache
         # Never filled (nothing is indexed): a list instead of hpack's deque, which
         # takes about 700 bytes of every connection even when empty.
         self.header_table.dynamic_entries = []  # type: ignore[assignment]
@@ -128,21 +158,15 @@ class StaticTableEncoder(Encoder):
     def encode(self, headers: Iterable[tuple[bytes, bytes]], huffman: bool = True) -> bytes:  # type: ignore[override]
         parts = []
         if self.header_table.resized:
-            parts.append(self._encode_table_size_change())
+            parts.append(internals.tableSizeChange(self))
             self.header_table.resized = False
-        cache = _cache
+        cache = self.cache
+        fields = cache.fields
         for field in headers:
-            encoded = cache.get(field)  # type: ignore[call-overload]
+            encoded = fields.get(field)  # type: ignore[call-overload]
             if encoded is None:
                 name, value = field
-                if name in UNIQUE_VALUE_FIELDS:
-                    parts.append(_literal(name, value))
-                    continue
-                encoded = encode_field(name, value)
-                if len(name) + len(value) <= MAX_CACHED_FIELD:
-                    if len(cache) >= FIELD_CACHE_ENTRIES:
-                        cache.clear()
-                    cache[(name, value)] = encoded
+                encoded = _literal(name, value, cache) if name in UNIQUE_VALUE_FIELDS else cache.encodeAndKeep(name, value)
             parts.append(encoded)
         return b"".join(parts)
 

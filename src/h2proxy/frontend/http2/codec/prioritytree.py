@@ -19,16 +19,20 @@ O(N log N) Python calls. L{PriorityTree.remove_stream} removes the one entry and
 restores the heap around it instead: O(N) identity checks and O(log N)
 comparisons. The heap entries (level, stream) are totally ordered (stream ids are
 unique), so every later pop returns exactly what the library's own removal would.
+
+Both are short paths (L{shortpaths}): with them off, the tree is the library's
+from the first stream and removes streams the library's way.
 """
 
 from __future__ import annotations
 
-import heapq
 from collections import OrderedDict
 from typing import NoReturn, Optional
 
 import priority
 from priority.priority import DeadlockError, DuplicateStreamError, MissingStreamError, PseudoStreamError, Stream, TooManyStreamsError
+
+from h2proxy.frontend.http2.codec import internals, shortpaths
 
 DEFAULT_WEIGHT = 16
 
@@ -40,12 +44,16 @@ class PriorityTree(priority.PriorityTree):
         C{None} once the library's tree holds them.
     @ivar _turns: in flat mode, the unblocked streams in the order they get their
         next turn: the first is scheduled and moves to the end.
+    @ivar shortPaths: whether flat mode and the cheap removal are used.
     """
 
-    def __init__(self, maximum_streams: int = 1000) -> None:
+    def __init__(self, maximum_streams: int = 1000, *, shortPaths: bool = shortpaths.ENABLED) -> None:
         super().__init__(maximum_streams)
-        self._flat: Optional[dict[int, None]] = {}
+        self.shortPaths = shortPaths
+        self._flat: Optional[dict[int, None]] = {} if shortPaths else None
         self._turns: OrderedDict[int, None] = OrderedDict()
+        self._nodes = internals.treeStreams(self)
+        self._maximum = internals.treeMaximum(self)
 
     def insert_stream(self, stream_id: int, depends_on: Optional[int] = None, weight: int = DEFAULT_WEIGHT, exclusive: bool = False) -> None:
         flat = self._flat
@@ -55,8 +63,8 @@ class PriorityTree(priority.PriorityTree):
             return
         if stream_id in flat or stream_id == 0:
             raise DuplicateStreamError("Stream %d already in tree" % stream_id)
-        if len(flat) + 2 > self._maximum_streams:  # the library counts stream 0 too
-            raise TooManyStreamsError("Refusing to insert %d streams into priority tree at once" % (self._maximum_streams + 1))
+        if len(flat) + 2 > self._maximum:  # the library counts stream 0 too
+            raise TooManyStreamsError("Refusing to insert %d streams into priority tree at once" % (self._maximum + 1))
         flat[stream_id] = None
         self._turns[stream_id] = None  # the library's streams start unblocked
 
@@ -72,11 +80,11 @@ class PriorityTree(priority.PriorityTree):
             del flat[stream_id]
             self._turns.pop(stream_id, None)
             return
-        child = self._streams.get(stream_id) if stream_id else None
+        child = self._nodes.get(stream_id) if stream_id and self.shortPaths else None
         if child is None:
-            super().remove_stream(stream_id)  # raises the library's error
+            super().remove_stream(stream_id)  # the library's way, or its error
             return
-        del self._streams[stream_id]
+        del self._nodes[stream_id]
         parent = child.parent
         assert parent is not None
         _remove_child(parent, child)
@@ -145,8 +153,7 @@ def _remove_child(parent: Stream, child: Stream) -> None:
     last = queue.pop()
     if index < len(queue):
         queue[index] = last
-        heapq._siftup(queue, index)  # type: ignore[attr-defined]
-        heapq._siftdown(queue, 0, index)  # type: ignore[attr-defined]
+        internals.restoreHeapAt(queue, index)
     for grandchild in child.children:
         parent.add_child(grandchild)
 
