@@ -54,10 +54,14 @@ def isPrivate(name: str) -> bool:
 
 
 def sourceModules() -> Iterator[tuple[str, Path]]:
-    """(dotted module name, path) of every module under src/."""
+    """(dotted module name, path) of every module under src/; a package's
+    ``__main__`` runs a program when imported, so it is left out (it may only
+    call into its package)."""
     for package in OWN_PACKAGES:
         for path in sorted((SRC / package).rglob("*.py")):
             parts = path.relative_to(SRC).with_suffix("").parts
+            if parts[-1] == "__main__":
+                continue
             if parts[-1] == "__init__":
                 parts = parts[:-1]
             yield ".".join(parts), path

@@ -25,12 +25,6 @@ MIN_MODULES = 60
 #: (importing module, imported name). Each must still be a violation: once it is fixed
 #: this test fails until the entry is removed.
 PENDING = {
-    # negotiation writes its refusal frames with h2 and hyperframe; they move to the codec.
-    ("h2proxy.frontend.negotiation", "h2.errors"),
-    ("h2proxy.frontend.negotiation", "h2.settings"),
-    ("h2proxy.frontend.negotiation", "hyperframe.frame"),
-    # tap logs h2's version at start; it is to ask the codec instead.
-    ("h2proxy.supervisor.tap", "h2"),
     # the bridge resets with h2's error codes and names H2Stream in a type hint; both
     # give way to the neutral reset reason and the stream contract.
     ("h2proxy.bridge.bridge", "h2.errors"),
