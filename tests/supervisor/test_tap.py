@@ -6,7 +6,7 @@ import pytest
 
 import h2proxy.supervisor.tap as tap
 from h2proxy.config.model import CertificateConfig, Config, ListenerConfig, TlsConfig
-from h2proxy.errors import ConfigError
+from h2proxy.errors import ConfigError, ConfigProblem
 from tests.config.certs import make_self_signed
 
 
@@ -201,3 +201,22 @@ def test_error_log_becomes_the_application_log_observer(tmp_path):
     application = Application("h2proxy")
     tap.SupervisorService(supervisor=None, reactor=None, errorLog=errors).setServiceParent(application)
     assert application.getComponent(ILogObserver) is errors
+
+
+class _UnreadableSupervisor:
+    """A supervisor whose config file became unreadable between validation and binding."""
+
+    def bindListeners(self) -> None:
+        raise ConfigError([ConfigProblem("conf.yaml", None, None, "", "cannot read the configuration: permission denied")])
+
+
+def test_a_config_unreadable_at_bind_time_stops_the_start_with_its_message(logged_errors):
+    """When the supervisor cannot read the config text it hands to workers, the start
+    fails with that message and exit status 1, not a traceback."""
+    from twisted.internet.task import Clock
+
+    service = tap.SupervisorService(_UnreadableSupervisor(), Clock())
+    with pytest.raises(SystemExit) as caught:
+        service.privilegedStartService()
+    assert caught.value.code == 1
+    assert logged_errors.take(r"cannot read the configuration: permission denied")

@@ -56,7 +56,7 @@ from h2proxy.observability.metrics import Aggregate, SupervisorMetrics, WorkerMe
 from h2proxy.supervisor.changes import describe_changes, read_source, unchanged_since
 from h2proxy.supervisor.generations import Backoff, Generation, GenerationState, Slot
 from h2proxy.supervisor.sdnotify import Notifier
-from h2proxy.supervisor.sockets import ListenError, ListenerSockets, activated_sockets
+from h2proxy.supervisor.sockets import ListenError, ListenerSockets
 from h2proxy.supervisor.workers import (
     WORKER_COMMAND,
     Worker,
@@ -67,9 +67,6 @@ from h2proxy.supervisor.workers import (
     inherited_listeners,
     worker_environment,
 )
-
-__all__ = ["Supervisor", "ListenError", "ListenerSockets", "activated_sockets",
-           "default_worker_count"]
 
 log = Logger()
 

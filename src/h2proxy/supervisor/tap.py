@@ -50,7 +50,8 @@ from h2proxy.config.load import load_config
 from h2proxy.config.model import Config
 from h2proxy.errors import ConfigError, ConfigProblem
 from h2proxy.supervisor.sdnotify import Notifier
-from h2proxy.supervisor.service import ListenError, ListenerSockets, Supervisor, activated_sockets
+from h2proxy.supervisor.service import Supervisor
+from h2proxy.supervisor.sockets import ListenError, ListenerSockets, activated_sockets
 from h2proxy.tls.server import ServerTLS
 
 log = Logger()
@@ -278,7 +279,7 @@ class SupervisorService(service.Service):
         """Bind while still privileged (port 443), then drop to the configured user."""
         try:
             self.supervisor.bindListeners()
-        except ListenError as problem:
+        except (ListenError, ConfigError) as problem:
             log.error("{problem}", problem=problem)
             raise SystemExit(1)
         config = self.supervisor.config
