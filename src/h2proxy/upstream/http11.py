@@ -28,7 +28,7 @@ from typing import Protocol as TypingProtocol
 from twisted.internet import defer
 from twisted.internet.base import DelayedCall
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IHalfCloseableDescriptor, IHandshakeListener, IReactorTime, ISSLTransport
+from twisted.internet.interfaces import IHandshakeListener, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -36,16 +36,11 @@ from zope.interface import implementer
 from h2proxy.errors import BackendClosed, BackendProtocolError, BackendTimeout, UpstreamError
 from h2proxy.message import Headers, ResponseHead, UpstreamRequest
 from h2proxy.upstream.interfaces import ResponseReceiver
-from h2proxy.upstream.transport import writeImmediately
+from h2proxy.upstream.transport import BACKEND_READ_SIZE, halfClose, tuneTransport
 
 #: Largest response head (status line + fields), and largest trailer section, in bytes.
 MAX_HEAD_SIZE = 64 * 1024
 
-#: Bytes asked of the backend socket per read (Twisted's default is 64 KiB). A bulk
-#: response then arrives in a quarter of the reads, and each read makes one send
-#: pass and one write to the client, so the per-read costs are paid a quarter as
-#: often. Matches the front end's per-stream high-water mark.
-BACKEND_READ_SIZE = 256 * 1024
 #: Largest chunk-size line (size, extensions, CRLF) of a chunked response body.
 MAX_CHUNK_LINE = 4 * 1024
 #: Most 1xx responses accepted before the final one.
@@ -880,7 +875,7 @@ class HTTP11ClientProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self.state = ClientState.QUIESCENT
-        _tuneTransport(self.transport)
+        tuneTransport(self.transport)
 
     def dataReceived(self, data: bytes) -> None:
         """Feed the parser and deliver what it finds (unless paused)."""
@@ -1288,47 +1283,3 @@ class HTTP11ClientProtocol(Protocol):
         else:
             message = f"backend sent no response head within {self._timeout:g}s of the request"
         self._fail(BackendTimeout(message))
-
-
-def halfClose(transport: object) -> None:
-    """Stop writing to the backend, reading on. A TCP transport does a half-close
-    (C{loseWriteConnection}: the backend reads EOF; the protocol is not an
-    C{IHalfCloseableProtocol}, so the backend's own EOF is a plain
-    C{connectionLost}); a transport without one is closed.
-
-    Over TLS nothing is sent. A close_notify is no half-close to most servers
-    (TLS 1.2 says to answer it and close at once, pending writes dropped), so the
-    backend's answering Close frame would be lost; and Twisted's TLS transport
-    copies the interfaces of the TCP transport under it, whose
-    C{loseWriteConnection} would cut the socket under the TLS layer. The backend's
-    own close (a WebSocket server closes after answering a Close frame) or
-    L{TUNNEL_CLOSE_TIMEOUT} ends the tunnel."""
-    if ISSLTransport.providedBy(transport):
-        return
-    if IHalfCloseableDescriptor.providedBy(transport):
-        transport.loseWriteConnection()  # type: ignore[attr-defined]
-    else:
-        transport.loseConnection()  # type: ignore[attr-defined]
-
-
-def _tuneTransport(transport: object) -> None:
-    """On the TCP transport (under a TLS one, if any): read L{BACKEND_READ_SIZE} per
-    socket read, write at once when nothing is queued (L{writeImmediately}), and
-    turn Nagle's algorithm off. With Nagle, the last small segment of a request
-    (the end of a body, a chunk trailer) waited for the backend's delayed ACK of the
-    one before (up to 40 ms) whenever data was still unacknowledged: uploads spent
-    that long idle at every request boundary. Other transports, such as test
-    transports, have no read size and are left alone."""
-    for candidate in (transport, getattr(transport, "transport", None)):
-        if hasattr(candidate, "bufferSize"):
-            candidate.bufferSize = BACKEND_READ_SIZE  # type: ignore[union-attr]
-            writeImmediately(candidate)
-            _noDelay(candidate)
-            return
-
-
-def _noDelay(transport: object) -> None:
-    try:
-        transport.setTcpNoDelay(True)  # type: ignore[attr-defined]
-    except (AttributeError, OSError):
-        return  # not a TCP socket, or already gone (connectionLost follows)
