@@ -41,6 +41,7 @@ from twisted.internet import tcp
 from twisted.internet.interfaces import IConnector, IHalfCloseableDescriptor, ISSLTransport
 from twisted.internet.posixbase import PosixReactorBase
 from twisted.internet.protocol import ClientFactory
+from twisted.python.failure import Failure
 from zope.interface import directlyProvides, providedBy
 
 #: Bytes asked of the backend socket per read (Twisted's default is 64 KiB). A bulk
@@ -65,11 +66,18 @@ class ImmediateWriteClient(tcp.Client):
     """A TCP client transport whose C{write} sends at once when nothing is queued
     (see the module docstring)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        bindAddress: tuple[str, int] | None,
+        connector: tcp.Connector,
+        reactor: PosixReactorBase,
+    ) -> None:
         self.writePath = WritePath.DIRECT
         #: Bytes handed to Twisted's queue and not yet reported sent.
         self._unsent = 0
+        super().__init__(host, port, bindAddress, connector, reactor)
 
     def write(self, data: bytes) -> None:
         path = self.writePath
@@ -104,9 +112,9 @@ class ImmediateWriteClient(tcp.Client):
                 self.writePath = WritePath.DIRECT
         return sent
 
-    def loseConnection(self, *args: Any, **kwargs: Any) -> None:
+    def loseConnection(self) -> None:
         self.writePath = WritePath.CLOSED
-        super().loseConnection(*args, **kwargs)
+        super().loseConnection()
 
     def loseWriteConnection(self) -> None:
         self.writePath = WritePath.CLOSED
@@ -116,7 +124,7 @@ class ImmediateWriteClient(tcp.Client):
         self.writePath = WritePath.CLOSED
         super().abortConnection()
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure) -> None:
         self.writePath = WritePath.CLOSED
         super().connectionLost(reason)
 

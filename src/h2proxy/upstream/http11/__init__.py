@@ -16,17 +16,17 @@ Parts, each testable alone:
     L{LengthBody}, L{ChunkedBody}): what goes to the backend, validated;
   - L{response}: L{ResponseParser}, a sans-I/O pull parser, and its events;
   - L{peers}: what a connection reports to (its owner, the exchange);
+  - L{continuation}: a request body held until the backend's 100 Continue;
   - L{protocol}: L{HTTP11ClientProtocol}, one connection, one exchange at a time.
 
 This package re-exports the names the rest of the proxy uses.
 """
 
+from h2proxy.upstream.http11.continuation import CONTINUE_TIMEOUT, MAX_HELD_BODY
 from h2proxy.upstream.http11.grammar import MAX_GOOD_NAMES, FieldNameCache
 from h2proxy.upstream.http11.peers import ConnectionOwner, ExchangeListener
 from h2proxy.upstream.http11.protocol import (
-    CONTINUE_TIMEOUT,
     MAX_BUFFERED_WHILE_PAUSED,
-    MAX_HELD_BODY,
     TUNNEL_CLOSE_TIMEOUT,
     TUNNEL_IDLE_TIMEOUT,
     ClientState,

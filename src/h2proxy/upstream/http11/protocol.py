@@ -17,6 +17,7 @@ from zope.interface import implementer
 
 from h2proxy.errors import BackendClosed, BackendTimeout, UpstreamError
 from h2proxy.message import Headers, ResponseHead, UpstreamRequest
+from h2proxy.upstream.http11.continuation import CONTINUE_TIMEOUT, HeldBody
 from h2proxy.upstream.http11.grammar import FieldNameCache
 from h2proxy.upstream.http11.peers import BodyProducerProxy, ConnectionOwner, ExchangeListener
 from h2proxy.upstream.http11.request import (
@@ -31,84 +32,9 @@ from h2proxy.upstream.http11.request import (
 from h2proxy.upstream.http11.response import Body, Complete, Event, FinalHead, Informational, ResponseParser
 from h2proxy.upstream.transport import halfClose, tuneTransport
 
-#: Largest chunk-size line (size, extensions, CRLF) of a chunked response body.
-MAX_CHUNK_LINE = 4 * 1024
-#: Most 1xx responses accepted before the final one.
-MAX_INFORMATIONAL = 16
 #: Most bytes held while the consumer has paused us (the transport is paused too, so
 #: only what was already in flight arrives; more means the transport ignored the pause).
 MAX_BUFFERED_WHILE_PAUSED = 1024 * 1024
-
-#: Largest chunk-size line (size, extensions, CRLF) of a chunked response body.
-MAX_CHUNK_LINE = 4 * 1024
-#: Most 1xx responses accepted before the final one.
-MAX_INFORMATIONAL = 16
-#: Most bytes held while the consumer has paused us (the transport is paused too, so
-#: only what was already in flight arrives; more means the transport ignored the pause).
-MAX_BUFFERED_WHILE_PAUSED = 1024 * 1024
-#: Consumed bytes at the front of the parse buffer before it is compacted.
-COMPACT_AFTER = 64 * 1024
-#: Longest wait for a backend's C{100 Continue} to a request sent with
-#: ``expect: 100-continue`` before its body is sent anyway (RFC 9110 10.1.1: a
-#: client need not wait forever; curl waits 1 s too).
-CONTINUE_TIMEOUT = 1.0
-
-#: Largest chunk-size line (size, extensions, CRLF) of a chunked response body.
-MAX_CHUNK_LINE = 4 * 1024
-#: Most 1xx responses accepted before the final one.
-MAX_INFORMATIONAL = 16
-#: Most bytes held while the consumer has paused us (the transport is paused too, so
-#: only what was already in flight arrives; more means the transport ignored the pause).
-MAX_BUFFERED_WHILE_PAUSED = 1024 * 1024
-#: Consumed bytes at the front of the parse buffer before it is compacted.
-COMPACT_AFTER = 64 * 1024
-#: Longest wait for a backend's C{100 Continue} to a request sent with
-#: ``expect: 100-continue`` before its body is sent anyway (RFC 9110 10.1.1: a
-#: client need not wait forever; curl waits 1 s too).
-CONTINUE_TIMEOUT = 1.0
-#: Most request-body bytes held while waiting for that 100: what the exchange kept
-#: before the connection was ready (its MAX_EARLY_BODY, 1 MiB) plus what a producer
-#: writes before its pause takes effect; more fails the exchange.
-MAX_HELD_BODY = 2 * 1024 * 1024
-
-#: Largest chunk-size line (size, extensions, CRLF) of a chunked response body.
-MAX_CHUNK_LINE = 4 * 1024
-#: Most 1xx responses accepted before the final one.
-MAX_INFORMATIONAL = 16
-#: Most bytes held while the consumer has paused us (the transport is paused too, so
-#: only what was already in flight arrives; more means the transport ignored the pause).
-MAX_BUFFERED_WHILE_PAUSED = 1024 * 1024
-#: Consumed bytes at the front of the parse buffer before it is compacted.
-COMPACT_AFTER = 64 * 1024
-#: Longest wait for a backend's C{100 Continue} to a request sent with
-#: ``expect: 100-continue`` before its body is sent anyway (RFC 9110 10.1.1: a
-#: client need not wait forever; curl waits 1 s too).
-CONTINUE_TIMEOUT = 1.0
-#: Most request-body bytes held while waiting for that 100: what the exchange kept
-#: before the connection was ready (its MAX_EARLY_BODY, 1 MiB) plus what a producer
-#: writes before its pause takes effect; more fails the exchange.
-MAX_HELD_BODY = 2 * 1024 * 1024
-#: Longest silence (no byte either way) of an upgraded connection (a WebSocket
-#: tunnel) before it is closed, unless the pool says otherwise; 0 disables.
-TUNNEL_IDLE_TIMEOUT = 3600.0
-
-#: Largest chunk-size line (size, extensions, CRLF) of a chunked response body.
-MAX_CHUNK_LINE = 4 * 1024
-#: Most 1xx responses accepted before the final one.
-MAX_INFORMATIONAL = 16
-#: Most bytes held while the consumer has paused us (the transport is paused too, so
-#: only what was already in flight arrives; more means the transport ignored the pause).
-MAX_BUFFERED_WHILE_PAUSED = 1024 * 1024
-#: Consumed bytes at the front of the parse buffer before it is compacted.
-COMPACT_AFTER = 64 * 1024
-#: Longest wait for a backend's C{100 Continue} to a request sent with
-#: ``expect: 100-continue`` before its body is sent anyway (RFC 9110 10.1.1: a
-#: client need not wait forever; curl waits 1 s too).
-CONTINUE_TIMEOUT = 1.0
-#: Most request-body bytes held while waiting for that 100: what the exchange kept
-#: before the connection was ready (its MAX_EARLY_BODY, 1 MiB) plus what a producer
-#: writes before its pause takes effect; more fails the exchange.
-MAX_HELD_BODY = 2 * 1024 * 1024
 #: Longest silence (no byte either way) of an upgraded connection (a WebSocket
 #: tunnel) before it is closed, unless the pool says otherwise; 0 disables.
 TUNNEL_IDLE_TIMEOUT = 3600.0
@@ -144,7 +70,7 @@ class HTTP11ClientProtocol(Protocol):
         arriving: a backend may answer early (e.g. 413) or stream full duplex. A
         response that completes in this state is delivered and the connection is
         closed, never reused, since the body was cut short. A request with
-        ``expect: 100-continue`` first holds its body (at most L{MAX_HELD_BODY}
+        ``expect: 100-continue`` first holds its body (L{HeldBody}, at most C{MAX_HELD_BODY}
         bytes, the exchange's producer paused) until the backend's 100 (reported
         to the listener), or C{continueTimeout} seconds, then sends it; a final
         head before either means the backend does not want it: the body is
@@ -216,10 +142,7 @@ class HTTP11ClientProtocol(Protocol):
         # Waiting for a 100 Continue: the body held back, its end (trailers) if
         # given, and the timer that sends it anyway; _bodyRefused after a final
         # head came first.
-        self._held: list[bytes] | None = None
-        self._heldSize = 0
-        self._heldEnd: Headers | None = None
-        self._continueTimer: DelayedCall | None = None
+        self._held: HeldBody | None = None
         self._bodyRefused = False
         self._headReceived = False
         self._paused = False
@@ -338,7 +261,10 @@ class HTTP11ClientProtocol(Protocol):
         if self.state is not ClientState.TRANSMITTING or self._lost or self._bodyRefused:
             return
         if self._held is not None:
-            self._keep(data)
+            try:
+                self._held.keep(data)
+            except UpstreamError as error:
+                self._fail(error)
             return
         try:
             self._body.write(self.transport, data)
@@ -360,7 +286,7 @@ class HTTP11ClientProtocol(Protocol):
         if self.state is not ClientState.TRANSMITTING or self._lost or self._bodyRefused:
             return
         if self._held is not None:
-            self._heldEnd = trailers
+            self._held.end = trailers
             return
         try:
             self._body.finish(self.transport, trailers)
@@ -566,37 +492,22 @@ class HTTP11ClientProtocol(Protocol):
     def _holdBody(self, listener: ExchangeListener) -> None:
         """Wait for the backend's 100 (or its final answer) before sending the body:
         pause the producer and start the timer that sends the body anyway."""
-        self._held, self._heldSize, self._heldEnd = [], 0, None
+        self._held = HeldBody(self._reactor, self._continueTimeout, self._sendHeld)
         listener.pauseRequestBody()
-        self._continueTimer = self._reactor.callLater(self._continueTimeout, self._continueTimedOut)
-
-    def _keep(self, data: bytes) -> None:
-        assert self._held is not None
-        self._heldSize += len(data)
-        if self._heldSize > MAX_HELD_BODY:
-            self._fail(
-                UpstreamError(f"request body producer wrote over {MAX_HELD_BODY} bytes while waiting for 100 Continue")
-            )
-            return
-        self._held.append(data)
-
-    def _continueTimedOut(self) -> None:
-        self._continueTimer = None
-        self._sendHeld()
 
     def _sendHeld(self) -> None:
         """The backend said 100 (or kept silent too long): write what was held,
         then let the producer go on under the transport's backpressure."""
-        held, end, listener = self._held, self._heldEnd, self._listener
+        held, listener = self._held, self._listener
         self._dropHeld()
         if held is None or listener is None or self._lost:
             return
-        for data in held:
+        for data in held.chunks:
             self.writeBody(data)
             if self.state is not ClientState.TRANSMITTING:
                 return
-        if end is not None:
-            self.finishBody(end)
+        if held.end is not None:
+            self.finishBody(held.end)
         else:
             self._proxy = BodyProducerProxy(listener)
             self.transport.registerProducer(self._proxy, True)
@@ -604,10 +515,9 @@ class HTTP11ClientProtocol(Protocol):
 
     def _dropHeld(self) -> None:
         """Stop waiting for a 100: forget the held body and its timer."""
-        self._held, self._heldSize, self._heldEnd = None, 0, None
-        timer, self._continueTimer = self._continueTimer, None
-        if timer is not None and timer.active():
-            timer.cancel()
+        held, self._held = self._held, None
+        if held is not None:
+            held.cancel()
 
     def _startTimer(self) -> None:
         """(Re)start the timer for the current phase; a running one is reset rather

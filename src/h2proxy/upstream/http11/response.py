@@ -23,22 +23,10 @@ from h2proxy.upstream.http11.grammar import (
 
 #: Largest response head (status line + fields), and largest trailer section, in bytes.
 MAX_HEAD_SIZE = 64 * 1024
-
-#: Largest chunk-size line (size, extensions, CRLF) of a chunked response body.
-MAX_CHUNK_LINE = 4 * 1024
-
 #: Largest chunk-size line (size, extensions, CRLF) of a chunked response body.
 MAX_CHUNK_LINE = 4 * 1024
 #: Most 1xx responses accepted before the final one.
 MAX_INFORMATIONAL = 16
-
-#: Largest chunk-size line (size, extensions, CRLF) of a chunked response body.
-MAX_CHUNK_LINE = 4 * 1024
-#: Most 1xx responses accepted before the final one.
-MAX_INFORMATIONAL = 16
-#: Most bytes held while the consumer has paused us (the transport is paused too, so
-#: only what was already in flight arrives; more means the transport ignored the pause).
-MAX_BUFFERED_WHILE_PAUSED = 1024 * 1024
 #: Consumed bytes at the front of the parse buffer before it is compacted.
 COMPACT_AFTER = 64 * 1024
 
