@@ -53,9 +53,8 @@ from h2proxy.upstream.serverpool import ServerPool
 from h2proxy.upstream.tlsclient import BackendTLS
 from h2proxy.upstream.waitqueue import WaitQueue
 
-# ServerPool, WaitQueue and the connector's names are re-exported: importers of the
-# pool's building blocks need not know which module holds each.
-__all__ = ["EndpointFactory", "ServerPool", "UpstreamPool", "WaitQueue", "default_endpoint_factory"]
+# The connector's names are re-exported: whoever builds a pool passes them.
+__all__ = ["EndpointFactory", "UpstreamPool", "default_endpoint_factory"]
 
 log = Logger()
 
