@@ -29,9 +29,8 @@ BIG = 8 * 1024 * 1024
 
 
 def _client(reactor: MemoryReactorClock) -> ImmediateWriteClient:
-    """An unconnected client transport, made as the connector makes it."""
-    connector = ImmediateWriteConnector("127.0.0.1", 9, ClientFactory(), 30, None, reactor)
-    return connector._makeTransport()
+    """An unconnected client transport (its connect attempt waits on the memory reactor)."""
+    return ImmediateWriteClient("127.0.0.1", 9, None, None, reactor)
 
 
 class _Producer:
