@@ -17,7 +17,10 @@ from h2proxy.config.model import (
 )
 from h2proxy.errors import BackendClosed, QueueFull
 from h2proxy.message import UpstreamRequest
+from h2proxy.upstream.connector import Connector, default_endpoint_factory
+from h2proxy.upstream.http11 import ClientState, HTTP11ClientProtocol, serialize_request_head
 from h2proxy.upstream.pool import UpstreamPool
+from h2proxy.upstream.transport import ImmediateWriteClient, WritePath
 from tests.upstream.helpers import Receiver
 from tests.upstream.origins import Origin, drive, loopback_reactor, run_for, run_until
 
@@ -213,3 +216,27 @@ def test_a_get_to_a_refused_port_is_retried_on_another_server(env):
     upstream = pool([free_port(), backend.portNumber])
     [receiver] = drive(reactor, upstream, [GET()], concurrency=1)
     assert receiver.outcome == ("end", ()) and backend.requests == 1
+
+
+
+# -- the transport -----------------------------------------------------------------
+
+
+def test_backend_connections_are_made_as_immediate_write_transports(env):
+    """When the pool's default endpoints connect to a real backend, the connection's transport is the immediate-write client, and a request on it is answered."""
+    reactor, origin, _ = env
+    backend = origin()
+    server = ServerConfig(host="127.0.0.1", port=backend.portNumber)
+    connector = Connector(reactor=reactor, server=server, endpoint=default_endpoint_factory(reactor, 2)(server), name="origin")
+    protocol = HTTP11ClientProtocol(reactor=reactor, responseTimeout=5)
+    connected: list[HTTP11ClientProtocol] = []
+    connector.connect(protocol, 2).addCallback(connected.append)
+    run_until(reactor, lambda: bool(connected))
+    assert type(protocol.transport) is ImmediateWriteClient
+    receiver = Receiver()
+    protocol.sendRequest(GET(), serialize_request_head(GET()), receiver)
+    run_until(reactor, lambda: receiver.outcome is not None)
+    assert receiver.outcome == ("end", ())
+    protocol.close()
+    assert protocol.transport.writePath is WritePath.CLOSED
+    run_until(reactor, lambda: protocol.state is ClientState.CLOSED and not protocol.transport.connected)

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from h2proxy.message import UpstreamRequest
-from h2proxy.upstream.pool import WaitQueue
+from h2proxy.upstream.waitqueue import WaitQueue
 
 
 class Waiter:

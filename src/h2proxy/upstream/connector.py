@@ -28,6 +28,7 @@ from h2proxy.config.model import ServerConfig
 from h2proxy.errors import BackendConnectTimeout, BackendRefused, UpstreamError
 from h2proxy.upstream.http11 import HTTP11ClientProtocol
 from h2proxy.upstream.tlsclient import BackendTLS
+from h2proxy.upstream.transport import immediateWriteReactor
 
 EndpointFactory = Callable[[ServerConfig], IStreamClientEndpoint]
 
@@ -40,18 +41,20 @@ def default_endpoint_factory(
     reactor: object, connectTimeout: float, tls: BackendTLS | None = None
 ) -> EndpointFactory:
     """Endpoints for servers: TCP4/TCP6 for IP literals, HostnameEndpoint (resolving,
-    happy eyeballs) for names; wrapped in TLS for https:// servers."""
+    happy eyeballs) for names; wrapped in TLS for https:// servers. Their TCP
+    transports write at once when nothing is queued (L{immediateWriteReactor})."""
+    tcpReactor = immediateWriteReactor(reactor)
 
     def endpoint(server: ServerConfig) -> IStreamClientEndpoint:
         host = server.host.strip("[]")
         timeout = connectTimeout if connectTimeout > 0 else FALLBACK_CONNECT_TIMEOUT
         tcp: IStreamClientEndpoint
         if isIPAddress(host):
-            tcp = TCP4ClientEndpoint(reactor, host, server.port, timeout=timeout)
+            tcp = TCP4ClientEndpoint(tcpReactor, host, server.port, timeout=timeout)
         elif isIPv6Address(host):
-            tcp = TCP6ClientEndpoint(reactor, host, server.port, timeout=timeout)
+            tcp = TCP6ClientEndpoint(tcpReactor, host, server.port, timeout=timeout)
         else:
-            tcp = HostnameEndpoint(reactor, host, server.port, timeout=timeout)
+            tcp = HostnameEndpoint(tcpReactor, host, server.port, timeout=timeout)
         if server.scheme != "https":
             return tcp
         if tls is None:

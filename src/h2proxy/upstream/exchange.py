@@ -22,7 +22,7 @@ from h2proxy.upstream.interfaces import ResponseReceiver
 
 if TYPE_CHECKING:
     from h2proxy.upstream.http11 import HTTP11ClientProtocol
-    from h2proxy.upstream.pool import ServerPool
+    from h2proxy.upstream.serverpool import ServerPool
 
 #: Most request-body bytes held before a connection is attached. The exchange pauses
 #: its producer as soon as it is registered, so only bytes written before that (or by
