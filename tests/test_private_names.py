@@ -105,9 +105,10 @@ PRIVATE_NAMES = [
     PrivateName("_checkHandshakeStatus", TLS_PROTOCOL, OBSERVE),
     PrivateName("_handshakeDone", TLS_PROTOCOL, OBSERVE),
     PrivateName("_reason", TLS_PROTOCOL, OBSERVE),
-    # Twisted's TCP transport: whether a write can go out at once (upstream/transport.py).
-    PrivateName("_tempDataBuffer", "twisted.internet.tcp.Connection", TRANSPORT),
-    PrivateName("_writeDisconnecting", "twisted.internet.tcp.Connection", TRANSPORT),
+    # Twisted's TCP connector: the hook that builds the backend transport, overridden to
+    # build the immediate-write client (upstream/transport.py; its behaviour is also
+    # checked by tests/upstream/test_transport_canary.py).
+    PrivateName("_makeTransport", "twisted.internet.tcp.Connector", TRANSPORT),
     # Twisted's PROXY protocol wrapper, whose package exports no factory (worker/server.py).
     PrivateName("_wrapper", "twisted.protocols.haproxy", SERVER),
 ]
