@@ -151,4 +151,4 @@ def test_the_installed_versions_satisfy_the_declared_ranges() -> None:
             continue
         if not requirement.specifier.contains(installed, prereleases=True):
             problems.append(f"{requirement.name} {installed} is outside {requirement.specifier}")
-    assert not problems, "\n".join(problems)
+    assert not problems, "\n".join(problems) + "\nreinstall with: pip install -e '.[test]' (scripts/test does this)"
