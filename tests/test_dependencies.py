@@ -152,3 +152,14 @@ def test_the_installed_versions_satisfy_the_declared_ranges() -> None:
         if not requirement.specifier.contains(installed, prereleases=True):
             problems.append(f"{requirement.name} {installed} is outside {requirement.specifier}")
     assert not problems, "\n".join(problems) + "\nreinstall with: pip install -e '.[test]' (scripts/test does this)"
+
+
+def test_the_codec_checks_the_same_ranges_pyproject_declares() -> None:
+    """The codec's import-time check and the installer must agree: a range wider in
+    pyproject would install a release the codec then refuses to import with, a
+    narrower one would leave the check guarding nothing."""
+    from h2proxy.frontend.http2.codec.versions import SUPPORTED
+
+    declared = {canonicalize_name(r.name): r.specifier for r in runtime_requirements()}
+    for name, supported in SUPPORTED.items():
+        assert declared[canonicalize_name(name)] == type(declared[canonicalize_name(name)])(str(supported)), name
