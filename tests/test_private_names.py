@@ -22,7 +22,6 @@ from tests.privatescan import Use, scan
 
 CODEC = "h2proxy.frontend.http2.codec.internals"
 BATCHING = "h2proxy.tls.batching"
-OBSERVE = "h2proxy.worker.observe"
 TRANSPORT = "h2proxy.upstream.transport"
 SERVER = "h2proxy.worker.server"
 
@@ -101,10 +100,10 @@ PRIVATE_NAMES = [
     PrivateName("_tlsConnection", TLS_PROTOCOL, BATCHING),
     PrivateName("_tlsShutdownFinished", TLS_PROTOCOL, BATCHING),
     PrivateName("_write", TLS_PROTOCOL, BATCHING),
-    # Twisted's TLS protocol: the handshake outcome for the log (worker/observe.py).
-    PrivateName("_checkHandshakeStatus", TLS_PROTOCOL, OBSERVE),
-    PrivateName("_handshakeDone", TLS_PROTOCOL, OBSERVE),
-    PrivateName("_reason", TLS_PROTOCOL, OBSERVE),
+    # Twisted's TLS protocol: the handshake's end and TLS's own failure, offered to
+    # subclasses as handshakeEnded() and tlsFailure (tls/batching.py).
+    PrivateName("_checkHandshakeStatus", TLS_PROTOCOL, BATCHING),
+    PrivateName("_reason", TLS_PROTOCOL, BATCHING),
     # Twisted's TCP connector: the hook that builds the backend transport, overridden to
     # build the immediate-write client (upstream/transport.py; its behaviour is also
     # checked by tests/upstream/test_transport_canary.py).

@@ -109,6 +109,22 @@ class BatchingTLSProtocol(TLSMemoryBIOProtocol):
 
     _writeSide = WriteSide.OPEN
 
+    def handshakeEnded(self) -> None:
+        """Called once the TLS handshake has completed; for subclasses (Twisted offers
+        no public hook for the handshake's end)."""
+
+    @property
+    def tlsFailure(self) -> Failure | None:
+        """Why TLS itself stopped the connection (an alert, a protocol error), or
+        C{None}: Twisted's own record of it, which it keeps private."""
+        return self._reason
+
+    def _checkHandshakeStatus(self) -> None:
+        done = self._handshakeDone
+        super()._checkHandshakeStatus()
+        if self._handshakeDone and not done:
+            self.handshakeEnded()
+
     def loseConnection(self) -> None:
         """Send close_notify and close the TCP connection once it is flushed (see
         L{_shutdownTLS}); after L{loseWriteConnection}, end the lingering close.

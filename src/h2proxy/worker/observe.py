@@ -36,18 +36,13 @@ class TLSCounts:
 
 
 class CountingTLSProtocol(BatchingTLSProtocol):
-    """Twisted's TLS protocol (with batched record I/O), counting how its handshake ended.
-
-    Twisted offers no hook for a handshake's end, so this reads its handshake
-    state (C{_handshakeDone} and C{_reason}, stable since Twisted 11) after each
-    handshake step and when the connection goes; each connection counts once.
-    """
+    """Twisted's TLS protocol (with batched record I/O), counting how its handshake
+    ended; each connection counts once."""
 
     _counted = False
 
-    def _checkHandshakeStatus(self) -> None:
-        super()._checkHandshakeStatus()
-        if self._handshakeDone and not self._counted:
+    def handshakeEnded(self) -> None:
+        if not self._counted:
             self._counted = True
             self.factory.counts.completed += 1
 
@@ -56,7 +51,7 @@ class CountingTLSProtocol(BatchingTLSProtocol):
         it (an alert, a protocol error), abandoned when the connection just went."""
         if not self._counted:
             self._counted = True
-            problem = self._reason
+            problem = self.tlsFailure
             if problem is not None and not problem.check(error.ConnectionLost, error.ConnectionDone):
                 self.factory.counts.failed += 1
             else:
