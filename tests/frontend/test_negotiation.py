@@ -11,7 +11,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from h2proxy.config.model import Http2Config
 from h2proxy.frontend.http2.factory import H2Factory
-from h2proxy.frontend.http1.protocol import HTTP1Factory
+from h2proxy.frontend.http1.factory import HTTP1Factory
 from h2proxy.frontend.negotiation import PREFACE, NegotiationFactory
 from tests.frontend.frames import FrameFactory, framesFromBytes
 from tests.frontend.support import RecordingHandler

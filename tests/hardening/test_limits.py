@@ -14,7 +14,7 @@ from zope.interface import implementer
 
 from h2proxy.config.model import Http2Config
 from h2proxy.frontend.http2.factory import H2Factory
-from h2proxy.frontend.http1.protocol import HTTP1Factory
+from h2proxy.frontend.http1.factory import HTTP1Factory
 from h2proxy.frontend.limits import IDLE_SCAN_LIMIT, Admission, ConnectionLimiter
 from h2proxy.frontend.negotiation import PREFACE, NegotiationFactory
 from tests.frontend.frames import FrameFactory, framesFromBytes, requestHeaders

@@ -24,7 +24,7 @@ from h2proxy.config.model import Http2Config
 from h2proxy.errors import BackendClosed
 from h2proxy.frontend.http2.factory import H2Factory
 from h2proxy.frontend.handler import DRAIN_TIMEOUT, REQUEST_ERROR
-from h2proxy.frontend.http1.protocol import HTTP1Factory
+from h2proxy.frontend.http1.factory import HTTP1Factory
 from h2proxy.message import ResponseHead
 from tests.bridge.test_bridge import ROUTES, FakePool
 from tests.frontend.frames import FrameFactory, requestHeaders

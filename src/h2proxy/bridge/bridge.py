@@ -27,9 +27,8 @@ import dataclasses
 import os
 import tempfile
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import IO, Protocol
 
-from h2.errors import ErrorCodes
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -40,13 +39,10 @@ from h2proxy.bridge.body import BUFFER_IN_MEMORY, BodyBuffer, BodyTooLarge, Buff
 from h2proxy.bridge.headers import ForwardingPolicy, RequestFacts, UnforwardableRequest
 from h2proxy.bridge.routing import Route, Router
 from h2proxy.errors import UpstreamError
-from h2proxy.frontend.handler import REQUEST_ERROR, StreamCut
+from h2proxy.frontend.handler import REQUEST_ERROR, ClientStream, ResetReason, StreamCut
 from h2proxy.message import Headers, RequestHead, ResponseHead, UpstreamRequest
 from h2proxy.observability.metrics import route_label
 from h2proxy.upstream.interfaces import Exchange, ResponseReceiver
-
-if TYPE_CHECKING:
-    from h2proxy.frontend.http2.stream import H2Stream
 
 log = Logger()
 
@@ -127,7 +123,7 @@ class BridgeContext:
         self.observer = observer
         self.active: set[StreamBridge] = set()
 
-    def handlerFactory(self, stream: "H2Stream") -> "StreamBridge":
+    def handlerFactory(self, stream: ClientStream) -> "StreamBridge":
         """A front end's C{handlerFactory}: one bridge per stream, with this
         context's forwarding policy, for HTTP/2."""
         return StreamBridge(stream, self, self.forwarding, HTTP2)
@@ -147,12 +143,12 @@ class ListenerHandlers:
         self.forwarding = forwarding
         self.protocol = protocol
 
-    def handlerFactory(self, stream: "H2Stream") -> "StreamBridge":
+    def handlerFactory(self, stream: ClientStream) -> "StreamBridge":
         return StreamBridge(stream, self.context, self.forwarding, self.protocol)
 
 
 def error_response(
-    stream: "H2Stream",
+    stream: ClientStream,
     status: int,
     reason: str,
     requestId: bytes,
@@ -198,7 +194,7 @@ class StreamBridge:
 
     def __init__(
         self,
-        stream: "H2Stream",
+        stream: ClientStream,
         context: BridgeContext,
         forwarding: ForwardingPolicy | None = None,
         protocol: bytes = HTTP2,
@@ -288,7 +284,7 @@ class StreamBridge:
             if self._responseStarted:
                 self._resetReason("http_request_denied")
                 self._abandon()
-                self.stream.reset(ErrorCodes.CANCEL)
+                self.stream.reset(ResetReason.CANCEL)
             else:
                 self._fail(413, "http_request_denied")
             return
@@ -387,7 +383,7 @@ class StreamBridge:
         )
         if self._responseStarted:
             self._resetReason(error.reason)
-            self.stream.reset(ErrorCodes.CANCEL if self._switched else ErrorCodes.INTERNAL_ERROR)
+            self.stream.reset(ResetReason.CANCEL if self._switched else ResetReason.INTERNAL_ERROR)
             self._finish()
         else:
             self._fail(error.status, error.reason, getattr(error, "retry_after", None))
@@ -476,7 +472,7 @@ class StreamBridge:
         if self._responseStarted:
             self._resetReason("proxy_internal_error")
             self._abandon()
-            self.stream.reset(ErrorCodes.INTERNAL_ERROR)
+            self.stream.reset(ResetReason.INTERNAL_ERROR)
         else:
             self._fail(500, "proxy_internal_error")
 

@@ -18,7 +18,7 @@ from h2proxy.bridge.headers import ForwardingPolicy
 from h2proxy.bridge.routing import Router
 from h2proxy.config.model import H2C_PROTOCOL, HTTP11_PROTOCOL, Config, ListenerConfig
 from h2proxy.frontend.http2.factory import H2Factory
-from h2proxy.frontend.http1.protocol import HTTP1Factory
+from h2proxy.frontend.http1.factory import HTTP1Factory
 from h2proxy.frontend.limits import ConnectionLimiter
 from h2proxy.frontend.negotiation import NegotiationFactory
 from h2proxy.worker.observe import WorkerObservability

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.interfaces import IAddress, IConsumer, IPushProducer
 from zope.interface import implementer
 
+from h2proxy.frontend.handler import ResetReason
 from h2proxy.frontend.http2.codec import ErrorCodes
 from h2proxy.frontend.http2.validation import Field, content_length_mismatch
 from h2proxy.message import Headers, RequestHead, ResponseHead
@@ -47,6 +48,12 @@ STREAM_HIGH_WATER = 256 * 1024
 
 #: Queued response bytes below which a paused producer is resumed.
 STREAM_LOW_WATER = 64 * 1024
+
+#: The RST_STREAM code each handler reset reason is sent with.
+RESET_CODES: dict[ResetReason, ErrorCodes] = {
+    ResetReason.CANCEL: ErrorCodes.CANCEL,
+    ResetReason.INTERNAL_ERROR: ErrorCodes.INTERNAL_ERROR,
+}
 
 
 class StreamResetError(Exception):
@@ -140,7 +147,7 @@ class H2Stream:
 
     def stopProducing(self) -> None:
         """The request body's consumer is gone for good: reset with CANCEL."""
-        self.reset(ErrorCodes.CANCEL)
+        self.reset(ResetReason.CANCEL)
 
     # -- response: IConsumer and heads ----------------------------------------
 
@@ -185,9 +192,10 @@ class H2Stream:
         """End the response once the queued body has been sent."""
         self.connection.endRequest(self.streamID)
 
-    def reset(self, errorCode: ErrorCodes | int = ErrorCodes.INTERNAL_ERROR) -> None:
-        """Reset the stream now (RST_STREAM), dropping whatever is queued."""
-        self.connection.abortRequest(self.streamID, errorCode)
+    def reset(self, reason: ResetReason = ResetReason.INTERNAL_ERROR) -> None:
+        """Reset the stream now: RST_STREAM with the code C{reason} maps to,
+        dropping whatever is queued."""
+        self.connection.abortRequest(self.streamID, RESET_CODES[reason])
 
     def getPeer(self) -> IAddress:
         return self.connection.getPeer()
