@@ -97,7 +97,7 @@ from h2proxy.frontend.http2.codec.machine import ServerConnection
 from h2proxy.frontend.handler import REQUEST_ERROR, StreamCut
 from h2proxy.frontend.nodelay import disableNagle
 from h2proxy.frontend.http2.codec.prioritytree import PriorityTree
-from h2proxy.frontend.http2.stream import END_AFTER_DATA, H2Stream, ResponseCompletedEarly, StreamResetError
+from h2proxy.frontend.http2.stream import H2Stream, ResponseCompletedEarly, ResponseState, StreamResetError
 from h2proxy.frontend.http2.validation import (
     InvalidResponseField,
     MalformedRequest,
@@ -253,7 +253,7 @@ class H2Connection(Protocol, TimeoutMixin):
         self.streams: dict[int, H2Stream] = {}
         self.priority = PriorityTree(maximum_streams=2 * settings.max_concurrent_streams + 1)
         self._ready: set[int] = set()
-        self._windowBlocked: set[int] = set()
+        self._windowBlocked: dict[int, float] = {}
         self._transportPaused = False
         self._controlBuffer: list[bytes] = []
         self._controlBuffered = 0
@@ -454,16 +454,11 @@ class H2Connection(Protocol, TimeoutMixin):
         stream = self._liveStream(streamID)
         if stream is None:
             return
-        if stream.finalHeadersQueued:
-            raise RuntimeError(f"stream {streamID}: response head already written")
-        if head.status < 200:
-            raise ValueError(f"stream {streamID}: use writeInformational for status {head.status}")
+        stream.checkFinalHead(head.status)
         fields = self._responseFields(stream, lambda: response_fields(head))
         if fields is None:
             return
-        stream.finalHeadersQueued = True
-        stream.finishRequested = endStream
-        stream.outHeaders.append((fields, endStream))
+        stream.queueHeaders(fields, endStream)
         self._streamChanged(stream)
 
     def writeInformational(self, streamID: int, head: ResponseHead) -> None:
@@ -471,13 +466,10 @@ class H2Connection(Protocol, TimeoutMixin):
         stream = self._liveStream(streamID)
         if stream is None:
             return
-        if stream.finalHeadersQueued:
-            raise RuntimeError(f"stream {streamID}: informational head after the final one")
-        if not 100 <= head.status < 200 or head.status == 101:
-            raise ValueError(f"stream {streamID}: {head.status} is not an informational status")
+        stream.checkInformational(head.status)
         fields = self._responseFields(stream, lambda: response_fields(head))
         if fields is not None:
-            stream.outHeaders.append((fields, False))
+            stream.queueInformational(fields)
             self._streamChanged(stream)
 
     def writeDataToStream(self, streamID: int, data: bytes) -> None:
@@ -485,12 +477,8 @@ class H2Connection(Protocol, TimeoutMixin):
         stream = self._liveStream(streamID)
         if stream is None:
             return
-        if stream.finishRequested:
-            raise RuntimeError(f"stream {streamID}: write after the response was finished")
-        if not stream.finalHeadersQueued:
-            raise RuntimeError(f"stream {streamID}: write before the response head")
+        stream.queueData(data)
         if data:
-            stream.enqueue(data)
             self._streamChanged(stream)
 
     def writeTrailers(self, streamID: int, headers: Headers) -> None:
@@ -498,15 +486,14 @@ class H2Connection(Protocol, TimeoutMixin):
         stream = self._liveStream(streamID)
         if stream is None:
             return
-        self._checkFinishable(stream)
+        stream.checkFinishable()
         fields = self._responseFields(stream, lambda: trailer_fields(headers))
         if fields is None:
             return
         if not fields:
             self.endRequest(streamID)
             return
-        stream.finishRequested = True
-        stream.endMarker = fields
+        stream.queueTrailers(fields)
         self._streamChanged(stream)
 
     def endRequest(self, streamID: int) -> None:
@@ -514,13 +501,8 @@ class H2Connection(Protocol, TimeoutMixin):
         stream = self._liveStream(streamID)
         if stream is None:
             return
-        self._checkFinishable(stream)
-        stream.finishRequested = True
-        if stream.outHeaders and not stream.queued:
-            fields, _ = stream.outHeaders.pop()
-            stream.outHeaders.append((fields, True))
-        else:
-            stream.endMarker = END_AFTER_DATA
+        stream.checkFinishable()
+        stream.queueEnd()
         self._streamChanged(stream)
 
     def abortRequest(self, streamID: int, errorCode: ErrorCodes | int = ErrorCodes.INTERNAL_ERROR) -> None:
@@ -621,7 +603,7 @@ class H2Connection(Protocol, TimeoutMixin):
 
     def requestDelivered(self, stream: H2Stream) -> None:
         """The handler has the whole request; complete the stream if the response is sent."""
-        if stream.alive and self._responseSent(stream):
+        if stream.alive and stream.responseSent:
             self._removeStream(stream)
 
     # -- h2 events ---------------------------------------------------------------
@@ -667,7 +649,7 @@ class H2Connection(Protocol, TimeoutMixin):
             return
         stream = self._accept(streamID, parsed.head)
         if parsed.localContinue:
-            stream.outHeaders.append(([(b":status", b"100")], False))
+            stream.queueInformational([(b":status", b"100")])
             self._streamChanged(stream)
         self._starting.append(stream)
 
@@ -685,7 +667,7 @@ class H2Connection(Protocol, TimeoutMixin):
 
     def _startHandler(self, stream: H2Stream) -> None:
         try:
-            stream.handler = self._handlerFactory(stream)
+            stream.attach(self._handlerFactory(stream))
         except Exception:
             log.failure("handler factory failed for stream {stream} from {peer}", stream=stream.streamID, peer=self._peer())
             self.abortRequest(stream.streamID, ErrorCodes.INTERNAL_ERROR)
@@ -882,7 +864,7 @@ class H2Connection(Protocol, TimeoutMixin):
         """When C{stream}'s wait for window, and its wait for request body, time out."""
         window = body = None
         if self.sendTimeout is not None and stream.streamID in self._windowBlocked:
-            window = stream.windowWaitSince + self.sendTimeout
+            window = self._windowBlocked[stream.streamID] + self.sendTimeout
         if self.requestBodyTimeout is not None and stream.awaitingBody:
             body = stream.lastBodyProgress + self.requestBodyTimeout
         return window, body
@@ -905,17 +887,17 @@ class H2Connection(Protocol, TimeoutMixin):
             peer=self._peer(),
             timeout=self.requestBodyTimeout,
         )
-        if stream.finalHeadersQueued:
+        if stream.hasFinalHead:
             self.abortRequest(stream.streamID, ErrorCodes.CANCEL)
             return
-        handler, stream.handler = stream.handler, _DISCARD
+        handler = stream.replaceHandler(_DISCARD)
         stream.abandonBody()
         if handler is not None:
             try:
                 handler.streamAborted(Failure(StreamCut(REQUEST_ERROR, f"no request body bytes for {self.requestBodyTimeout}s", 408)))
             except Exception:
                 log.failure("streamAborted raised for stream {stream} from {peer}", stream=stream.streamID, peer=self._peer())
-        if stream.alive and not stream.finalHeadersQueued:
+        if stream.alive and not stream.hasFinalHead:
             self._writeErrorResponse(stream.streamID, 408, "request body not received in time")
 
     # -- accepting, answering and removing streams --------------------------------
@@ -945,7 +927,7 @@ class H2Connection(Protocol, TimeoutMixin):
         only records it (L{StreamHandler.requestRefused}: the access log line)."""
         log.info("refusing request on stream {stream} from {peer} with {status}: {message}", stream=streamID, peer=self._peer(), status=status, message=message)
         stream = self._accept(streamID, None)
-        stream.handler = _DISCARD
+        stream.attach(_DISCARD)
         stream.start()
         self._reportRefused(stream, refused_head(fields), status)
         self._writeErrorResponse(streamID, status, message)
@@ -966,9 +948,6 @@ class H2Connection(Protocol, TimeoutMixin):
         self.writeHeaders(streamID, head)
         self.writeDataToStream(streamID, body)
         self.endRequest(streamID)
-
-    def _responseSent(self, stream: H2Stream) -> bool:
-        return stream.finishRequested and not stream.outHeaders and not stream.queued and stream.endMarker is None
 
     def _responseComplete(self, stream: H2Stream) -> None:
         """END_STREAM went out. If the request is not all delivered, it never will be:
@@ -1001,7 +980,7 @@ class H2Connection(Protocol, TimeoutMixin):
         del self.streams[streamID]
         self.priority.remove_stream(streamID)
         self._ready.discard(streamID)
-        self._windowBlocked.discard(streamID)
+        self._windowBlocked.pop(streamID, None)
         if undelivered and not self._closing:
             self.conn.acknowledge_received_data(undelivered, streamID)
         if not self.streams and not self._closing:
@@ -1016,12 +995,6 @@ class H2Connection(Protocol, TimeoutMixin):
         if self._closing:
             return None
         return self.streams.get(streamID)
-
-    def _checkFinishable(self, stream: H2Stream) -> None:
-        if stream.finishRequested:
-            raise RuntimeError(f"stream {stream.streamID}: response already finished")
-        if not stream.finalHeadersQueued:
-            raise RuntimeError(f"stream {stream.streamID}: response finished before its head")
 
     def _responseFields(self, stream: H2Stream, build: Callable[[], list]) -> list | None:
         """Build a field list; an invalid field from upstream resets the stream."""
@@ -1051,17 +1024,16 @@ class H2Connection(Protocol, TimeoutMixin):
     def _updateReady(self, stream: H2Stream) -> bool:
         """Block or unblock a stream in the tree; return whether it can send now."""
         streamID = stream.streamID
-        if stream.outHeaders or (not stream.queued and stream.endMarker is not None):
+        if stream.sendableWithoutWindow:
             ready = True
         elif stream.queued:
             ready = self.conn.local_flow_control_window(streamID) > 0
             if ready:
-                self._windowBlocked.discard(streamID)
+                self._windowBlocked.pop(streamID, None)
             elif streamID not in self._windowBlocked:
-                self._windowBlocked.add(streamID)
+                since = self._windowBlocked[streamID] = self._reactor.seconds()
                 if self.sendTimeout is not None:
-                    stream.windowWaitSince = self._reactor.seconds()
-                    self._watch(stream.windowWaitSince + self.sendTimeout)
+                    self._watch(since + self.sendTimeout)
         else:
             ready = False
         if ready != (streamID in self._ready):
@@ -1111,33 +1083,10 @@ class H2Connection(Protocol, TimeoutMixin):
         return next(self.priority)
 
     def _emit(self, stream: H2Stream) -> int:
-        """Send what one stream can send now: its heads, then one DATA frame, then
-        its end. Returns the body bytes sent."""
-        streamID = stream.streamID
-        conn = self.conn
-        ended = False
-        while stream.outHeaders:
-            fields, endStream = stream.outHeaders.popleft()
-            conn.send_headers(streamID, fields, end_stream=endStream)
-            ended = endStream
-        size = 0
-        if stream.queued:
-            size = min(conn.local_flow_control_window(streamID), conn.max_outbound_frame_size, stream.queued)
-            if size > 0:
-                chunk = stream.takeData(size)
-                last = not stream.queued and stream.endMarker is END_AFTER_DATA
-                conn.send_data(streamID, chunk, end_stream=last)
-                ended = last
-            else:
-                size = 0
-        if not stream.queued and stream.endMarker is not None and not ended:
-            if stream.endMarker is END_AFTER_DATA:
-                conn.end_stream(streamID)
-            else:
-                conn.send_headers(streamID, stream.endMarker, end_stream=True)
-            ended = True
-        if ended:
-            stream.endMarker = None
+        """Send what one stream can send now (L{H2Stream.emit}); complete it if
+        END_STREAM went. Returns the body bytes sent."""
+        size = stream.emit(self.conn)
+        if stream.response is ResponseState.ENDED:
             self._responseComplete(stream)
         else:
             stream.afterSend()
