@@ -15,7 +15,8 @@ from twisted.python.failure import Failure
 
 from h2proxy.frontend.handler import ResetReason
 from h2proxy.config.model import Http2Config
-from h2proxy.frontend.http2.connection import GRACEFUL_GOAWAY_DELAY, H2Connection
+from h2proxy.frontend.http2.connection import H2Connection
+from h2proxy.frontend.http2.lifecycle import GRACEFUL_GOAWAY_DELAY
 from h2proxy.frontend.http2.stream import ResponseCompletedEarly, StreamResetError
 from h2proxy.message import ResponseHead
 from tests.frontend.frames import FrameFactory, ResponseDecoder, requestHeaders
