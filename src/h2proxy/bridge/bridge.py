@@ -24,6 +24,7 @@ since HTTP/2 has no other way to say "this body is incomplete".
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 import tempfile
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from h2proxy.bridge import websocket
 from h2proxy.bridge.body import BUFFER_IN_MEMORY, BodyBuffer, BodyTooLarge, BufferedBodySender
 from h2proxy.bridge.headers import ForwardingPolicy, RequestFacts, UnforwardableRequest
 from h2proxy.bridge.routing import Route, Router
+from h2proxy.bridge.websocket import TunnelState
 from h2proxy.errors import UpstreamError
 from h2proxy.frontend.handler import REQUEST_ERROR, ClientStream, ResetReason, StreamCut
 from h2proxy.message import Headers, RequestHead, ResponseHead, UpstreamRequest
@@ -63,6 +65,15 @@ _STATUS_MESSAGES = {
     503: "service unavailable",
     504: "gateway timeout",
 }
+
+
+class BridgeState(enum.Enum):
+    """A bridge's life: waiting for the response head, relaying the response, done
+    (either side finished for good; nothing more is relayed)."""
+
+    AWAITING_RESPONSE = "awaiting_response"
+    RESPONDING = "responding"
+    DONE = "done"
 
 
 class UpstreamPoolLike(Protocol):
@@ -182,10 +193,16 @@ def error_response(
 class StreamBridge:
     """One request's journey: stream -> route -> exchange -> stream.
 
-    States: C{_route is None} until a route is found; while a buffering route reads
-    the body, C{_buffer} holds it and C{_exchange is None}; C{_responseStarted} once
-    the response head went to the client; C{_done} once either side finished for
-    good (the buffer, if any, is closed then).
+    The bridge's L{BridgeState}: L{BridgeState.AWAITING_RESPONSE} until the response
+    head goes to the client (L{BridgeState.RESPONDING}), L{BridgeState.DONE} once either
+    side finished for good (the buffer, if any, is closed then); a failure before
+    the head is answered with an error response, after it with a reset. Within
+    those: C{_route is None} until a route is found; while a buffering route reads
+    the body, C{_buffer} holds it and C{_exchange is None}. A WebSocket handshake
+    has its own L{websocket.TunnelState}.
+
+    @ivar state: the L{BridgeState}.
+    @ivar tunnel: the L{websocket.TunnelState}.
 
     @ivar requestId: this request's id (set when the request arrives).
     @ivar record: what happened to the request, for the observer (set when the
@@ -210,15 +227,12 @@ class StreamBridge:
         self._buffer: BodyBuffer | None = None
         self._pending: UpstreamRequest | None = None
         self._sender: BufferedBodySender | None = None
-        self._responseStarted = False
-        self._done = False
+        self.state = BridgeState.AWAITING_RESPONSE
         self._bodyless = False
         self._bodyReceived = 0
-        # WebSocket: a handshake (_tunnel), the proxy's key for an HTTP/2 client,
-        # and whether the backend switched (then the body both ways is the tunnel).
-        self._tunnel = False
+        self.tunnel = TunnelState.NONE
+        # The proxy's Sec-WebSocket-Key for an HTTP/2 client's handshake.
         self._tunnelKey: bytes | None = None
-        self._switched = False
         context.active.add(self)
 
     # -- StreamHandler: the client side --------------------------------------
@@ -240,15 +254,16 @@ class StreamBridge:
         if limit and head.content_length is not None and head.content_length > limit:
             self._fail(413, "http_request_denied")
             return
-        self._tunnel = websocket.is_websocket(head)
+        if websocket.is_websocket(head):
+            self.tunnel = TunnelState.HANDSHAKE
         try:
             upstream = translate.to_upstream(
-                websocket.backend_head(head) if self._tunnel else head,
+                websocket.backend_head(head) if self.tunnel is TunnelState.HANDSHAKE else head,
                 target=route.target(head.path),
                 facts=facts,
                 policy=self.forwarding,
                 edits=route.requestEdits,
-                body_length=0 if self._tunnel else translate.request_body_length(head),
+                body_length=0 if self.tunnel is TunnelState.HANDSHAKE else translate.request_body_length(head),
             )
         except UnforwardableRequest as refused:
             log.info("request {id} refused: {why}", id=self.requestId, why=str(refused))
@@ -262,7 +277,7 @@ class StreamBridge:
             )
             self._pending = self._continueLocally(upstream)
             return
-        if self._tunnel:
+        if self.tunnel is TunnelState.HANDSHAKE:
             self._startTunnel(route, upstream, head)
             return
         self._exchange = self.context.pools[route.upstream].request(upstream, self)
@@ -270,7 +285,7 @@ class StreamBridge:
             self._exchange.registerProducer(self.stream, True)
 
     def requestDataReceived(self, data: bytes) -> None:
-        if self._done:
+        if self.state is BridgeState.DONE:
             return
         self.record.requestBytes += len(data)
         if self._buffer is not None:
@@ -280,8 +295,8 @@ class StreamBridge:
             return
         self._bodyReceived += len(data)
         limit = self.context.maxRequestBody
-        if limit and self._bodyReceived > limit and not self._tunnel:
-            if self._responseStarted:
+        if limit and self._bodyReceived > limit and self.tunnel is TunnelState.NONE:
+            if self.state is BridgeState.RESPONDING:
                 self._resetReason("http_request_denied")
                 self._abandon()
                 self.stream.reset(ResetReason.CANCEL)
@@ -291,7 +306,7 @@ class StreamBridge:
         self._exchange.write(data)
 
     def requestEnded(self, trailers: Headers) -> None:
-        if self._done:
+        if self.state is BridgeState.DONE:
             return
         if self._buffer is not None:
             self._sendBuffered()
@@ -324,18 +339,18 @@ class StreamBridge:
     # -- ResponseReceiver: the backend side ----------------------------------
 
     def responseInformational(self, head: ResponseHead) -> None:
-        if not self._done:
+        if self.state is not BridgeState.DONE:
             self.stream.writeInformational(translate.to_client(head))
 
     def responseHeadReceived(self, head: ResponseHead) -> None:
-        if self._done:
+        if self.state is BridgeState.DONE:
             return
-        if self._tunnel:
+        if self.tunnel is TunnelState.HANDSHAKE:
             switched = self._tunnelHead(head)
             if switched is None:
                 return
             head = switched
-        self._responseStarted = True
+        self.state = BridgeState.RESPONDING
         self.context.observer.responseStarted(self.record, head.status)
         self.context.observer.exchangeUsed(self.record, self._exchange)
         route = self._route
@@ -349,17 +364,17 @@ class StreamBridge:
         )
         if self._exchange is not None:
             self.stream.registerProducer(self._exchange, True)
-            if self._switched:
+            if self.tunnel is TunnelState.OPEN:
                 self._exchange.registerProducer(self.stream, True)
                 self.stream.resumeProducing()
 
     def responseDataReceived(self, data: bytes) -> None:
-        if not self._done:
+        if self.state is not BridgeState.DONE:
             self.record.responseBytes += len(data)
             self.stream.write(data)
 
     def responseEnded(self, trailers: Headers) -> None:
-        if self._done:
+        if self.state is BridgeState.DONE:
             return
         self.stream.unregisterProducer()
         trailers = translate.trailers_to_client(trailers)
@@ -372,7 +387,7 @@ class StreamBridge:
         self._finish()
 
     def responseFailed(self, error: UpstreamError) -> None:
-        if self._done:
+        if self.state is BridgeState.DONE:
             return
         log.info(
             "request {id}: upstream failure on stream {stream}: {reason}: {error}",
@@ -381,9 +396,9 @@ class StreamBridge:
             reason=error.reason,
             error=str(error) or type(error).__name__,
         )
-        if self._responseStarted:
+        if self.state is BridgeState.RESPONDING:
             self._resetReason(error.reason)
-            self.stream.reset(ResetReason.CANCEL if self._switched else ResetReason.INTERNAL_ERROR)
+            self.stream.reset(ResetReason.CANCEL if self.tunnel is TunnelState.OPEN else ResetReason.INTERNAL_ERROR)
             self._finish()
         else:
             self._fail(error.status, error.reason, getattr(error, "retry_after", None))
@@ -429,7 +444,7 @@ class StreamBridge:
                 log.info("request {id}: bad WebSocket handshake from the backend: {why}", id=self.requestId, why=str(bad))
                 self._fail(502, "http_protocol_error")
                 return None
-        self._switched = True
+        self.tunnel = TunnelState.OPEN
         return head
 
     def _bufferData(self, data: bytes) -> None:
@@ -457,7 +472,7 @@ class StreamBridge:
         request = dataclasses.replace(self._pending, body_length=self._buffer.size)
         self._pending = None
         self._exchange = self.context.pools[self._route.upstream].request(request, self)
-        if self._done:
+        if self.state is BridgeState.DONE:
             return
         self._sender = BufferedBodySender(self._buffer, self._exchange, self._bufferFailed)
         self._sender.start()
@@ -469,7 +484,9 @@ class StreamBridge:
             id=self.requestId,
             error=error,
         )
-        if self._responseStarted:
+        if self.state is BridgeState.DONE:
+            return
+        if self.state is BridgeState.RESPONDING:
             self._resetReason("proxy_internal_error")
             self._abandon()
             self.stream.reset(ResetReason.INTERNAL_ERROR)
@@ -503,15 +520,15 @@ class StreamBridge:
         cause was already given: the first cause wins (a backend failure resets the
         stream, and that reset must not be logged as the client leaving)."""
         record = self.record
-        if record is not None and not self._done and not record.error:
+        if record is not None and self.state is not BridgeState.DONE and not record.error:
             record.error, record.reset = reason, True
 
     def _cut(self, cut: StreamCut) -> None:
         """The proxy cut the stream (see L{streamAborted})."""
         record = self.record
-        if record is None or self._done or record.error:
+        if record is None or self.state is BridgeState.DONE or record.error:
             return
-        if cut.status is not None and not self._responseStarted:
+        if cut.status is not None and self.state is BridgeState.AWAITING_RESPONSE:
             record.status, record.error = cut.status, cut.reason
             return
         self._resetReason(cut.reason)
@@ -522,7 +539,7 @@ class StreamBridge:
                 stream=self.stream.streamID, why=str(cut))
 
     def _finish(self) -> None:
-        self._done = True
+        self.state = BridgeState.DONE
         self.context.active.discard(self)
         record, self.record = self.record, None
         if record is not None:
