@@ -65,6 +65,6 @@ def run(n, size, batch):
 
 SMALL = int(sys.argv[1]) if len(sys.argv) > 1 else 3200
 LARGE = int(sys.argv[2]) if len(sys.argv) > 2 else 200
-small = min(run(SMALL, 100, 16) for _ in range(5))
-large = min(run(LARGE, 1024 * 1024, 1) for _ in range(5))
+small = min(run(SMALL, 100, 16) for _ in range(5)) if SMALL else 0.0
+large = min(run(LARGE, 1024 * 1024, 1) for _ in range(5)) if LARGE else 0.0
 print("us/req small(100 B) %.1f  large(1 MiB) %.1f" % (small, large))

@@ -76,6 +76,12 @@ class BridgeState(enum.Enum):
     DONE = "done"
 
 
+# Members as module globals: a lookup on the enum class costs about 0.1 µs on
+# Python 3.11, and a bridge checks its state on every callback.
+_AWAITING_RESPONSE, _RESPONDING, _DONE = BridgeState
+_NO_TUNNEL, _HANDSHAKE, _TUNNEL_OPEN = TunnelState
+
+
 class UpstreamPoolLike(Protocol):
     """What the bridge needs of an upstream pool (see h2proxy.upstream.pool)."""
 
@@ -227,10 +233,10 @@ class StreamBridge:
         self._buffer: BodyBuffer | None = None
         self._pending: UpstreamRequest | None = None
         self._sender: BufferedBodySender | None = None
-        self.state = BridgeState.AWAITING_RESPONSE
+        self.state = _AWAITING_RESPONSE
         self._bodyless = False
         self._bodyReceived = 0
-        self.tunnel = TunnelState.NONE
+        self.tunnel = _NO_TUNNEL
         # The proxy's Sec-WebSocket-Key for an HTTP/2 client's handshake.
         self._tunnelKey: bytes | None = None
         context.active.add(self)
@@ -255,15 +261,15 @@ class StreamBridge:
             self._fail(413, "http_request_denied")
             return
         if websocket.is_websocket(head):
-            self.tunnel = TunnelState.HANDSHAKE
+            self.tunnel = _HANDSHAKE
         try:
             upstream = translate.to_upstream(
-                websocket.backend_head(head) if self.tunnel is TunnelState.HANDSHAKE else head,
+                websocket.backend_head(head) if self.tunnel is _HANDSHAKE else head,
                 target=route.target(head.path),
                 facts=facts,
                 policy=self.forwarding,
                 edits=route.requestEdits,
-                body_length=0 if self.tunnel is TunnelState.HANDSHAKE else translate.request_body_length(head),
+                body_length=0 if self.tunnel is _HANDSHAKE else translate.request_body_length(head),
             )
         except UnforwardableRequest as refused:
             log.info("request {id} refused: {why}", id=self.requestId, why=str(refused))
@@ -277,7 +283,7 @@ class StreamBridge:
             )
             self._pending = self._continueLocally(upstream)
             return
-        if self.tunnel is TunnelState.HANDSHAKE:
+        if self.tunnel is _HANDSHAKE:
             self._startTunnel(route, upstream, head)
             return
         self._exchange = self.context.pools[route.upstream].request(upstream, self)
@@ -285,7 +291,7 @@ class StreamBridge:
             self._exchange.registerProducer(self.stream, True)
 
     def requestDataReceived(self, data: bytes) -> None:
-        if self.state is BridgeState.DONE:
+        if self.state is _DONE:
             return
         self.record.requestBytes += len(data)
         if self._buffer is not None:
@@ -295,8 +301,8 @@ class StreamBridge:
             return
         self._bodyReceived += len(data)
         limit = self.context.maxRequestBody
-        if limit and self._bodyReceived > limit and self.tunnel is TunnelState.NONE:
-            if self.state is BridgeState.RESPONDING:
+        if limit and self._bodyReceived > limit and self.tunnel is _NO_TUNNEL:
+            if self.state is _RESPONDING:
                 self._resetReason("http_request_denied")
                 self._abandon()
                 self.stream.reset(ResetReason.CANCEL)
@@ -306,7 +312,7 @@ class StreamBridge:
         self._exchange.write(data)
 
     def requestEnded(self, trailers: Headers) -> None:
-        if self.state is BridgeState.DONE:
+        if self.state is _DONE:
             return
         if self._buffer is not None:
             self._sendBuffered()
@@ -339,18 +345,18 @@ class StreamBridge:
     # -- ResponseReceiver: the backend side ----------------------------------
 
     def responseInformational(self, head: ResponseHead) -> None:
-        if self.state is not BridgeState.DONE:
+        if self.state is not _DONE:
             self.stream.writeInformational(translate.to_client(head))
 
     def responseHeadReceived(self, head: ResponseHead) -> None:
-        if self.state is BridgeState.DONE:
+        if self.state is _DONE:
             return
-        if self.tunnel is TunnelState.HANDSHAKE:
+        if self.tunnel is _HANDSHAKE:
             switched = self._tunnelHead(head)
             if switched is None:
                 return
             head = switched
-        self.state = BridgeState.RESPONDING
+        self.state = _RESPONDING
         self.context.observer.responseStarted(self.record, head.status)
         self.context.observer.exchangeUsed(self.record, self._exchange)
         route = self._route
@@ -364,17 +370,17 @@ class StreamBridge:
         )
         if self._exchange is not None:
             self.stream.registerProducer(self._exchange, True)
-            if self.tunnel is TunnelState.OPEN:
+            if self.tunnel is _TUNNEL_OPEN:
                 self._exchange.registerProducer(self.stream, True)
                 self.stream.resumeProducing()
 
     def responseDataReceived(self, data: bytes) -> None:
-        if self.state is not BridgeState.DONE:
+        if self.state is not _DONE:
             self.record.responseBytes += len(data)
             self.stream.write(data)
 
     def responseEnded(self, trailers: Headers) -> None:
-        if self.state is BridgeState.DONE:
+        if self.state is _DONE:
             return
         self.stream.unregisterProducer()
         trailers = translate.trailers_to_client(trailers)
@@ -387,7 +393,7 @@ class StreamBridge:
         self._finish()
 
     def responseFailed(self, error: UpstreamError) -> None:
-        if self.state is BridgeState.DONE:
+        if self.state is _DONE:
             return
         log.info(
             "request {id}: upstream failure on stream {stream}: {reason}: {error}",
@@ -396,9 +402,9 @@ class StreamBridge:
             reason=error.reason,
             error=str(error) or type(error).__name__,
         )
-        if self.state is BridgeState.RESPONDING:
+        if self.state is _RESPONDING:
             self._resetReason(error.reason)
-            self.stream.reset(ResetReason.CANCEL if self.tunnel is TunnelState.OPEN else ResetReason.INTERNAL_ERROR)
+            self.stream.reset(ResetReason.CANCEL if self.tunnel is _TUNNEL_OPEN else ResetReason.INTERNAL_ERROR)
             self._finish()
         else:
             self._fail(error.status, error.reason, getattr(error, "retry_after", None))
@@ -444,7 +450,7 @@ class StreamBridge:
                 log.info("request {id}: bad WebSocket handshake from the backend: {why}", id=self.requestId, why=str(bad))
                 self._fail(502, "http_protocol_error")
                 return None
-        self.tunnel = TunnelState.OPEN
+        self.tunnel = _TUNNEL_OPEN
         return head
 
     def _bufferData(self, data: bytes) -> None:
@@ -472,7 +478,7 @@ class StreamBridge:
         request = dataclasses.replace(self._pending, body_length=self._buffer.size)
         self._pending = None
         self._exchange = self.context.pools[self._route.upstream].request(request, self)
-        if self.state is BridgeState.DONE:
+        if self.state is _DONE:
             return
         self._sender = BufferedBodySender(self._buffer, self._exchange, self._bufferFailed)
         self._sender.start()
@@ -484,9 +490,9 @@ class StreamBridge:
             id=self.requestId,
             error=error,
         )
-        if self.state is BridgeState.DONE:
+        if self.state is _DONE:
             return
-        if self.state is BridgeState.RESPONDING:
+        if self.state is _RESPONDING:
             self._resetReason("proxy_internal_error")
             self._abandon()
             self.stream.reset(ResetReason.INTERNAL_ERROR)
@@ -520,15 +526,15 @@ class StreamBridge:
         cause was already given: the first cause wins (a backend failure resets the
         stream, and that reset must not be logged as the client leaving)."""
         record = self.record
-        if record is not None and self.state is not BridgeState.DONE and not record.error:
+        if record is not None and self.state is not _DONE and not record.error:
             record.error, record.reset = reason, True
 
     def _cut(self, cut: StreamCut) -> None:
         """The proxy cut the stream (see L{streamAborted})."""
         record = self.record
-        if record is None or self.state is BridgeState.DONE or record.error:
+        if record is None or self.state is _DONE or record.error:
             return
-        if cut.status is not None and self.state is BridgeState.AWAITING_RESPONSE:
+        if cut.status is not None and self.state is _AWAITING_RESPONSE:
             record.status, record.error = cut.status, cut.reason
             return
         self._resetReason(cut.reason)
@@ -539,7 +545,7 @@ class StreamBridge:
                 stream=self.stream.streamID, why=str(cut))
 
     def _finish(self) -> None:
-        self.state = BridgeState.DONE
+        self.state = _DONE
         self.context.active.discard(self)
         record, self.record = self.record, None
         if record is not None:

@@ -61,6 +61,12 @@ class BodyState(enum.Enum):
     UNWANTED = "unwanted"
 
 
+# Members as module globals: a lookup on the enum class costs about 0.1 µs on
+# Python 3.11, and an exchange checks its state on every write.
+_OPEN, _FINISHED, _ABORTED = ExchangeState
+_FLOWING, _PAUSED, _UNWANTED = BodyState
+
+
 @implementer(IPushProducer, IConsumer)
 class HTTP1Stream:
     """One request/response exchange of an HTTP/1.1 connection, shaped like an H2Stream.
@@ -97,7 +103,7 @@ class HTTP1Stream:
         self._request = request
         #: the handler, until the response is finished or the stream aborted.
         self._handler: StreamHandler | None = None
-        self._body = BodyState.UNWANTED if request.head.end_stream else BodyState.FLOWING
+        self._body = _UNWANTED if request.head.end_stream else _FLOWING
         #: 100 Continue is owed before the client sends its body.
         self._continuePending = request.expectContinue
         #: the connection must close once this response is done.
@@ -105,22 +111,22 @@ class HTTP1Stream:
         self._producer: IPushProducer | None = None
         self._start: ResponseStart | None = None
         self._remaining = 0
-        self.state = ExchangeState.OPEN
+        self.state = _OPEN
 
     # -- request side: IPushProducer ----------------------------------------
 
     def pauseProducing(self) -> None:
         """The handler cannot take more body now: stop reading the socket."""
-        if self._handler is None or self._body is BodyState.UNWANTED:
+        if self._handler is None or self._body is _UNWANTED:
             return
-        self._body = BodyState.PAUSED
+        self._body = _PAUSED
         self.connection.readingChanged()
 
     def resumeProducing(self) -> None:
         """The handler takes body again: hand on what is buffered, then read on."""
-        if self._handler is None or self._body is BodyState.UNWANTED:
+        if self._handler is None or self._body is _UNWANTED:
             return
-        self._body = BodyState.FLOWING
+        self._body = _FLOWING
         self.sendContinue()
         self.connection.readingChanged()
 
@@ -129,7 +135,7 @@ class HTTP1Stream:
         L{h2proxy.frontend.http1.protocol.MAX_DISCARD}), and the response side carries on."""
         if self._handler is None:
             return
-        self._body = BodyState.UNWANTED
+        self._body = _UNWANTED
         self.connection.readingChanged()
 
     # -- response side: IConsumer -------------------------------------------
@@ -138,7 +144,7 @@ class HTTP1Stream:
         """Attach the response-body producer; it is paused while the client's socket is full."""
         if not streaming:
             raise ValueError("HTTP1Stream takes streaming (push) producers only")
-        if self.state is not ExchangeState.OPEN:
+        if self.state is not _OPEN:
             return
         if self._producer is not None:
             raise RuntimeError(f"stream {self.streamID} already has a producer")
@@ -154,7 +160,7 @@ class HTTP1Stream:
         15.2) and after the final head. A 100 goes out only to a client still waiting
         for it, and only when the backend decides (not C{localContinue}): once, since
         it is the client's cue to send the body."""
-        if self.state is ExchangeState.ABORTED or self._start is not None or self._request.http10:
+        if self.state is _ABORTED or self._start is not None or self._request.http10:
             return
         if head.status == 100:
             if not self._continuePending or self.connection.factory.localContinue:
@@ -164,7 +170,7 @@ class HTTP1Stream:
 
     def writeHeaders(self, head: ResponseHead, endStream: bool = False) -> None:
         """Send the final response head; its framing is chosen here (see L{start_response})."""
-        if self.state is not ExchangeState.OPEN:
+        if self.state is not _OPEN:
             return
         if self._start is not None:
             raise RuntimeError(f"stream {self.streamID}: response head already sent")
@@ -191,7 +197,7 @@ class HTTP1Stream:
 
     def write(self, data: bytes) -> None:
         """Send response body bytes, framed as the head promised."""
-        if self.state is not ExchangeState.OPEN or not data:
+        if self.state is not _OPEN or not data:
             return
         start = self._started()
         if start.framing is Framing.CHUNKED:
@@ -212,7 +218,7 @@ class HTTP1Stream:
     def writeTrailers(self, headers: Headers) -> None:
         """End the response with trailers; they only exist on a chunked response and
         are dropped otherwise."""
-        if self.state is not ExchangeState.OPEN:
+        if self.state is not _OPEN:
             return
         if self._started().framing is not Framing.CHUNKED:
             self.finish()
@@ -226,7 +232,7 @@ class HTTP1Stream:
     def finish(self) -> None:
         """The response is complete. A Content-Length body that is short cannot be
         completed honestly: the connection is closed so the client sees it truncated."""
-        if self.state is not ExchangeState.OPEN:
+        if self.state is not _OPEN:
             return
         start = self._started()
         if start.framing is Framing.CHUNKED:
@@ -244,7 +250,7 @@ class HTTP1Stream:
     def reset(self, reason: ResetReason = ResetReason.INTERNAL_ERROR) -> None:
         """End the exchange abnormally, whatever the C{reason}: HTTP/1.1 can only
         close the connection; an incomplete response then reads as truncated."""
-        if self.state is not ExchangeState.OPEN:
+        if self.state is not _OPEN:
             return
         self.connection.resetStream(self)
 
@@ -283,16 +289,16 @@ class HTTP1Stream:
     @property
     def finished(self) -> bool:
         """The response was written completely."""
-        return self.state is ExchangeState.FINISHED
+        return self.state is _FINISHED
 
     @property
     def wantsBody(self) -> bool:
         """Body bytes go to the handler (rather than being discarded)."""
-        return self._handler is not None and self._body is not BodyState.UNWANTED
+        return self._handler is not None and self._body is not _UNWANTED
 
     @property
     def paused(self) -> bool:
-        return self._body is BodyState.PAUSED
+        return self._body is _PAUSED
 
     def _started(self) -> ResponseStart:
         if self._start is None:
@@ -313,8 +319,8 @@ class HTTP1Stream:
         start = switching_protocols(head, protocol)
         self._start = start
         self.closeAfter = True
-        if self._body is BodyState.UNWANTED:
-            self._body = BodyState.FLOWING
+        if self._body is _UNWANTED:
+            self._body = _FLOWING
         if start.dropped:
             self.connection.logDropped(start.dropped)
         self.connection.send(start.data)
@@ -322,13 +328,13 @@ class HTTP1Stream:
 
     def endTunnel(self) -> None:
         """The client closed the tunnel cleanly: the end of its side of it."""
-        if self._end(ExchangeState.ABORTED):
+        if self._end(_ABORTED):
             handler = self._detach()
             if handler is not None:
                 handler.requestEnded(())
 
     def _complete(self) -> None:
-        self.state = ExchangeState.FINISHED
+        self.state = _FINISHED
         self._detach()
         self.connection.responseFinished(self)
 
@@ -336,12 +342,12 @@ class HTTP1Stream:
         """Forget the handler and the producer; return the handler if it was attached."""
         handler, self._handler = self._handler, None
         self._producer = None
-        self._body = BodyState.UNWANTED
+        self._body = _UNWANTED
         return handler
 
     def abort(self, reason: Failure) -> None:
         """Tell the handler, once, that the exchange is over without completing."""
-        if self._end(ExchangeState.ABORTED):
+        if self._end(_ABORTED):
             handler = self._detach()
             if handler is not None:
                 handler.streamAborted(reason)
@@ -350,7 +356,7 @@ class HTTP1Stream:
 
     def _end(self, state: ExchangeState) -> bool:
         """Move an open exchange to C{state}; return whether it was open."""
-        if self.state is not ExchangeState.OPEN:
+        if self.state is not _OPEN:
             return False
         self.state = state
         return True

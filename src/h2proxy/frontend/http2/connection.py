@@ -101,6 +101,10 @@ DEFAULT_WINDOW = 65535
 
 _REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}
 
+#: The one timer every request looks at, as a module global (an enum member looked
+#: up on its class costs about 0.1 µs on Python 3.11).
+_REQUEST_HEADER = Timer.REQUEST_HEADER
+
 
 class ConnectionTracker:
     """What L{H2Connection} tells its factory about its life (see L{H2Factory})."""
@@ -458,7 +462,8 @@ class H2Connection(SendLoop, Defences, Lifecycle, Protocol, TimeoutMixin):
         """Validate a request and accept its stream; its handler starts at the end
         of this read (L{_startHandlers}), if the stream is still open then."""
         streamID = event.stream_id
-        self._timers.cancel(Timer.REQUEST_HEADER)
+        if self._timers.armed(_REQUEST_HEADER):
+            self._timers.cancel(_REQUEST_HEADER)
         if self._refusing(streamID):
             self.conn.reset_stream(streamID, ErrorCodes.REFUSED_STREAM)
             self._rejected("refused_stream")

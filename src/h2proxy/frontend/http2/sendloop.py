@@ -45,6 +45,11 @@ log = Logger()
 #: Body bytes one pass of the send loop may write before yielding to the reactor.
 SEND_PASS_BYTES = 256 * 1024
 
+# Enum members as module globals: a lookup on the enum class costs about 0.1 µs on
+# Python 3.11, and these are read on every write and every frame.
+_SEND = Timer.SEND
+_RESPONSE_ENDED = ResponseState.ENDED
+
 
 class SendLoop(_Base):
     """The send loop and output of L{H2Connection} (a base class of it)."""
@@ -89,9 +94,9 @@ class SendLoop(_Base):
 
     def _scheduleSend(self) -> None:
         """One pass per reactor turn; a read or a running pass picks it up itself."""
-        if self._inRead or self._inSend or self._transportPaused or self._timers.armed(Timer.SEND):
+        if self._inRead or self._inSend or self._transportPaused or self._timers.armed(_SEND):
             return
-        self._timers.arm(Timer.SEND, 0, self._sendPass)
+        self._timers.arm(_SEND, 0, self._sendPass)
 
     def _pump(self) -> None:
         """End of a read: send what is ready now, with the read's control frames."""
@@ -100,7 +105,7 @@ class SendLoop(_Base):
     def _sendPass(self) -> None:
         """Send frames by priority until the transport pauses, nothing is ready or
         L{SEND_PASS_BYTES} went out; then write them all at once."""
-        self._timers.cancel(Timer.SEND)
+        self._timers.cancel(_SEND)
         if self._state >= CLOSING:
             return
         sent = 0
@@ -126,7 +131,7 @@ class SendLoop(_Base):
         """Send what one stream can send now (L{H2Stream.emit}); complete it if
         END_STREAM went. Returns the body bytes sent."""
         size = stream.emit(self.conn)
-        if stream.response is ResponseState.ENDED:
+        if stream.response is _RESPONSE_ENDED:
             self._responseComplete(stream)
         else:
             stream.afterSend()
