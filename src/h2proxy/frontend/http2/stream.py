@@ -166,6 +166,9 @@ class H2Stream:
         self.connection = connection
         self.handler: StreamHandler | None = None
         self.state = _S_ACCEPTED
+        #: C{state is not CLOSED}, kept as an attribute: the connection asks on
+        #: every event, and a property costs a call each time.
+        self.alive = True
         # Request side.
         self.request = _REQ_RECEIVING
         self.lastBodyProgress = 0.0
@@ -184,11 +187,6 @@ class H2Stream:
 
     def __repr__(self) -> str:
         return f"<H2Stream {self.streamID} {self.state.value}>"
-
-    @property
-    def alive(self) -> bool:
-        """The stream is still on its connection: calls on it still do something."""
-        return self.state is not _S_CLOSED
 
     # -- request body: IPushProducer ------------------------------------------
 
@@ -473,7 +471,12 @@ class H2Stream:
         if self.queued:
             size = min(machine.local_flow_control_window(streamID), machine.max_outbound_frame_size, self.queued)
             if size > 0:
-                chunk = self._takeData(size)
+                queue = self.queue
+                if len(queue[0]) == size:
+                    chunk = queue.popleft()
+                    self.queued -= size
+                else:
+                    chunk = self._takeData(size)
                 ended = not self.queued and self._end is END_AFTER_DATA
                 if ended:
                     self._end = None
@@ -535,6 +538,7 @@ class H2Stream:
         handler breaks the stream <-> handler cycle, so reference counting frees
         both (and what the handler holds) at once instead of the cyclic collector."""
         self.state = _S_CLOSED
+        self.alive = False
         self.handler = None
         self.queue.clear()
         self.queued = 0
