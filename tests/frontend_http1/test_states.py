@@ -1,8 +1,9 @@
-"""An HTTP/1.1 exchange's L{ExchangeState} and L{BodyState}, moved by the handler's
-calls and the connection's events."""
+"""An HTTP/1.1 exchange's L{ExchangeState} and L{BodyState}, and its connection's
+L{ProtocolState}, moved by the handler's calls and the connection's events."""
 
 from __future__ import annotations
 
+from h2proxy.frontend.http1.protocol import ProtocolState
 from h2proxy.frontend.http1.stream import BodyState, ExchangeState
 from h2proxy.message import ResponseHead
 from tests.frontend_http1.harness import connect
@@ -71,3 +72,26 @@ def test_a_bodiless_request_wants_no_body():
     stream = h.handler.stream
     stream.pauseProducing()
     assert stream._body is BodyState.UNWANTED and not stream.paused
+
+
+def test_the_connection_closes_then_is_lost():
+    """A Connection: close response moves the connection to CLOSING (transport closed,
+    nothing more read), then CLOSED when the transport is gone."""
+    h = connect()
+    h.feed(b"GET / HTTP/1.1\r\nHost: example.org\r\nConnection: close\r\n\r\n")
+    assert h.protocol._state is ProtocolState.OPEN
+    h.handler.respond()
+    assert h.protocol._state is ProtocolState.CLOSING and h.transport.disconnecting
+    h.feed(b"GET /more HTTP/1.1\r\nHost: example.org\r\n\r\n")
+    assert len(h.handlers) == 1
+    h.lose()
+    assert h.protocol._state is ProtocolState.CLOSED
+
+
+def test_a_transport_that_stops_taking_data_stops_the_connection():
+    """stopProducing is CLOSING: bytes that still arrive start no exchange."""
+    h = connect()
+    h.protocol.stopProducing()
+    assert h.protocol._state is ProtocolState.CLOSING
+    h.feed(b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n")
+    assert h.handlers == []

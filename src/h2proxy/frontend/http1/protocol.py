@@ -23,6 +23,7 @@ L{h2proxy.frontend.http1.write}); this module is the Twisted shell around them.
 
 from __future__ import annotations
 
+import enum
 from typing import TYPE_CHECKING, Callable
 
 from twisted.internet.error import ConnectionAborted, ConnectionDone, TimeoutError
@@ -70,6 +71,21 @@ MAX_DISCARD = 1024 * 1024
 MAX_EMPTY_LINES = 8
 
 
+class ProtocolState(enum.Enum):
+    """An HTTP/1.x connection's life: L{OPEN}; L{CLOSING} once it closes or aborts
+    its transport (or the transport stops taking data): nothing more is read or
+    written; L{CLOSED} once the transport is gone."""
+
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+# Members as module globals: a lookup on the enum class costs about 0.1 µs on
+# Python 3.11, and the read loop checks the state on every step.
+_OPEN, _CLOSING, _CLOSED = ProtocolState
+
+
 @implementer(IPushProducer)
 class HTTP11ServerProtocol(Protocol, TimeoutMixin):
     """One HTTP/1.x client connection: reads requests one at a time, writes responses.
@@ -78,7 +94,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
     body (C{_body} set; bytes go to the handler unless it paused or stopped them, in
     which case they are discarded); waiting for the response (C{_body is None}; the
     socket is read only to notice a close, and paused as soon as bytes of a next
-    request arrive); closing (C{_gone}: nothing more is read or written).
+    request arrive). Its L{ProtocolState} says whether it still reads and writes.
 
     The idle timeout runs while the connection waits on the client (for a head, for
     body bytes, or for it to read what was written) and stops while it waits on the
@@ -101,8 +117,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
         self._pipelinedRun = 0
         self._readingPaused = False
         self._writePaused = False
-        self._gone = False
-        self._lost = False
+        self._state = _OPEN
         self._processing = False
         self._again = False
         self._tunnel = False
@@ -133,7 +148,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
         self._updateTimer()
 
     def dataReceived(self, data: bytes) -> None:
-        if self._gone:
+        if self._state is not _OPEN:
             return
         self._buffer += data
         if self._readingPaused and len(self._buffer) > self.factory.maxHeaderBytes + READ_AHEAD_LIMIT:
@@ -152,7 +167,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
         self._process()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self._gone = self._lost = True
+        self._state = _CLOSED
         self.setTimeout(None)
         if self._abortTimer is not None and self._abortTimer.active():
             self._abortTimer.cancel()
@@ -216,7 +231,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
 
     def stopProducing(self) -> None:
         """The transport is going away; C{connectionLost} follows with the reason."""
-        self._gone = True
+        self._closing()
 
     # -- reading ------------------------------------------------------------
 
@@ -232,7 +247,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
             return
         self._processing = True
         try:
-            while not self._gone:
+            while self._state is _OPEN:
                 self._again = False
                 if not self._step() and not self._again:
                     break
@@ -288,7 +303,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
         self._streams += 1
         stream = HTTP1Stream(self, self._streams, request)
         if self.draining or self._pipelinedRun >= self.factory.maxPipelined:
-            stream.closeAfter = True
+            stream.closeAfterResponse()
         self._stream = stream
         self._body = body_decoder(request, self.factory.maxHeaderBytes)
         self._discarded = 0
@@ -401,11 +416,11 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
     # -- writing and closing --------------------------------------------------
 
     def send(self, data: bytes) -> None:
-        if not self._gone:
+        if self._state is _OPEN:
             self.transport.write(data)
 
     def sendSequence(self, data: list[bytes]) -> None:
-        if not self._gone:
+        if self._state is _OPEN:
             self.transport.writeSequence(data)
 
     def logDropped(self, names: tuple[bytes, ...]) -> None:
@@ -421,9 +436,9 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
         This protocol stops being the transport's producer first: a TLS transport
         does not start its close (close_notify) while a producer is registered, so
         every close waited for the abort timer and ended in a reset."""
-        if self._gone:
+        if self._state is not _OPEN:
             return
-        self._gone = True
+        self._state = _CLOSING
         self.setTimeout(None)
         self.transport.unregisterProducer()
         self.transport.loseConnection()
@@ -432,11 +447,16 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
 
     def _abortConnection(self) -> None:
         """Drop the connection at once, unflushed writes and all."""
-        if self._lost:
+        if self._state is _CLOSED:
             return
-        self._gone = True
+        self._closing()
         self.setTimeout(None)
         self.transport.abortConnection()
+
+    def _closing(self) -> None:
+        """Nothing more is read or written (unless the transport is already gone)."""
+        if self._state is _OPEN:
+            self._state = _CLOSING
 
     def drain(self) -> None:
         """Graceful stop: an idle connection closes now; a busy one answers its current
@@ -444,12 +464,12 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
         if self._stream is None and not self._buffer:
             self._close()
         elif self._stream is not None:
-            self._stream.closeAfter = True
+            self._stream.closeAfterResponse()
 
     def isIdle(self) -> bool:
         """Between requests with nothing buffered: closing now loses no request
         (the worker's connection cap closes such connections first)."""
-        return self._stream is None and not self._buffer and not self._gone
+        return self._stream is None and not self._buffer and self._state is _OPEN
 
     def closeIdle(self) -> None:
         """Close an idle connection to make room for another."""
@@ -481,7 +501,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
         return not self._buffer
 
     def _updateReading(self) -> None:
-        if self._gone:
+        if self._state is not _OPEN:
             return
         want = self._wantReading()
         if want == (not self._readingPaused):
@@ -493,7 +513,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
             self.transport.pauseProducing()
 
     def _waitingOnClient(self) -> bool:
-        if self._gone:
+        if self._state is not _OPEN:
             return False
         if self._writePaused:
             return True

@@ -267,6 +267,11 @@ class HTTP1Stream:
 
     # -- used by the connection -----------------------------------------------
 
+    def closeAfterResponse(self) -> None:
+        """The connection closes once this response is done (the response says
+        ``Connection: close`` if its head has not gone out yet)."""
+        self.closeAfter = True
+
     def attach(self, handler: StreamHandler) -> None:
         """The handler this exchange drives, until it is finished or aborted."""
         self._handler = handler

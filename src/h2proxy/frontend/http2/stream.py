@@ -18,8 +18,12 @@ A stream is accepted when its request headers arrive, but its handler is started
 only at the end of that read (see L{H2Connection}); DATA and the end of the request
 that arrive before L{H2Stream.start} wait in the stream, exactly as while paused.
 
-The stream owns its queues; the connection (which owns the h2 state machine, the
-priority tree and the transport) drives them. Once a stream is gone (complete,
+The stream owns its queues and its states (L{StreamState}, L{RequestState},
+L{ResponseState}, L{ProducerState}); the connection (which owns the h2 state
+machine, the priority tree and the transport) drives them through the stream's
+operations and never writes a stream's fields: it queues heads, body bytes and ends
+(C{queueHeaders}, C{queueData}, C{queueEnd}...) and its send loop asks the stream
+to put its next frames on the codec (L{H2Stream.emit}). Once a stream is gone (complete,
 reset by either side, or its connection lost), every call on it is a no-op, and its
 handler has received exactly one C{streamAborted} if it did not complete normally.
 """
