@@ -265,7 +265,7 @@ class H2Connection(SendLoop, Defences, Lifecycle, Protocol, TimeoutMixin):
             return
         finally:
             self._inRead = False
-        self._pump()
+        self._sendPass()  # what the read made ready leaves with its control frames
 
     def _deferInput(self) -> None:
         """Stop reading; go on with the buffered frames at the next turn."""

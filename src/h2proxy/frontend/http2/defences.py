@@ -19,7 +19,7 @@ for the whole list.)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet.error import ConnectionAborted, TimeoutError
 from twisted.logger import Logger
@@ -31,12 +31,6 @@ from h2proxy.frontend.http2.lifecycle import CLOSING, Timer
 from h2proxy.frontend.http2.stream import H2Stream
 from h2proxy.message import Headers
 
-if TYPE_CHECKING:
-    from h2proxy.frontend.http2.connection import H2Connection
-
-    _Base = H2Connection
-else:
-    _Base = object
 
 log = Logger()
 
@@ -71,7 +65,7 @@ class _DiscardRequest:
 DISCARD = _DiscardRequest()
 
 
-class Defences(_Base):
+class Defences:
     """Budgets, timeouts and the watchdog of L{H2Connection} (a base class of it)."""
 
     def _prematureReset(self) -> None:

@@ -22,7 +22,7 @@ stream, whatever our own state is.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from twisted.internet.error import ConnectionLost, TimeoutError
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -32,12 +32,6 @@ from twisted.python.failure import Failure
 from h2proxy.frontend.handler import StreamCut
 from h2proxy.frontend.http2.codec import ErrorCodes, ProtocolError
 
-if TYPE_CHECKING:
-    from h2proxy.frontend.http2.connection import H2Connection
-
-    _Base = H2Connection
-else:
-    _Base = object
 
 log = Logger()
 
@@ -137,7 +131,7 @@ class Timers:
         function()
 
 
-class Lifecycle(_Base):
+class Lifecycle:
     """The GOAWAY and close sequencing of L{H2Connection} (a base class of it)."""
 
     def _enter(self, state: ConnectionState) -> None:

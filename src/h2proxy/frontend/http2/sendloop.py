@@ -24,7 +24,7 @@ aborted with a log line naming the peer, the limit and the amount.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet.error import ConnectionLost
 from twisted.logger import Logger
@@ -33,12 +33,6 @@ from twisted.python.failure import Failure
 from h2proxy.frontend.http2.lifecycle import CLOSED, CLOSING, Timer
 from h2proxy.frontend.http2.stream import H2Stream, ResponseState
 
-if TYPE_CHECKING:
-    from h2proxy.frontend.http2.connection import H2Connection
-
-    _Base = H2Connection
-else:
-    _Base = object
 
 log = Logger()
 
@@ -51,7 +45,7 @@ _SEND = Timer.SEND
 _RESPONSE_ENDED = ResponseState.ENDED
 
 
-class SendLoop(_Base):
+class SendLoop:
     """The send loop and output of L{H2Connection} (a base class of it)."""
 
     def _streamChanged(self, stream: H2Stream) -> None:
@@ -97,10 +91,6 @@ class SendLoop(_Base):
         if self._inRead or self._inSend or self._transportPaused or self._timers.armed(_SEND):
             return
         self._timers.arm(_SEND, 0, self._sendPass)
-
-    def _pump(self) -> None:
-        """End of a read: send what is ready now, with the read's control frames."""
-        self._sendPass()
 
     def _sendPass(self) -> None:
         """Send frames by priority until the transport pauses, nothing is ready or
