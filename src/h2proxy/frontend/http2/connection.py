@@ -322,8 +322,10 @@ class H2Connection(SendLoop, Defences, Lifecycle, Protocol, TimeoutMixin):
         if stream is None:
             return
         stream.checkFinalHead(head.status)
-        fields = self._responseFields(stream, lambda: response_fields(head))
-        if fields is None:
+        try:
+            fields = response_fields(head)
+        except InvalidResponseField as e:
+            self._invalidResponse(stream, e)
             return
         stream.queueHeaders(fields, endStream)
         self._streamChanged(stream)
@@ -334,10 +336,13 @@ class H2Connection(SendLoop, Defences, Lifecycle, Protocol, TimeoutMixin):
         if stream is None:
             return
         stream.checkInformational(head.status)
-        fields = self._responseFields(stream, lambda: response_fields(head))
-        if fields is not None:
-            stream.queueInformational(fields)
-            self._streamChanged(stream)
+        try:
+            fields = response_fields(head)
+        except InvalidResponseField as e:
+            self._invalidResponse(stream, e)
+            return
+        stream.queueInformational(fields)
+        self._streamChanged(stream)
 
     def writeDataToStream(self, streamID: int, data: bytes) -> None:
         """Queue response body bytes on a stream; the send loop frames them."""
@@ -354,8 +359,10 @@ class H2Connection(SendLoop, Defences, Lifecycle, Protocol, TimeoutMixin):
         if stream is None:
             return
         stream.checkFinishable()
-        fields = self._responseFields(stream, lambda: trailer_fields(headers))
-        if fields is None:
+        try:
+            fields = trailer_fields(headers)
+        except InvalidResponseField as e:
+            self._invalidResponse(stream, e)
             return
         if not fields:
             self.endRequest(streamID)
@@ -698,14 +705,10 @@ class H2Connection(SendLoop, Defences, Lifecycle, Protocol, TimeoutMixin):
             return None
         return self.streams.get(streamID)
 
-    def _responseFields(self, stream: H2Stream, build: Callable[[], list]) -> list | None:
-        """Build a field list; an invalid field from upstream resets the stream."""
-        try:
-            return build()
-        except InvalidResponseField as e:
-            log.error("cannot send response on stream {stream} from {peer}: {error}; resetting it", stream=stream.streamID, peer=self._peer(), error=str(e))
-            self.abortRequest(stream.streamID, ErrorCodes.INTERNAL_ERROR)
-            return None
+    def _invalidResponse(self, stream: H2Stream, error: InvalidResponseField) -> None:
+        """A field from upstream cannot go on the wire: log it and reset the stream."""
+        log.error("cannot send response on stream {stream} from {peer}: {error}; resetting it", stream=stream.streamID, peer=self._peer(), error=str(error))
+        self.abortRequest(stream.streamID, ErrorCodes.INTERNAL_ERROR)
 
     def _peer(self) -> str:
         transport = self.transport

@@ -99,10 +99,23 @@ class SendLoop:
         if self._state >= CLOSING:
             return
         sent = 0
+        ready = self._ready
+        streams = self.streams
+        conn = self.conn
         self._inSend = True
         try:
-            while self._ready and not self._transportPaused and self._state < CLOSING and sent < SEND_PASS_BYTES:
-                sent += self._emit(self.streams[self._nextStream()])
+            while ready and not self._transportPaused and self._state < CLOSING and sent < SEND_PASS_BYTES:
+                # The next stream by priority (directly when only one is ready); it
+                # sends what it can now (L{H2Stream.emit}) and is completed if
+                # END_STREAM went. Inline: this runs once per frame.
+                stream = streams[next(iter(ready)) if len(ready) == 1 else next(self.priority)]
+                sent += stream.emit(conn)
+                if stream.response is _RESPONSE_ENDED:
+                    self._responseComplete(stream)
+                else:
+                    stream.afterSend()
+                    if stream.alive:
+                        self._updateReady(stream)
         except Exception:
             self._inSend = False
             self._internalError(Failure())
@@ -111,23 +124,6 @@ class SendLoop:
         self._flushOutput()
         if self._ready and self._state < CLOSING:
             self._scheduleSend()
-
-    def _nextStream(self) -> int:
-        if len(self._ready) == 1:
-            return next(iter(self._ready))
-        return next(self.priority)
-
-    def _emit(self, stream: H2Stream) -> int:
-        """Send what one stream can send now (L{H2Stream.emit}); complete it if
-        END_STREAM went. Returns the body bytes sent."""
-        size = stream.emit(self.conn)
-        if stream.response is _RESPONSE_ENDED:
-            self._responseComplete(stream)
-        else:
-            stream.afterSend()
-            if stream.alive:
-                self._updateReady(stream)
-        return size
 
     def pauseProducing(self) -> None:
         """The transport is full: stop the send loop (control frames get buffered)

@@ -184,6 +184,10 @@ class H2Stream:
         self.response = _RESP_AWAITING_HEAD
         self._heads: deque[tuple[list[Field], bool]] = deque()
         self._end: _End | list[Field] | None = None
+        #: A head, or the end with no body left before it, is queued: something
+        #: to send that needs no flow-control window. Kept up to date by the
+        #: queue operations and L{emit} (the send loop asks on every write).
+        self.sendableWithoutWindow = False
         self.queue: deque[bytes | memoryview] = deque()
         self.queued = 0
         self.producer = _PROD_NONE
@@ -416,10 +420,12 @@ class H2Stream:
 
     def queueInformational(self, fields: list[Field]) -> None:
         self._heads.append((fields, False))
+        self.sendableWithoutWindow = True
 
     def queueHeaders(self, fields: list[Field], endStream: bool) -> None:
         """Queue the final head (checked by L{checkFinalHead})."""
         self._heads.append((fields, endStream))
+        self.sendableWithoutWindow = True
         self.response = _RESP_FINISHING if endStream else _RESP_HEAD_QUEUED
 
     def queueData(self, data: bytes) -> None:
@@ -439,6 +445,7 @@ class H2Stream:
         """End the response with trailers, after the queued body (checked by L{checkFinishable})."""
         self.response = _RESP_FINISHING
         self._end = fields
+        self.sendableWithoutWindow = bool(self._heads) or not self.queued
 
     def queueEnd(self) -> None:
         """End the response after the queued body (checked by L{checkFinishable}):
@@ -449,14 +456,9 @@ class H2Stream:
             self._heads.append((fields, True))
         else:
             self._end = END_AFTER_DATA
+            self.sendableWithoutWindow = bool(self._heads) or not self.queued
 
     # -- the response queue: taken by the send loop ----------------------------
-
-    @property
-    def sendableWithoutWindow(self) -> bool:
-        """A head, or the end with no body left before it, is queued: neither needs
-        flow-control window."""
-        return bool(self._heads) or (self._end is not None and not self.queued)
 
     def emit(self, machine: "ServerConnection") -> int:
         """Put what this stream can send now on the connection's codec C{machine}:
@@ -497,6 +499,7 @@ class H2Stream:
             ended = True
         if ended:
             self.response = _RESP_ENDED
+        self.sendableWithoutWindow = self._end is not None and not self.queued
         return size
 
     def _takeData(self, size: int) -> bytes | memoryview:
@@ -547,6 +550,7 @@ class H2Stream:
         self.queue.clear()
         self.queued = 0
         self._heads.clear()
+        self.sendableWithoutWindow = False
         self._inbound.clear()
         self._producer = None
         self.producer = _PROD_NONE
