@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 
 import pytest
-from h2.errors import ErrorCodes
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.python.failure import Failure
 
@@ -16,6 +15,7 @@ from h2proxy.bridge.headers import ForwardingPolicy
 from h2proxy.bridge.routing import Router
 from h2proxy.config.model import ForwardingConfig, ResponseHeadersConfig, RouteConfig
 from h2proxy.errors import BackendClosed, BackendConnectTimeout, BackendRefused, BackendTimeout, NoHealthyBackend
+from h2proxy.frontend.handler import ResetReason
 from h2proxy.message import RequestHead, ResponseHead
 
 
@@ -55,8 +55,8 @@ class FakeStream:
     def finish(self):
         self.calls.append(("finish",))
 
-    def reset(self, errorCode=ErrorCodes.INTERNAL_ERROR):
-        self.calls.append(("reset", errorCode))
+    def reset(self, reason=ResetReason.INTERNAL_ERROR):
+        self.calls.append(("reset", reason))
 
     def registerProducer(self, producer, streaming):
         self.producer = producer
@@ -258,7 +258,7 @@ def test_failure_after_head_resets_stream():
     bridge.responseHeadReceived(ResponseHead(200))
     bridge.responseDataReceived(b"part")
     bridge.responseFailed(BackendClosed())
-    assert stream.calls[-1] == ("reset", ErrorCodes.INTERNAL_ERROR)
+    assert stream.calls[-1] == ("reset", ResetReason.INTERNAL_ERROR)
     assert context.active == set()
 
 

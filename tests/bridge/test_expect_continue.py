@@ -68,6 +68,6 @@ def test_expect_continue_option_reaches_both_front_ends_of_its_listener():
     server = ProxyServer(config, MemoryReactorClock())
     for listener in config.listeners:
         server.factoryFor(listener)
-    assert server.h2Factories["local"].localContinue and server.http1Factories["local"].localContinue
-    assert not server.h2Factories["relay"].localContinue and not server.http1Factories["relay"].localContinue
+    assert server.h2Factories["local"].options.localContinue and server.http1Factories["local"].localContinue
+    assert not server.h2Factories["relay"].options.localContinue and not server.http1Factories["relay"].localContinue
     assert server.h2Factories["local"].buildProtocol(None).localContinue

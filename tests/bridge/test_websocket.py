@@ -5,11 +5,11 @@ ways and closed from either side."""
 
 from __future__ import annotations
 
-from h2.errors import ErrorCodes
 from twisted.python.failure import Failure
 
 from h2proxy.bridge import websocket
 from h2proxy.errors import BackendClosed
+from h2proxy.frontend.handler import ResetReason
 from h2proxy.message import RequestHead, ResponseHead
 from tests.bridge.test_bridge import setup
 
@@ -143,7 +143,7 @@ def test_backend_reset_cancels_the_client_stream():
     exchange = pool.exchanges[0]
     bridge.responseHeadReceived(switched(dict(exchange.request.headers)[b"sec-websocket-key"]))
     bridge.responseFailed(BackendClosed("reset"))
-    assert stream.calls[-1] == ("reset", ErrorCodes.CANCEL)
+    assert stream.calls[-1] == ("reset", ResetReason.CANCEL)
 
 
 def test_client_abort_cancels_the_backend():

@@ -156,7 +156,7 @@ class Server:
         assert connection.streams == {}
         assert set(connection.priority._streams) == {0}  # the root only
         assert connection._ready == set()
-        assert connection._windowBlocked == set()
+        assert connection._windowBlocked == {}
 
 
 class Client:

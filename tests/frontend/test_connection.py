@@ -13,8 +13,10 @@ from twisted.internet.error import ConnectionDone, TimeoutError
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
+from h2proxy.frontend.handler import ResetReason
 from h2proxy.config.model import Http2Config
-from h2proxy.frontend.http2.connection import GRACEFUL_GOAWAY_DELAY, H2Connection
+from h2proxy.frontend.http2.connection import H2Connection
+from h2proxy.frontend.http2.lifecycle import GRACEFUL_GOAWAY_DELAY
 from h2proxy.frontend.http2.stream import ResponseCompletedEarly, StreamResetError
 from h2proxy.message import ResponseHead
 from tests.frontend.frames import FrameFactory, ResponseDecoder, requestHeaders
@@ -364,7 +366,7 @@ def test_local_reset_sends_rst_stream_and_aborts_once():
     handler = server.handlers[streamID]
     handler.stream.writeHeaders(ResponseHead(200))
     handler.stream.write(b"partial")
-    handler.stream.reset(ErrorCodes.INTERNAL_ERROR)
+    handler.stream.reset(ResetReason.INTERNAL_ERROR)
     client.flush()
     assert client.response(streamID)["reset"] == ErrorCodes.INTERNAL_ERROR
     assert len(handler.aborted) == 1 and not handler.aborted[0].value.byPeer
@@ -400,7 +402,7 @@ def test_data_in_flight_after_our_reset_is_ignored_but_credited():
     factory = FrameFactory()
     server.handshake(factory)
     server.feed(factory.headers(1, requestHeaders(b"/", b"POST")).serialize())
-    server.handlers[1].stream.reset(ErrorCodes.CANCEL)
+    server.handlers[1].stream.reset(ResetReason.CANCEL)
     server.output()
     server.feed(b"".join(factory.data(1, b"x" * 10000).serialize() for _ in range(4)))
     frames = server.frames()

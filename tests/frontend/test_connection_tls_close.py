@@ -10,7 +10,8 @@ from hyperframe.frame import GoAwayFrame
 from twisted.internet.testing import MemoryReactorClock
 
 from h2proxy.config.model import Http2Config
-from h2proxy.frontend.http2.connection import LINGER, H2Connection
+from h2proxy.frontend.http2.connection import H2Connection
+from h2proxy.frontend.http2.lifecycle import LINGER
 from tests.frontend.frames import FrameFactory, framesFromBytes
 from tests.frontend.support import RecordingHandler
 from tests.frontend.tlspair import clientReceives, listenerTLS

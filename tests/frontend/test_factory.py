@@ -9,8 +9,9 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from h2proxy.config.model import Http2Config
-from h2proxy.frontend.http2.connection import GRACEFUL_GOAWAY_DELAY, H2Connection
-from h2proxy.frontend.http2.factory import H2Factory
+from h2proxy.frontend.http2.connection import H2Connection
+from h2proxy.frontend.http2.lifecycle import GRACEFUL_GOAWAY_DELAY
+from h2proxy.frontend.http2.factory import ConnectionOptions, H2Factory
 from tests.frontend.frames import FrameFactory, framesFromBytes
 from tests.frontend.support import RecordingHandler
 
@@ -24,10 +25,7 @@ class Harness:
         self.factory = H2Factory(
             reactor=self.clock,
             handlerFactory=self._handler,
-            settings=Http2Config(),
-            idleTimeout=None,
-            abortTimeout=None,
-            secure=True,
+            options=ConnectionOptions(settings=Http2Config(), idleTimeout=None, abortTimeout=None, secure=True),
         )
 
     def _handler(self, stream):

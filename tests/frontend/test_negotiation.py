@@ -10,8 +10,8 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from h2proxy.config.model import Http2Config
-from h2proxy.frontend.http2.factory import H2Factory
-from h2proxy.frontend.http1.protocol import HTTP1Factory
+from h2proxy.frontend.http2.factory import ConnectionOptions, H2Factory
+from h2proxy.frontend.http1.factory import HTTP1Factory
 from h2proxy.frontend.negotiation import PREFACE, NegotiationFactory
 from tests.frontend.frames import FrameFactory, framesFromBytes
 from tests.frontend.support import RecordingHandler
@@ -32,8 +32,8 @@ class Listener:
         self.clock = MemoryReactorClock()
         self.handlers: list[RecordingHandler] = []
         h2 = H2Factory(
-            reactor=self.clock, handlerFactory=self._handler, settings=Http2Config(), idleTimeout=IDLE,
-            abortTimeout=None, secure=False, requestHeaderTimeout=DEADLINE,
+            reactor=self.clock, handlerFactory=self._handler,
+            options=ConnectionOptions(settings=Http2Config(), idleTimeout=IDLE, abortTimeout=None, secure=False, requestHeaderTimeout=DEADLINE),
         )
         http1Factory = HTTP1Factory(reactor=self.clock, handlerFactory=self._handler, idleTimeout=IDLE, secure=False)
         self.factory = NegotiationFactory(

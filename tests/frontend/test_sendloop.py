@@ -10,7 +10,7 @@ from h2.settings import SettingCodes
 from hyperframe.frame import DataFrame, WindowUpdateFrame
 
 from h2proxy.config.model import Http2Config
-from h2proxy.frontend.http2.connection import SEND_PASS_BYTES
+from h2proxy.frontend.http2.sendloop import SEND_PASS_BYTES
 from h2proxy.frontend.http2.stream import STREAM_HIGH_WATER, STREAM_LOW_WATER
 from h2proxy.message import ResponseHead
 from tests.frontend.frames import framesFromBytes, requestHeaders

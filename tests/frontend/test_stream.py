@@ -10,6 +10,7 @@ from twisted.internet.interfaces import IConsumer, IPushProducer
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
+from h2proxy.frontend.handler import ResetReason
 from h2proxy.frontend.http2.stream import STREAM_HIGH_WATER
 from h2proxy.message import ResponseHead
 from tests.frontend.support import FakeProducer, connected
@@ -115,7 +116,7 @@ def test_reset_drops_queued_data_and_releases_the_producer():
     stream.registerProducer(producer, True)
     stream.write(b"x" * 200000)
     client.flush()
-    stream.reset(ErrorCodes.CANCEL)
+    stream.reset(ResetReason.CANCEL)
     client.flush()
     assert client.response(streamID)["reset"] == ErrorCodes.CANCEL
     assert stream.queued == 0 and stream._producer is None

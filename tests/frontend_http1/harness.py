@@ -8,7 +8,9 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
-from h2proxy.frontend.http1.protocol import HTTP1Factory, HTTP1Stream, HTTP11ServerProtocol
+from h2proxy.frontend.http1.factory import HTTP1Factory
+from h2proxy.frontend.http1.protocol import HTTP11ServerProtocol
+from h2proxy.frontend.http1.stream import HTTP1Stream
 from h2proxy.message import Headers, RequestHead, ResponseHead
 
 

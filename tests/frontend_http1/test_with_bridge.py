@@ -11,7 +11,7 @@ from h2proxy.bridge.bridge import BridgeContext
 from h2proxy.bridge.routing import Router
 from h2proxy.config.model import RouteConfig
 from h2proxy.errors import BackendClosed
-from h2proxy.frontend.http1.protocol import HTTP1Factory
+from h2proxy.frontend.http1.factory import HTTP1Factory
 from h2proxy.message import ResponseHead
 
 

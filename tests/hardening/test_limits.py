@@ -13,8 +13,8 @@ from twisted.internet.error import ConnectionDone
 from zope.interface import implementer
 
 from h2proxy.config.model import Http2Config
-from h2proxy.frontend.http2.factory import H2Factory
-from h2proxy.frontend.http1.protocol import HTTP1Factory
+from h2proxy.frontend.http2.factory import ConnectionOptions, H2Factory
+from h2proxy.frontend.http1.factory import HTTP1Factory
 from h2proxy.frontend.limits import IDLE_SCAN_LIMIT, Admission, ConnectionLimiter
 from h2proxy.frontend.negotiation import PREFACE, NegotiationFactory
 from tests.frontend.frames import FrameFactory, framesFromBytes, requestHeaders
@@ -123,8 +123,8 @@ class Setup:
         self.clock = MemoryReactorClock()
         self.handlers: list[RecordingHandler] = []
         self.h2 = H2Factory(
-            reactor=self.clock, handlerFactory=self._handler, settings=Http2Config(), idleTimeout=None,
-            abortTimeout=None, secure=False, requestHeaderTimeout=30,
+            reactor=self.clock, handlerFactory=self._handler,
+            options=ConnectionOptions(settings=Http2Config(), idleTimeout=None, abortTimeout=None, secure=False, requestHeaderTimeout=30),
         )
         self.http1 = HTTP1Factory(reactor=self.clock, handlerFactory=self._handler, idleTimeout=None, secure=False)
         self.factory = NegotiationFactory(reactor=self.clock, h2Factory=self.h2, http1Factory=self.http1, limiter=limiter, **kw)

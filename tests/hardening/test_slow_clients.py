@@ -8,7 +8,7 @@ from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 from twisted.internet.testing import StringTransport
 
-from h2proxy.frontend.http2.connection import LINGER
+from h2proxy.frontend.http2.lifecycle import LINGER
 from h2proxy.frontend.handler import REQUEST_ERROR, StreamCut
 from h2proxy.message import ResponseHead
 from tests.frontend.frames import FrameFactory, PREFACE

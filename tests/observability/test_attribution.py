@@ -22,9 +22,9 @@ from h2proxy.bridge.headers import ForwardingPolicy
 from h2proxy.bridge.routing import Router
 from h2proxy.config.model import Http2Config
 from h2proxy.errors import BackendClosed
-from h2proxy.frontend.http2.factory import H2Factory
+from h2proxy.frontend.http2.factory import ConnectionOptions, H2Factory
 from h2proxy.frontend.handler import DRAIN_TIMEOUT, REQUEST_ERROR
-from h2proxy.frontend.http1.protocol import HTTP1Factory
+from h2proxy.frontend.http1.factory import HTTP1Factory
 from h2proxy.message import ResponseHead
 from tests.bridge.test_bridge import ROUTES, FakePool
 from tests.frontend.frames import FrameFactory, requestHeaders
@@ -91,8 +91,8 @@ def test_h2_a_stream_cut_by_the_drain_window_says_drain_timeout_at_warning_level
     drain_timeout (status 200, reset), and the daemon log has a warning naming the request."""
     bridges, observer, pool = context()
     clock = MemoryReactorClock()
-    factory = H2Factory(reactor=clock, handlerFactory=bridges.handlerFactory, settings=Http2Config(),
-                        idleTimeout=None, abortTimeout=None, secure=True)
+    factory = H2Factory(reactor=clock, handlerFactory=bridges.handlerFactory,
+                        options=ConnectionOptions(settings=Http2Config(), idleTimeout=None, abortTimeout=None, secure=True))
     connection = factory.buildProtocol(ADDR)
     transport = StringTransport()
     connection.makeConnection(transport)

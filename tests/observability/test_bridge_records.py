@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from h2.errors import ErrorCodes
+from h2proxy.frontend.handler import ResetReason
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
@@ -106,4 +106,4 @@ def test_a_backend_failure_after_the_head_is_recorded_as_a_reset():
     (record,) = observer.finished
     assert (record.status, record.responseBytes, record.reset) == (200, 10, True)
     assert record.error == BackendClosed.reason
-    assert ("reset", ErrorCodes.INTERNAL_ERROR) in stream.calls
+    assert ("reset", ResetReason.INTERNAL_ERROR) in stream.calls

@@ -5,14 +5,14 @@ from __future__ import annotations
 from h2.errors import ErrorCodes
 
 from h2proxy.config.model import Http2Config
-from h2proxy.frontend.http2.factory import H2Factory
+from h2proxy.frontend.http2.factory import ConnectionOptions, H2Factory
 from tests.frontend.frames import FrameFactory
 from tests.frontend.support import Server, connected
 
 
 def factory() -> H2Factory:
-    return H2Factory(reactor=None, handlerFactory=None, settings=Http2Config(), idleTimeout=None,
-                     abortTimeout=None, secure=False)
+    return H2Factory(reactor=None, handlerFactory=None,
+                     options=ConnectionOptions(settings=Http2Config(), idleTimeout=None, abortTimeout=None, secure=False))
 
 
 def test_a_spent_reset_budget_is_counted_on_the_factory():

@@ -24,12 +24,12 @@ since HTTP/2 has no other way to say "this body is incomplete".
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 import tempfile
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import IO, Protocol
 
-from h2.errors import ErrorCodes
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -39,14 +39,12 @@ from h2proxy.bridge import websocket
 from h2proxy.bridge.body import BUFFER_IN_MEMORY, BodyBuffer, BodyTooLarge, BufferedBodySender
 from h2proxy.bridge.headers import ForwardingPolicy, RequestFacts, UnforwardableRequest
 from h2proxy.bridge.routing import Route, Router
+from h2proxy.bridge.websocket import TunnelState
 from h2proxy.errors import UpstreamError
-from h2proxy.frontend.handler import REQUEST_ERROR, StreamCut
+from h2proxy.frontend.handler import REQUEST_ERROR, ClientStream, ResetReason, StreamCut
 from h2proxy.message import Headers, RequestHead, ResponseHead, UpstreamRequest
 from h2proxy.observability.metrics import route_label
 from h2proxy.upstream.interfaces import Exchange, ResponseReceiver
-
-if TYPE_CHECKING:
-    from h2proxy.frontend.http2.stream import H2Stream
 
 log = Logger()
 
@@ -67,6 +65,21 @@ _STATUS_MESSAGES = {
     503: "service unavailable",
     504: "gateway timeout",
 }
+
+
+class BridgeState(enum.Enum):
+    """A bridge's life: waiting for the response head, relaying the response, done
+    (either side finished for good; nothing more is relayed)."""
+
+    AWAITING_RESPONSE = "awaiting_response"
+    RESPONDING = "responding"
+    DONE = "done"
+
+
+# Members as module globals: a lookup on the enum class costs about 0.1 µs on
+# Python 3.11, and a bridge checks its state on every callback.
+_AWAITING_RESPONSE, _RESPONDING, _DONE = BridgeState
+_NO_TUNNEL, _HANDSHAKE, _TUNNEL_OPEN = TunnelState
 
 
 class UpstreamPoolLike(Protocol):
@@ -127,7 +140,7 @@ class BridgeContext:
         self.observer = observer
         self.active: set[StreamBridge] = set()
 
-    def handlerFactory(self, stream: "H2Stream") -> "StreamBridge":
+    def handlerFactory(self, stream: ClientStream) -> "StreamBridge":
         """A front end's C{handlerFactory}: one bridge per stream, with this
         context's forwarding policy, for HTTP/2."""
         return StreamBridge(stream, self, self.forwarding, HTTP2)
@@ -147,12 +160,12 @@ class ListenerHandlers:
         self.forwarding = forwarding
         self.protocol = protocol
 
-    def handlerFactory(self, stream: "H2Stream") -> "StreamBridge":
+    def handlerFactory(self, stream: ClientStream) -> "StreamBridge":
         return StreamBridge(stream, self.context, self.forwarding, self.protocol)
 
 
 def error_response(
-    stream: "H2Stream",
+    stream: ClientStream,
     status: int,
     reason: str,
     requestId: bytes,
@@ -186,10 +199,16 @@ def error_response(
 class StreamBridge:
     """One request's journey: stream -> route -> exchange -> stream.
 
-    States: C{_route is None} until a route is found; while a buffering route reads
-    the body, C{_buffer} holds it and C{_exchange is None}; C{_responseStarted} once
-    the response head went to the client; C{_done} once either side finished for
-    good (the buffer, if any, is closed then).
+    The bridge's L{BridgeState}: L{BridgeState.AWAITING_RESPONSE} until the response
+    head goes to the client (L{BridgeState.RESPONDING}), L{BridgeState.DONE} once either
+    side finished for good (the buffer, if any, is closed then); a failure before
+    the head is answered with an error response, after it with a reset. Within
+    those: C{_route is None} until a route is found; while a buffering route reads
+    the body, C{_buffer} holds it and C{_exchange is None}. A WebSocket handshake
+    has its own L{websocket.TunnelState}.
+
+    @ivar state: the L{BridgeState}.
+    @ivar tunnel: the L{websocket.TunnelState}.
 
     @ivar requestId: this request's id (set when the request arrives).
     @ivar record: what happened to the request, for the observer (set when the
@@ -198,7 +217,7 @@ class StreamBridge:
 
     def __init__(
         self,
-        stream: "H2Stream",
+        stream: ClientStream,
         context: BridgeContext,
         forwarding: ForwardingPolicy | None = None,
         protocol: bytes = HTTP2,
@@ -214,15 +233,12 @@ class StreamBridge:
         self._buffer: BodyBuffer | None = None
         self._pending: UpstreamRequest | None = None
         self._sender: BufferedBodySender | None = None
-        self._responseStarted = False
-        self._done = False
+        self.state = _AWAITING_RESPONSE
         self._bodyless = False
         self._bodyReceived = 0
-        # WebSocket: a handshake (_tunnel), the proxy's key for an HTTP/2 client,
-        # and whether the backend switched (then the body both ways is the tunnel).
-        self._tunnel = False
+        self.tunnel = _NO_TUNNEL
+        # The proxy's Sec-WebSocket-Key for an HTTP/2 client's handshake.
         self._tunnelKey: bytes | None = None
-        self._switched = False
         context.active.add(self)
 
     # -- StreamHandler: the client side --------------------------------------
@@ -244,15 +260,16 @@ class StreamBridge:
         if limit and head.content_length is not None and head.content_length > limit:
             self._fail(413, "http_request_denied")
             return
-        self._tunnel = websocket.is_websocket(head)
+        if websocket.is_websocket(head):
+            self.tunnel = _HANDSHAKE
         try:
             upstream = translate.to_upstream(
-                websocket.backend_head(head) if self._tunnel else head,
+                websocket.backend_head(head) if self.tunnel is _HANDSHAKE else head,
                 target=route.target(head.path),
                 facts=facts,
                 policy=self.forwarding,
                 edits=route.requestEdits,
-                body_length=0 if self._tunnel else translate.request_body_length(head),
+                body_length=0 if self.tunnel is _HANDSHAKE else translate.request_body_length(head),
             )
         except UnforwardableRequest as refused:
             log.info("request {id} refused: {why}", id=self.requestId, why=str(refused))
@@ -266,7 +283,7 @@ class StreamBridge:
             )
             self._pending = self._continueLocally(upstream)
             return
-        if self._tunnel:
+        if self.tunnel is _HANDSHAKE:
             self._startTunnel(route, upstream, head)
             return
         self._exchange = self.context.pools[route.upstream].request(upstream, self)
@@ -274,7 +291,7 @@ class StreamBridge:
             self._exchange.registerProducer(self.stream, True)
 
     def requestDataReceived(self, data: bytes) -> None:
-        if self._done:
+        if self.state is _DONE:
             return
         self.record.requestBytes += len(data)
         if self._buffer is not None:
@@ -284,18 +301,18 @@ class StreamBridge:
             return
         self._bodyReceived += len(data)
         limit = self.context.maxRequestBody
-        if limit and self._bodyReceived > limit and not self._tunnel:
-            if self._responseStarted:
+        if limit and self._bodyReceived > limit and self.tunnel is _NO_TUNNEL:
+            if self.state is _RESPONDING:
                 self._resetReason("http_request_denied")
                 self._abandon()
-                self.stream.reset(ErrorCodes.CANCEL)
+                self.stream.reset(ResetReason.CANCEL)
             else:
                 self._fail(413, "http_request_denied")
             return
         self._exchange.write(data)
 
     def requestEnded(self, trailers: Headers) -> None:
-        if self._done:
+        if self.state is _DONE:
             return
         if self._buffer is not None:
             self._sendBuffered()
@@ -328,18 +345,18 @@ class StreamBridge:
     # -- ResponseReceiver: the backend side ----------------------------------
 
     def responseInformational(self, head: ResponseHead) -> None:
-        if not self._done:
+        if self.state is not _DONE:
             self.stream.writeInformational(translate.to_client(head))
 
     def responseHeadReceived(self, head: ResponseHead) -> None:
-        if self._done:
+        if self.state is _DONE:
             return
-        if self._tunnel:
+        if self.tunnel is _HANDSHAKE:
             switched = self._tunnelHead(head)
             if switched is None:
                 return
             head = switched
-        self._responseStarted = True
+        self.state = _RESPONDING
         self.context.observer.responseStarted(self.record, head.status)
         self.context.observer.exchangeUsed(self.record, self._exchange)
         route = self._route
@@ -353,17 +370,17 @@ class StreamBridge:
         )
         if self._exchange is not None:
             self.stream.registerProducer(self._exchange, True)
-            if self._switched:
+            if self.tunnel is _TUNNEL_OPEN:
                 self._exchange.registerProducer(self.stream, True)
                 self.stream.resumeProducing()
 
     def responseDataReceived(self, data: bytes) -> None:
-        if not self._done:
+        if self.state is not _DONE:
             self.record.responseBytes += len(data)
             self.stream.write(data)
 
     def responseEnded(self, trailers: Headers) -> None:
-        if self._done:
+        if self.state is _DONE:
             return
         self.stream.unregisterProducer()
         trailers = translate.trailers_to_client(trailers)
@@ -376,7 +393,7 @@ class StreamBridge:
         self._finish()
 
     def responseFailed(self, error: UpstreamError) -> None:
-        if self._done:
+        if self.state is _DONE:
             return
         log.info(
             "request {id}: upstream failure on stream {stream}: {reason}: {error}",
@@ -385,9 +402,9 @@ class StreamBridge:
             reason=error.reason,
             error=str(error) or type(error).__name__,
         )
-        if self._responseStarted:
+        if self.state is _RESPONDING:
             self._resetReason(error.reason)
-            self.stream.reset(ErrorCodes.CANCEL if self._switched else ErrorCodes.INTERNAL_ERROR)
+            self.stream.reset(ResetReason.CANCEL if self.tunnel is _TUNNEL_OPEN else ResetReason.INTERNAL_ERROR)
             self._finish()
         else:
             self._fail(error.status, error.reason, getattr(error, "retry_after", None))
@@ -433,7 +450,7 @@ class StreamBridge:
                 log.info("request {id}: bad WebSocket handshake from the backend: {why}", id=self.requestId, why=str(bad))
                 self._fail(502, "http_protocol_error")
                 return None
-        self._switched = True
+        self.tunnel = _TUNNEL_OPEN
         return head
 
     def _bufferData(self, data: bytes) -> None:
@@ -461,7 +478,7 @@ class StreamBridge:
         request = dataclasses.replace(self._pending, body_length=self._buffer.size)
         self._pending = None
         self._exchange = self.context.pools[self._route.upstream].request(request, self)
-        if self._done:
+        if self.state is _DONE:
             return
         self._sender = BufferedBodySender(self._buffer, self._exchange, self._bufferFailed)
         self._sender.start()
@@ -473,10 +490,12 @@ class StreamBridge:
             id=self.requestId,
             error=error,
         )
-        if self._responseStarted:
+        if self.state is _DONE:
+            return
+        if self.state is _RESPONDING:
             self._resetReason("proxy_internal_error")
             self._abandon()
-            self.stream.reset(ErrorCodes.INTERNAL_ERROR)
+            self.stream.reset(ResetReason.INTERNAL_ERROR)
         else:
             self._fail(500, "proxy_internal_error")
 
@@ -507,15 +526,15 @@ class StreamBridge:
         cause was already given: the first cause wins (a backend failure resets the
         stream, and that reset must not be logged as the client leaving)."""
         record = self.record
-        if record is not None and not self._done and not record.error:
+        if record is not None and self.state is not _DONE and not record.error:
             record.error, record.reset = reason, True
 
     def _cut(self, cut: StreamCut) -> None:
         """The proxy cut the stream (see L{streamAborted})."""
         record = self.record
-        if record is None or self._done or record.error:
+        if record is None or self.state is _DONE or record.error:
             return
-        if cut.status is not None and not self._responseStarted:
+        if cut.status is not None and self.state is _AWAITING_RESPONSE:
             record.status, record.error = cut.status, cut.reason
             return
         self._resetReason(cut.reason)
@@ -526,7 +545,7 @@ class StreamBridge:
                 stream=self.stream.streamID, why=str(cut))
 
     def _finish(self) -> None:
-        self._done = True
+        self.state = _DONE
         self.context.active.discard(self)
         record, self.record = self.record, None
         if record is not None:

@@ -14,13 +14,14 @@ HTTP/1.1 form (``UpstreamRequest.upgrade``), so:
     comes back as it is (the front end writes the Upgrade fields).
 
 ``Sec-WebSocket-Protocol`` and ``-Extensions`` go through both ways untouched.
-Pure functions: no Twisted, no I/O.
+Pure functions (and the tunnel's state names): no Twisted, no I/O.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import enum
 import hashlib
 import os
 from collections.abc import Callable
@@ -41,6 +42,16 @@ KEY_BYTES = 16
 #: Fields an RFC 8441 client has no business sending: the proxy owns the HTTP/1.1
 #: handshake with the backend.
 _HANDSHAKE_FIELDS = frozenset({b"sec-websocket-key", b"sec-websocket-accept", b"sec-websocket-version"})
+
+
+class TunnelState(enum.Enum):
+    """A bridge's WebSocket tunnel: none (an ordinary request), a handshake sent to
+    the backend and not yet answered, or open (the backend switched: the body both
+    ways is the tunnel, and its end is a CANCEL rather than an error)."""
+
+    NONE = "none"
+    HANDSHAKE = "handshake"
+    OPEN = "open"
 
 
 class BadHandshake(Exception):

@@ -2,7 +2,9 @@
 
 The front end knows nothing of backends or routing. For each stream whose request
 headers arrived complete and valid, it calls the C{handlerFactory} given to
-L{H2Connection} with the L{H2Stream}, and then drives the returned L{StreamHandler}.
+L{H2Connection} (or L{HTTP1Factory}) with the stream, a L{ClientStream}, and then
+drives the returned L{StreamHandler}. A handler ends a stream early with a
+L{ResetReason}, which each front end turns into its own wire behaviour.
 The bridge is the production implementation; tests use small fakes.
 
 Request body backpressure: the stream is an C{IPushProducer} of the request body.
@@ -23,14 +25,13 @@ window or the connection's transport is full) and resumes it when they drain.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+import enum
+from typing import Any, Protocol, runtime_checkable
 
+from twisted.internet.interfaces import IAddress
 from twisted.python.failure import Failure
 
-from h2proxy.message import Headers, RequestHead
-
-if TYPE_CHECKING:
-    from h2proxy.frontend.http2.stream import H2Stream
+from h2proxy.message import Headers, RequestHead, ResponseHead
 
 
 class StreamHandler(Protocol):
@@ -86,7 +87,80 @@ DRAIN_TIMEOUT = "drain_timeout"
 REQUEST_ERROR = "http_request_error"
 
 
+class ResetReason(enum.Enum):
+    """Why a handler ends a stream early, in words neither front end owns.
+
+    Each front end says it on its own wire: HTTP/2 sends RST_STREAM with the
+    matching error code; HTTP/1.1 has no per-exchange reset and closes the
+    connection (the client sees a truncated response).
+    """
+
+    #: The exchange is no longer wanted: the body went over a limit, a tunnel
+    #: ended, the handler stopped reading (HTTP/2: CANCEL).
+    CANCEL = "cancel"
+    #: The proxy or its backend failed after the response had started (HTTP/2:
+    #: INTERNAL_ERROR).
+    INTERNAL_ERROR = "internal_error"
+
+
+@runtime_checkable
+class ClientStream(Protocol):
+    """One client exchange as a handler sees it, whichever front end it came on
+    (C{H2Stream}, C{HTTP1Stream}): the request body's push producer, the response's
+    consumer, and the few facts about the connection the bridge needs.
+
+    Response calls come in this order: any C{writeInformational}, one C{writeHeaders},
+    any C{write}, then C{writeTrailers} or C{finish} (or C{endStream=True} on the
+    head); C{reset} may come at any point instead. After the stream is gone every
+    call is a no-op.
+
+    @ivar streamID: the stream's number on its connection (HTTP/2 stream id, or the
+        request's position on an HTTP/1.1 connection).
+    """
+
+    streamID: int
+
+    def pauseProducing(self) -> None:
+        """Hold the request body back (the handler cannot take more now)."""
+
+    def resumeProducing(self) -> None:
+        """Let the request body flow again."""
+
+    def stopProducing(self) -> None:
+        """The handler wants no more of the request body."""
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        """Attach the response body's producer; the stream pauses it while the client is slow."""
+
+    def unregisterProducer(self) -> None:
+        """Detach the response body's producer."""
+
+    def writeInformational(self, head: ResponseHead) -> None:
+        """Send a 1xx head before the final one."""
+
+    def writeHeaders(self, head: ResponseHead, endStream: bool = False) -> None:
+        """Send the final response head; C{endStream} when there is no body."""
+
+    def write(self, data: bytes) -> None:
+        """Send response body bytes."""
+
+    def writeTrailers(self, headers: Headers) -> None:
+        """End the response with trailers."""
+
+    def finish(self) -> None:
+        """End the response."""
+
+    def reset(self, reason: ResetReason = ResetReason.INTERNAL_ERROR) -> None:
+        """End the exchange abnormally now, for C{reason}."""
+
+    def getPeer(self) -> IAddress:
+        """The client's address."""
+
+    def isSecure(self) -> bool:
+        """Whether the client came over TLS."""
+
+
 class HandlerFactory(Protocol):
     """Builds the handler for one stream."""
 
-    def __call__(self, stream: "H2Stream") -> StreamHandler: ...
+    def __call__(self, stream: ClientStream) -> StreamHandler: ...

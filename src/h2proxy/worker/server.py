@@ -17,8 +17,8 @@ from h2proxy.bridge.bridge import HTTP2, HTTP11, BridgeContext
 from h2proxy.bridge.headers import ForwardingPolicy
 from h2proxy.bridge.routing import Router
 from h2proxy.config.model import H2C_PROTOCOL, HTTP11_PROTOCOL, Config, ListenerConfig
-from h2proxy.frontend.http2.factory import H2Factory
-from h2proxy.frontend.http1.protocol import HTTP1Factory
+from h2proxy.frontend.http2.factory import ConnectionOptions, H2Factory
+from h2proxy.frontend.http1.factory import HTTP1Factory
 from h2proxy.frontend.limits import ConnectionLimiter
 from h2proxy.frontend.negotiation import NegotiationFactory
 from h2proxy.worker.observe import WorkerObservability
@@ -84,14 +84,16 @@ class ProxyServer:
         h2 = H2Factory(
             reactor=self.reactor,
             handlerFactory=self.context.handlersFor(forwarding, HTTP2).handlerFactory,
-            settings=self.config.http2_for(listener),
-            idleTimeout=timeouts.idle or None,
-            abortTimeout=timeouts.abort or None,
-            secure=listener.tls is not None,
-            requestHeaderTimeout=timeouts.request_header,
-            requestBodyTimeout=timeouts.request_body or None,
-            sendTimeout=timeouts.send or None,
-            localContinue=localContinue,
+            options=ConnectionOptions(
+                settings=self.config.http2_for(listener),
+                idleTimeout=timeouts.idle or None,
+                abortTimeout=timeouts.abort or None,
+                secure=listener.tls is not None,
+                requestHeaderTimeout=timeouts.request_header,
+                requestBodyTimeout=timeouts.request_body or None,
+                sendTimeout=timeouts.send or None,
+                localContinue=localContinue,
+            ),
         )
         self.h2Factories[listener.name] = h2
         http1 = HTTP1Factory(

@@ -9,6 +9,7 @@ connections still there are aborted. L{H2Factory.drain} fires when none is left.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
@@ -26,6 +27,21 @@ if TYPE_CHECKING:
 log = Logger()
 
 
+@dataclasses.dataclass(frozen=True)
+class ConnectionOptions:
+    """What every L{H2Connection} of a listener is built with, besides the reactor
+    and the handler factory (see L{H2Connection} for each)."""
+
+    settings: Http2Config
+    idleTimeout: float | None
+    abortTimeout: float | None
+    secure: bool
+    requestHeaderTimeout: float | None = None
+    requestBodyTimeout: float | None = None
+    sendTimeout: float | None = None
+    localContinue: bool = False
+
+
 class H2Factory(ServerFactory, ConnectionTracker):
     """Builds one L{H2Connection} per accepted connection.
 
@@ -34,35 +50,13 @@ class H2Factory(ServerFactory, ConnectionTracker):
     @ivar draining: whether L{drain} was called; new connections then go away at once.
     @ivar rejections: reason -> streams refused or connections closed by a limit or
         budget (read by the worker's metrics snapshot).
-
-    The timeouts and C{localContinue} are those of L{H2Connection}, given to every
-    connection it builds.
+    @ivar options: the L{ConnectionOptions} every connection it builds gets.
     """
 
-    def __init__(
-        self,
-        *,
-        reactor: IReactorTime,
-        handlerFactory: "HandlerFactory",
-        settings: Http2Config,
-        idleTimeout: float | None,
-        abortTimeout: float | None,
-        secure: bool,
-        requestHeaderTimeout: float | None = None,
-        requestBodyTimeout: float | None = None,
-        sendTimeout: float | None = None,
-        localContinue: bool = False,
-    ) -> None:
+    def __init__(self, *, reactor: IReactorTime, handlerFactory: "HandlerFactory", options: ConnectionOptions) -> None:
         self.reactor = reactor
         self.handlerFactory = handlerFactory
-        self.settings = settings
-        self.idleTimeout = idleTimeout
-        self.abortTimeout = abortTimeout
-        self.secure = secure
-        self.requestHeaderTimeout = requestHeaderTimeout
-        self.requestBodyTimeout = requestBodyTimeout
-        self.sendTimeout = sendTimeout
-        self.localContinue = localContinue
+        self.options = options
         self.connections: set[H2Connection] = set()
         self.draining = False
         self.rejections: dict[str, int] = {}
@@ -70,17 +64,18 @@ class H2Factory(ServerFactory, ConnectionTracker):
         self._waiting: list[Deferred[None]] = []
 
     def buildProtocol(self, addr: IAddress) -> H2Connection:
+        options = self.options
         connection = H2Connection(
             reactor=self.reactor,
             handlerFactory=self.handlerFactory,
-            settings=self.settings,
-            idleTimeout=self.idleTimeout,
-            abortTimeout=self.abortTimeout,
-            secure=self.secure,
-            requestHeaderTimeout=self.requestHeaderTimeout,
-            requestBodyTimeout=self.requestBodyTimeout,
-            sendTimeout=self.sendTimeout,
-            localContinue=self.localContinue,
+            settings=options.settings,
+            idleTimeout=options.idleTimeout,
+            abortTimeout=options.abortTimeout,
+            secure=options.secure,
+            requestHeaderTimeout=options.requestHeaderTimeout,
+            requestBodyTimeout=options.requestBodyTimeout,
+            sendTimeout=options.sendTimeout,
+            localContinue=options.localContinue,
         )
         connection.factory = self
         connection.tracker = self
