@@ -21,17 +21,6 @@ ARCHITECTURE = ROOT / "docs" / "architecture.md"
 #: Fewer modules than this means the walk lost its way (a moved src/), not a clean tree.
 MIN_MODULES = 60
 
-#: Edges that still break a rule while other parts of the restructuring land, as
-#: (importing module, imported name). Each must still be a violation: once it is fixed
-#: this test fails until the entry is removed.
-PENDING = {
-    # the bridge resets with h2's error codes and names H2Stream in a type hint; both
-    # give way to the neutral reset reason and the stream contract.
-    ("h2proxy.bridge.bridge", "h2.errors"),
-    ("h2proxy.bridge.bridge", "h2proxy.frontend.http2.stream"),
-}
-
-
 @dataclass(frozen=True)
 class Rule:
     """Modules under C{sources}, except those under C{exempt}, may not import anything
@@ -147,14 +136,8 @@ def test_every_rule_governs_an_existing_module():
 
 def test_no_module_imports_across_a_forbidden_edge():
     """When any module imports across a rule of docs/architecture.md, this fails naming file:line and the rule."""
-    broken = [describe(edge, rule) for edge, rule in violations(RULES, IMPORTS) if (edge.module, edge.name) not in PENDING]
+    broken = [describe(edge, rule) for edge, rule in violations(RULES, IMPORTS)]
     assert broken == []
-
-
-def test_every_pending_edge_still_breaks_a_rule():
-    """When a pending edge has been fixed, this fails so that its PENDING entry is removed."""
-    still = {(edge.module, edge.name) for edge, _ in violations(RULES, IMPORTS)}
-    assert sorted(PENDING - still) == []
 
 
 def test_a_violation_is_reported_with_its_file_and_line(tmp_path):

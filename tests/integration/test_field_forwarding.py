@@ -17,7 +17,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from h2proxy.bridge.bridge import BridgeContext
 from h2proxy.bridge.routing import Router
 from h2proxy.config.model import RouteConfig, ServerConfig, UpstreamConfig
-from h2proxy.frontend.http1.protocol import HTTP1Factory
+from h2proxy.frontend.http1.factory import HTTP1Factory
 from h2proxy.upstream.pool import UpstreamPool
 from tests.frontend.support import Client, Server
 from tests.integration.test_proxy_inmemory import BackendEndpoint
