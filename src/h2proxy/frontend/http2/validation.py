@@ -90,6 +90,9 @@ TUNNEL_PROTOCOLS = frozenset({b"websocket"})
 #: Longest content-length we parse: 19 digits already exceed any real body.
 MAX_CONTENT_LENGTH_DIGITS = 19
 
+#: Hop-by-hop fields HTTP/2 allows in a request (``te`` aside, which must say
+#: ``trailers``): checked like any field, then left out of the head handed on.
+_ALLOWED_HOP_BY_HOP = HOP_BY_HOP - CONNECTION_SPECIFIC - {b"te"}
 #: HTTP/2 field names: lowercase tokens (RFC 9113 8.2.1).
 _NAME_CHARS = frozenset(c for c in TCHARS if not (0x41 <= c <= 0x5A))
 #: Control characters other than HTAB, and DEL: RFC 9110 5.5 calls them invalid in a
@@ -229,8 +232,10 @@ def parse_request(
     known = EXTENDED_CONNECT_PSEUDO if extended_connect else REQUEST_PSEUDO
     checked = _fields_at_once(fields, max_header_list_size, known, knownGood)
     if checked is None:
-        checked = _fields_one_by_one(fields, max_header_list_size, known)
-    pseudo, regular, contentLength = checked
+        pseudo, regular, contentLength = _fields_one_by_one(fields, max_header_list_size, known)
+        regular = [item for item in regular if item[0] not in HOP_BY_HOP]
+    else:
+        pseudo, regular, contentLength = checked
     if end_stream and contentLength:
         raise MalformedRequest("content-length announces a body but HEADERS ended the stream")
     method = _required(pseudo, b":method")
@@ -248,8 +253,6 @@ def parse_request(
     _check_path(method, path)
     if scheme not in (b"http", b"https"):
         raise UnusableRequest(400, "unsupported :scheme")
-    if not HOP_BY_HOP.isdisjoint([name for name, _ in regular]):
-        regular = [item for item in regular if item[0] not in HOP_BY_HOP]
     expectsContinue = any(
         name == b"expect" and value.lower() == b"100-continue" for name, value in regular
     )
@@ -291,7 +294,9 @@ def _fields_at_once(
     """The same checks as L{_fields_one_by_one} for the common case, in one pass
     and one search over all values; C{None} at the first sign of any problem (or
     anything unusual), and the caller then runs the checks one by one, which find
-    it and say what it is. Never accepts what L{_fields_one_by_one} refuses."""
+    it and say what it is. Never accepts what L{_fields_one_by_one} refuses; its
+    regular fields are theirs without the hop-by-hop ones, which are dropped here
+    rather than in a second pass."""
     size = 0
     pseudo: dict[bytes, bytes] = {}
     regular: list[Field] = []
@@ -314,7 +319,8 @@ def _fields_at_once(
         elif name == b"te":
             if value != b"trailers":
                 return None
-            regular.append(item)
+        elif name in _ALLOWED_HOP_BY_HOP:
+            pass  # valid in HTTP/2 but for this hop only: not handed on
         elif name and _NAME_CHARS.issuperset(name) and name not in CONNECTION_SPECIFIC:
             knownGood.addRequestName(name)
             regular.append(item)
