@@ -41,8 +41,9 @@ def test_supported_versions_pass():
 @pytest.mark.parametrize(
     ("name", "installed", "expected"),
     [
-        ("h2", "4.5.0", "h2 4.5.0 is installed, but h2proxy's HTTP/2 codec is tested on h2>=4.4,<4.5"),
-        ("h2", "4.3.9", "h2 4.3.9 is installed, but h2proxy's HTTP/2 codec is tested on h2>=4.4,<4.5"),
+        ("h2", "4.5.0", "h2 4.5.0 is installed, but h2proxy's HTTP/2 codec is tested on h2>=4.4.1,<4.5"),
+        ("h2", "4.3.9", "h2 4.3.9 is installed, but h2proxy's HTTP/2 codec is tested on h2>=4.4.1,<4.5"),
+        ("h2", "4.4.0", "h2 4.4.0 is installed, but h2proxy's HTTP/2 codec is tested on h2>=4.4.1,<4.5"),
         ("hpack", "5.0.0rc1", "hpack 5.0.0rc1 is installed, but h2proxy's HTTP/2 codec is tested on hpack>=4.2,<4.3"),
         ("hyperframe", "6.2.0", "hyperframe 6.2.0 is installed, but h2proxy's HTTP/2 codec is tested on hyperframe>=6.1,<6.2"),
         ("priority", "1.3.0", "priority 1.3.0 is installed, but h2proxy's HTTP/2 codec is tested on priority>=2.0,<2.1"),

@@ -36,7 +36,7 @@ def release(version: str) -> tuple[int, ...]:
 
 #: Distribution name -> the versions the codec is tested on.
 SUPPORTED: dict[str, VersionRange] = {
-    "h2": VersionRange((4, 4), (4, 5)),
+    "h2": VersionRange((4, 4, 1), (4, 5)),
     "hpack": VersionRange((4, 2), (4, 3)),
     "hyperframe": VersionRange((6, 1), (6, 2)),
     "priority": VersionRange((2, 0), (2, 1)),
