@@ -42,7 +42,9 @@ PIDS+=($SPID)
 for _ in $(seq 200); do grep -q listener "$WORK/serve.log" && break; sleep 0.05; done
 PORT=$(grep -o '127.0.0.1:[0-9]*' "$WORK/serve.log" | cut -d: -f2)
 URL="https://127.0.0.1:$PORT${URLPATH:-/}"
-taskset -c 1 h2load -n 2000 -c "$C" -m "$M" "$URL" ${H2EXTRA:-} > /dev/null   # warm-up
+# warm-up: as many requests as the measured run, at most 2000 (a W3 run of 8 x 64 MiB
+# must not warm up with 2000 x 64 MiB)
+taskset -c 1 h2load -n "$(( N < 2000 ? N : 2000 ))" -c "$C" -m "$M" "$URL" ${H2EXTRA:-} > /dev/null
 read -r -a STAT < "/proc/$SPID/stat"; BEFORE=$((STAT[13] + STAT[14]))
 if [ -n "${STRACE:-}" ]; then strace -c -f -p "$SPID" -o "$WORK/strace.out" & STRACEPID=$!; sleep 1; fi
 taskset -c 1 h2load -n "$N" -c "$C" -m "$M" "$URL" ${H2EXTRA:-} > "$WORK/h2load.out"
