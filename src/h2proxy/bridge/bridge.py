@@ -18,7 +18,9 @@ Every request gets an id (L{RequestIds}, or a trusted proxy's X-Request-Id). Fai
 before the response head answer with a short body, the id, and an RFC 9209
 ``Proxy-Status`` naming the reason (404 no route, 400 refused, 413 body over the
 limit, 502/503/504 from the upstream side); after the head they reset the stream,
-since HTTP/2 has no other way to say "this body is incomplete".
+since HTTP/2 has no other way to say "this body is incomplete". Redirects (a route's,
+or a listener's to HTTPS) are answered the same way, by the proxy itself: a status
+and a Location, no body, no backend asked.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from h2proxy.bridge import headers as translate
 from h2proxy.bridge import websocket
 from h2proxy.bridge.body import BUFFER_IN_MEMORY, BodyBuffer, BodyTooLarge, BufferedBodySender
 from h2proxy.bridge.headers import ForwardingPolicy, RequestFacts, UnforwardableRequest
+from h2proxy.bridge.redirects import https_location
 from h2proxy.bridge.routing import Route, Router
 from h2proxy.bridge.websocket import TunnelState
 from h2proxy.errors import UpstreamError
@@ -145,23 +148,28 @@ class BridgeContext:
         context's forwarding policy, for HTTP/2."""
         return StreamBridge(stream, self, self.forwarding, HTTP2)
 
-    def handlersFor(self, forwarding: ForwardingPolicy, protocol: bytes) -> "ListenerHandlers":
+    def handlersFor(
+        self, forwarding: ForwardingPolicy, protocol: bytes, redirectHttps: int | None = None
+    ) -> "ListenerHandlers":
         """The handler factory for one listener's front end."""
-        return ListenerHandlers(self, forwarding, protocol)
+        return ListenerHandlers(self, forwarding, protocol, redirectHttps)
 
 
 class ListenerHandlers:
     """The C{handlerFactory} of one listener's front end: the shared context plus
-    what differs per listener (its forwarding policy) and per front end (the
-    protocol version Via names)."""
+    what differs per listener (its forwarding policy, its redirect to HTTPS) and per
+    front end (the protocol version Via names)."""
 
-    def __init__(self, context: BridgeContext, forwarding: ForwardingPolicy, protocol: bytes) -> None:
+    def __init__(
+        self, context: BridgeContext, forwarding: ForwardingPolicy, protocol: bytes, redirectHttps: int | None = None
+    ) -> None:
         self.context = context
         self.forwarding = forwarding
         self.protocol = protocol
+        self.redirectHttps = redirectHttps
 
     def handlerFactory(self, stream: ClientStream) -> "StreamBridge":
-        return StreamBridge(stream, self.context, self.forwarding, self.protocol)
+        return StreamBridge(stream, self.context, self.forwarding, self.protocol, self.redirectHttps)
 
 
 def error_response(
@@ -196,6 +204,16 @@ def error_response(
     stream.finish()
 
 
+def redirect_response(stream: ClientStream, status: int, location: bytes, requestId: bytes) -> None:
+    """Answer a request with a redirect the proxy makes itself: the status, the
+    Location and the request id, without a body (clients follow the Location; the
+    HTTP/1.1 front end frames it with ``Content-Length: 0``)."""
+    stream.writeHeaders(
+        ResponseHead(status=status, headers=((b"location", location), (b"x-request-id", requestId))),
+        endStream=True,
+    )
+
+
 class StreamBridge:
     """One request's journey: stream -> route -> exchange -> stream.
 
@@ -209,6 +227,8 @@ class StreamBridge:
 
     @ivar state: the L{BridgeState}.
     @ivar tunnel: the L{websocket.TunnelState}.
+    @ivar redirectHttps: on a listener that sends everything to HTTPS, the port to
+        send it to (every request is answered 308, without routing); else C{None}.
 
     @ivar requestId: this request's id (set when the request arrives).
     @ivar record: what happened to the request, for the observer (set when the
@@ -221,11 +241,13 @@ class StreamBridge:
         context: BridgeContext,
         forwarding: ForwardingPolicy | None = None,
         protocol: bytes = HTTP2,
+        redirectHttps: int | None = None,
     ) -> None:
         self.stream = stream
         self.context = context
         self.forwarding = forwarding or context.forwarding
         self.protocol = protocol
+        self.redirectHttps = redirectHttps
         self.requestId = b""
         self.record: RequestRecord | None = None
         self._route: Route | None = None
@@ -250,12 +272,18 @@ class StreamBridge:
         self.record = self.context.observer.requestStarted(
             head=head, client=facts.peer, protocol=self.protocol, streamID=self.stream.streamID,
             requestId=facts.requestId)
+        if self.redirectHttps is not None:
+            self._redirectToHttps(head, self.redirectHttps)
+            return
         route = self.context.router.match(head.authority, head.path)
         if route is None:
             self._fail(404, "destination_not_found")
             return
         self._route = route
-        self.record.route, self.record.upstream = route_label(route.config), route.upstream
+        self.record.route, self.record.upstream = route_label(route.config), route.upstream or ""
+        if route.redirect is not None:
+            self._redirect(route.redirect.status, route.redirect.location)
+            return
         limit = self.context.maxRequestBody
         if limit and head.content_length is not None and head.content_length > limit:
             self._fail(413, "http_request_denied")
@@ -498,6 +526,22 @@ class StreamBridge:
             self.stream.reset(ResetReason.INTERNAL_ERROR)
         else:
             self._fail(500, "proxy_internal_error")
+
+    def _redirectToHttps(self, head: RequestHead, port: int) -> None:
+        """The listener sends everything to HTTPS: 308 (method and body kept) to the
+        same host, path and query on C{port}; 400 when the request names no usable host."""
+        location = https_location(head.authority, head.path, port)
+        if location is None:
+            log.info("request {id} refused: no usable host to redirect to HTTPS", id=self.requestId)
+            self._fail(400, REQUEST_ERROR)
+            return
+        self._redirect(308, location)
+
+    def _redirect(self, status: int, location: bytes) -> None:
+        """Answer with a redirect the proxy makes itself; no backend is asked."""
+        self.record.status = status
+        self._finish()
+        redirect_response(self.stream, status, location, self.requestId)
 
     def _fail(self, status: int, reason: str, retryAfter: int | None = None) -> None:
         """Answer with a proxy-generated error and stop the exchange, if any.

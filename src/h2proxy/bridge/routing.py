@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from h2proxy.bridge.headers import HeaderEdits
+from h2proxy.bridge.redirects import Redirect
 from h2proxy.config.model import RouteConfig
 
 #: Authorities whose candidate route tables a L{Router} remembers by default (clients
@@ -51,7 +52,8 @@ class Route:
     """One route, compiled for the bridge.
 
     @ivar config: the route as configured.
-    @ivar upstream: the upstream's name.
+    @ivar upstream: the upstream's name; C{None} on a route that redirects.
+    @ivar redirect: the redirect the proxy answers with, instead of an upstream.
     @ivar requestEdits: header edits for the request.
     @ivar responseEdits: header edits for the final response.
     @ivar buffer: a body of unknown length is read whole before the backend is asked.
@@ -59,7 +61,8 @@ class Route:
     """
 
     config: RouteConfig
-    upstream: str
+    upstream: str | None
+    redirect: Redirect | None
     requestEdits: HeaderEdits
     responseEdits: HeaderEdits
     buffer: bool
@@ -70,6 +73,7 @@ class Route:
         return cls(
             config=config,
             upstream=config.upstream,
+            redirect=Redirect.fromConfig(config.redirect) if config.redirect is not None else None,
             requestEdits=HeaderEdits.fromConfig(config.request_headers),
             responseEdits=HeaderEdits.fromConfig(config.response_headers),
             buffer=config.request_body == "buffer",

@@ -69,6 +69,11 @@ def _listener(listener: ListenerConfig, path: str, report: Report, now: datetime
             key,
             "applies to cleartext listeners only; on a TLS listener, list what it offers in tls.alpn (h2, http/1.1)",
         )
+    if listener.tls is not None and listener.redirect_https == listener.port:
+        report.error(
+            child(path, "redirect_https"),
+            f"redirects this TLS listener to its own port {listener.port}: every request would loop",
+        )
 
 
 def _http2(http2: Http2Config, path: str, report: Report, now: datetime.datetime) -> None:
@@ -88,7 +93,25 @@ def _health_check(check: HealthCheckConfig, path: str, report: Report, now: date
         )
 
 
+#: Route options that only matter when a request is forwarded to an upstream.
+_FORWARDING_ONLY = ("strip_prefix", "request_headers", "response_headers", "request_body", "buffer_limit")
+
+
 def _route(route: RouteConfig, path: str, report: Report, now: datetime.datetime) -> None:
+    if route.redirect is not None and route.upstream is not None:
+        report.error(
+            child(path, "redirect"),
+            "a route has either an upstream or a redirect, not both; remove one of them",
+        )
+        return
+    if route.redirect is None and route.upstream is None:
+        report.error(path, "a route needs an upstream (to forward to) or a redirect (to answer with)")
+        return
+    if route.redirect is not None:
+        for key in _FORWARDING_ONLY:
+            if report.written(child(path, key)):
+                report.warning(child(path, key), "has no effect on a route that redirects")
+        return
     if route.strip_prefix and route.path == "/":
         report.warning(child(path, "strip_prefix"), "stripping the path / changes nothing")
     if route.request_body == "stream" and route.buffer_limit != _DEFAULT_ROUTE.buffer_limit:
@@ -199,7 +222,7 @@ def _show(address: str, port: int) -> str:
 
 def _route_targets(routes: tuple[RouteConfig, ...], names: tuple[str, ...], path_of: PathOf, report: Report) -> None:
     for route in routes:
-        if route.upstream not in names:
+        if route.upstream is not None and route.upstream not in names:
             hint = did_you_mean(route.upstream, names) or (
                 f"; defined: {', '.join(names)}" if names else ""
             )

@@ -1,4 +1,5 @@
-"""Option kinds for HTTP-level settings: trusted networks and header edits.
+"""Option kinds for HTTP-level settings: trusted networks, header edits and
+redirect locations.
 
 Kept apart from spec.py (the generic kinds) because they know a little HTTP: which
 field names the proxy owns and an operator may therefore not add, set or remove.
@@ -112,3 +113,40 @@ class Network(Kind):
 
     def bounds(self) -> str:
         return "CIDR network or address"
+
+
+#: An absolute URL: a scheme, "://", a non-empty authority, then anything.
+_ABSOLUTE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]+.*")
+#: What a Location may hold as written: visible ASCII only (no space, CR, LF, NUL
+#: or other control character, which could end or split the field).
+_VISIBLE = re.compile(r"[\x21-\x7e]+")
+
+
+@dataclass(frozen=True, slots=True)
+class RedirectLocation(Kind):
+    """Where a redirect sends the client: an absolute URL or an absolute path, sent
+    as the Location field exactly as written."""
+
+    what = "URL or path"
+
+    def convert(self, value: object, context: Context) -> str:
+        expected = "expected an absolute URL like https://example.org/new or a path starting with /"
+        if not isinstance(value, str) or not value:
+            raise OptionError(expected)
+        if _VISIBLE.fullmatch(value) is None:
+            raise OptionError(
+                "a redirect location cannot contain spaces, control characters (CR, LF, NUL) or "
+                "non-ASCII characters; percent-encode them (a space is %20)",
+                show_got=False,
+            )
+        if value.startswith("//"):
+            raise OptionError(
+                "a location starting with // names another host without a scheme; write https://host/...",
+                show_got=False,
+            )
+        if not value.startswith("/") and _ABSOLUTE_URL.fullmatch(value) is None:
+            raise OptionError(expected)
+        return value
+
+    def bounds(self) -> str:
+        return "absolute URL or path starting with /; visible ASCII only"

@@ -24,6 +24,7 @@ from h2proxy.config.spec import (
     Duration,
     FilePath,
     Integer,
+    IntegerChoice,
     IpAddress,
     ListOf,
     LogPath,
@@ -37,7 +38,7 @@ from h2proxy.config.spec import (
     Workers,
     option,
 )
-from h2proxy.config.httpkinds import HeaderField, HeaderName, Network
+from h2proxy.config.httpkinds import HeaderField, HeaderName, Network, RedirectLocation
 
 #: Caps on how many of each thing one file may declare (a config is not a database).
 MAX_WORKERS = 256
@@ -242,6 +243,14 @@ class ListenerConfig:
         Section(ForwardingConfig, inherits=True),
         "Overrides of the top-level forwarding options for this listener; options left out keep the top-level values.",
         default=None,
+    )
+    redirect_https: int | None = option(
+        Integer(1, 65535),
+        "Answer every request on this listener with 308 to the same host, path and query over https:// on this "
+        "port (left out of the URL when 443); routes are not consulted and no backend is asked. A request "
+        "without a usable host gets 400. null = serve the routes.",
+        default=None,
+        nullable=True,
     )
 
 
@@ -499,6 +508,27 @@ class ResponseHeadersConfig(HeaderEditsConfig):
     belong to the proxy and cannot be named."""
 
 
+#: The statuses a route may redirect with: permanent (301, 308) or not (302, 303,
+#: 307); 307 and 308 keep the method and body, 303 makes the client GET.
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+
+
+@dataclass(frozen=True, slots=True)
+class RedirectConfig:
+    """A redirect the proxy answers itself, instead of asking an upstream."""
+
+    location: str = option(
+        RedirectLocation(),
+        "Where the client is sent: an absolute URL (https://example.org/new) or a path on the same host (/new); "
+        "sent as the Location field exactly as written.",
+    )
+    status: int = option(
+        IntegerChoice(REDIRECT_STATUSES),
+        "Redirect status: 301 or 308 permanent, 302, 303 or 307 temporary (307 and 308 keep the method and body).",
+        default=301,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RouteConfig:
     """Which upstream serves a host and path, and how the request gets there. Host
@@ -506,9 +536,16 @@ class RouteConfig:
     wildcard, then ``*``); among a host's routes an exact path match wins, then the
     longest matching path prefix. A host with no matching route falls through to
     the next pattern; a route with ``host: "*"`` and ``path: /`` is the default. No
-    match at all: 404."""
+    match at all: 404. A route has either an upstream or a redirect."""
 
-    upstream: str = option(NAME, "Name of the upstream that serves matching requests.")
+    upstream: str | None = option(
+        NAME, "Name of the upstream that serves matching requests (a route without one has a redirect).", default=None
+    )
+    redirect: RedirectConfig | None = option(
+        Section(RedirectConfig),
+        "Answer matching requests with a redirect from the proxy itself, instead of an upstream.",
+        default=None,
+    )
     host: str = option(HOST_PATTERN, "Host matched against :authority (port ignored).", default="*")
     path: str = option(
         PATH_PREFIX, "Path prefix matched on a segment boundary: /api matches /api and /api/x, not /apix.", default="/"

@@ -105,6 +105,23 @@ class Integer(Kind):
 
 
 @dataclass(frozen=True, slots=True)
+class IntegerChoice(Kind):
+    """One of a few integers (the statuses a redirect may use)."""
+
+    values: tuple[int, ...]
+    what = "integer"
+
+    def convert(self, value: object, context: Context) -> int:
+        value = _digits(value)
+        if isinstance(value, bool) or value not in self.values:
+            raise OptionError(f"expected one of {self.bounds()}")
+        return value  # type: ignore[return-value]
+
+    def bounds(self) -> str:
+        return ", ".join(str(v) for v in self.values)
+
+
+@dataclass(frozen=True, slots=True)
 class Duration(Kind):
     """Float seconds, written ``250ms``, ``30s``, ``5m``, ``1h`` or a bare number of seconds."""
 

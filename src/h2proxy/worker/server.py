@@ -70,7 +70,8 @@ class ProxyServer:
         TLS, then the choice between HTTP/2 and HTTP/1.1. Each front end gets a
         handler factory with the listener's forwarding policy, and answers
         ``Expect: 100-continue`` itself only with C{forwarding.expect_continue:
-        local}. A cleartext listener that leaves a protocol out of C{protocols}
+        local}; on a listener with C{redirect_https}, the handlers answer every
+        request with a redirect instead of routing it. A cleartext listener that leaves a protocol out of C{protocols}
         negotiates without its factory (both are still built, so the metrics and
         draining treat every listener alike). Every listener of the worker shares
         one connection cap (C{limits.max_connections}).
@@ -83,7 +84,7 @@ class ProxyServer:
         localContinue = self.config.forwarding_for(listener).expect_continue == "local"
         h2 = H2Factory(
             reactor=self.reactor,
-            handlerFactory=self.context.handlersFor(forwarding, HTTP2).handlerFactory,
+            handlerFactory=self.context.handlersFor(forwarding, HTTP2, listener.redirect_https).handlerFactory,
             options=ConnectionOptions(
                 settings=self.config.http2_for(listener),
                 idleTimeout=timeouts.idle or None,
@@ -98,7 +99,7 @@ class ProxyServer:
         self.h2Factories[listener.name] = h2
         http1 = HTTP1Factory(
             reactor=self.reactor,
-            handlerFactory=self.context.handlersFor(forwarding, HTTP11).handlerFactory,
+            handlerFactory=self.context.handlersFor(forwarding, HTTP11, listener.redirect_https).handlerFactory,
             idleTimeout=timeouts.idle or None,
             secure=listener.tls is not None,
             maxHeaderBytes=self.config.http2_for(listener).max_header_list_size,
