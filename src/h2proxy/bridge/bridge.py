@@ -17,7 +17,7 @@ producer/consumer pairs described in DESIGN.md:
 Every request gets an id (L{RequestIds}, or a trusted proxy's X-Request-Id). Failures
 before the response head answer with a short body, the id, and an RFC 9209
 ``Proxy-Status`` naming the reason (404 no route, 400 refused, 413 body over the
-limit, 502/503/504 from the upstream side); after the head they reset the stream,
+limit, 403 a client a route's networks refuse, 502/503/504 from the upstream side); after the head they reset the stream,
 since HTTP/2 has no other way to say "this body is incomplete". Redirects (a route's,
 or a listener's to HTTPS) are answered the same way, by the proxy itself: a status
 and a Location, no body, no backend asked.
@@ -38,6 +38,7 @@ from twisted.python.failure import Failure
 from h2proxy.observability.accesslog import NO_OBSERVER, NullObserver, RequestRecord
 from h2proxy.bridge import headers as translate
 from h2proxy.bridge import websocket
+from h2proxy.bridge.access import client_of
 from h2proxy.bridge.body import BUFFER_IN_MEMORY, BodyBuffer, BodyTooLarge, BufferedBodySender
 from h2proxy.bridge.headers import ForwardingPolicy, RequestFacts, UnforwardableRequest
 from h2proxy.bridge.redirects import https_location
@@ -54,6 +55,10 @@ log = Logger()
 #: The access log's reason for a stream whose client went away.
 CLIENT_CLOSED_REASON = "client_closed"
 
+#: The RFC 9209 error type of a request a route's allow or deny refuses (403): the
+#: intermediary refused the request.
+ACCESS_DENIED = "http_request_denied"
+
 #: The protocol version Via names for requests from the HTTP/2 front end.
 HTTP2 = b"2"
 #: ... and from the HTTP/1.1 front end.
@@ -61,8 +66,10 @@ HTTP11 = b"1.1"
 
 _STATUS_MESSAGES = {
     400: "bad request",
+    403: "forbidden",
     404: "not found",
     413: "content too large",
+    429: "too many requests",
     500: "internal error",
     502: "bad gateway",
     503: "service unavailable",
@@ -281,6 +288,9 @@ class StreamBridge:
             return
         self._route = route
         self.record.route, self.record.upstream = route_label(route.config), route.upstream or ""
+        if route.access is not None and not route.access.permits(client_of(facts.peer, head.headers, self.forwarding)):
+            self._fail(403, ACCESS_DENIED)
+            return
         if route.redirect is not None:
             self._redirect(route.redirect.status, route.redirect.location)
             return

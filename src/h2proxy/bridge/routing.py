@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from h2proxy.bridge.access import AccessRule
 from h2proxy.bridge.headers import HeaderEdits
 from h2proxy.bridge.redirects import Redirect
 from h2proxy.config.model import RouteConfig
@@ -54,6 +55,7 @@ class Route:
     @ivar config: the route as configured.
     @ivar upstream: the upstream's name; C{None} on a route that redirects.
     @ivar redirect: the redirect the proxy answers with, instead of an upstream.
+    @ivar access: the networks that may use the route; C{None} when it is open to all.
     @ivar requestEdits: header edits for the request.
     @ivar responseEdits: header edits for the final response.
     @ivar buffer: a body of unknown length is read whole before the backend is asked.
@@ -63,6 +65,7 @@ class Route:
     config: RouteConfig
     upstream: str | None
     redirect: Redirect | None
+    access: AccessRule | None
     requestEdits: HeaderEdits
     responseEdits: HeaderEdits
     buffer: bool
@@ -74,6 +77,7 @@ class Route:
             config=config,
             upstream=config.upstream,
             redirect=Redirect.fromConfig(config.redirect) if config.redirect is not None else None,
+            access=AccessRule.fromConfig(config),
             requestEdits=HeaderEdits.fromConfig(config.request_headers),
             responseEdits=HeaderEdits.fromConfig(config.response_headers),
             buffer=config.request_body == "buffer",

@@ -236,8 +236,9 @@ Besides each value's own type and bounds, the loader checks:
   `port: ${PORT}`); an unset variable is an error. Use it for secrets' paths.
 - **Header fields** to set or add are written `"name: value"`, in quotes: unquoted,
   YAML reads `name: value` as a mapping. Names are case-insensitive (sent lowercase).
-- **Networks** (`trusted_proxies`) are CIDR (`10.0.0.0/8`, `2001:db8::/32`) or a
-  single address; a network with host bits set (`10.0.0.1/8`) is refused.
+- **Networks** (`trusted_proxies`, a route's `allow` and `deny`) are CIDR
+  (`10.0.0.0/8`, `2001:db8::/32`) or a single address (a /32 or /128); a network
+  with host bits set (`10.0.0.1/8`) is refused.
 - `null` (or an empty value) is accepted only where the table says "or null".
 
 ## Options

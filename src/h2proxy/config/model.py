@@ -50,6 +50,7 @@ MAX_ROUTES = 10_000
 MAX_CIPHERS_LENGTH = 4096
 MAX_HEADER_EDITS = 64
 MAX_TRUSTED_NETWORKS = 1024
+MAX_ACCESS_NETWORKS = 1024
 
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -545,6 +546,17 @@ class RouteConfig:
         Section(RedirectConfig),
         "Answer matching requests with a redirect from the proxy itself, instead of an upstream.",
         default=None,
+    )
+    allow: tuple[str, ...] | None = option(
+        ListOf(Network(), 1, MAX_ACCESS_NETWORKS, unique=True),
+        "Only clients in these networks are served; others get 403. Not set: every client. "
+        "The address checked is the client's (see docs/operations.md, Access control).",
+        default=None,
+    )
+    deny: tuple[str, ...] = option(
+        ListOf(Network(), 0, MAX_ACCESS_NETWORKS, unique=True),
+        "Clients in these networks get 403; deny wins over allow.",
+        default=(),
     )
     host: str = option(HOST_PATTERN, "Host matched against :authority (port ignored).", default="*")
     path: str = option(

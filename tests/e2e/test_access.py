@@ -1,0 +1,82 @@
+"""A route's allow and deny through the real daemon, with curl from 127.0.0.1 over
+h2c (prior knowledge) and HTTP/1.1: a route that allows only 10.0.0.0/8 answers
+403 without reaching the origin, one that allows 127.0.0.0/8 forwards, and the
+refusal is in the access log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import poll_until, run, start_proxy, write_config
+
+PROTOCOLS = {"h2c": "--http2-prior-knowledge", "http/1.1": "--http1.1"}
+
+
+def config(origin_port: int, access_log: Path) -> dict:
+    return {
+        "workers": 1,
+        "listeners": [{"name": "h2c", "address": "127.0.0.1", "port": 0}],
+        "upstreams": {"app": {"servers": [{"address": f"127.0.0.1:{origin_port}"}]}},
+        "routes": [
+            {"path": "/", "upstream": "app"},
+            {"path": "/private", "upstream": "app", "allow": ["10.0.0.0/8"]},
+            {"path": "/local", "upstream": "app", "allow": ["127.0.0.0/8", "::1"]},
+            {"path": "/blocked", "upstream": "app", "deny": ["127.0.0.1"]},
+        ],
+        "logging": {"access_log": str(access_log), "format": "json"},
+    }
+
+
+@pytest.fixture(scope="module")
+def daemon(workdir, origin):
+    access_log = workdir / "access-control.log"
+    proxy = start_proxy(write_config(workdir, config(origin.port, access_log)), ["h2c"])
+    yield proxy, origin, access_log
+    proxy.stop()
+
+
+def curl(protocol: str, url: str) -> tuple[str, str]:
+    """The status and the Proxy-Status field curl got."""
+    result = run(["curl", "-sS", "-o", "/dev/null", "-D", "-", "-w", "%{http_code}", PROTOCOLS[protocol], url], timeout=30)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout.decode()
+    fields = [line for line in text.splitlines() if line.lower().startswith("proxy-status:")]
+    return text[-3:], fields[0].split(":", 1)[1].strip() if fields else ""
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_client_outside_allow_gets_403_and_the_origin_sees_nothing(daemon, protocol):
+    """When curl from 127.0.0.1 asks a route that allows only 10.0.0.0/8 (or denies 127.0.0.1), it gets 403 with Proxy-Status, and the origin gets nothing."""
+    proxy, origin, _ = daemon
+    before = len(origin.requests())
+    for path in ("/private/x", "/blocked"):
+        status, proxy_status = curl(protocol, f"http://127.0.0.1:{proxy.ports['h2c']}{path}")
+        assert status == "403"
+        assert proxy_status.startswith("h2proxy; error=http_request_denied; details=\"request id ")
+    assert len(origin.requests()) == before
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_client_inside_allow_is_forwarded(daemon, protocol):
+    """When curl from 127.0.0.1 asks a route that allows 127.0.0.0/8, the origin answers 200."""
+    proxy, origin, _ = daemon
+    before = len(origin.requests())
+    assert curl(protocol, f"http://127.0.0.1:{proxy.ports['h2c']}/local/y")[0] == "200"
+    assert len(origin.requests()) == before + 1
+
+
+def test_a_refusal_is_one_access_log_line(daemon):
+    """When a client is refused, the access log has one line with 403, the route and the reason."""
+    proxy, _, access_log = daemon
+    curl("h2c", f"http://127.0.0.1:{proxy.ports['h2c']}/private/logged")
+
+    def line():
+        records = [json.loads(text) for text in access_log.read_text().splitlines()] if access_log.exists() else []
+        matching = [r for r in records if "/private/logged" in json.dumps(r)]
+        return matching or None
+
+    (record,) = poll_until(line, 20.0, "the refused request in the access log")
+    assert record["status"] == 403 and "http_request_denied" in json.dumps(record)
