@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from h2proxy.config.access import RequestRate
 from h2proxy.config.model import RouteConfig
 from tests.config.test_redirects import load, problems, route
 
@@ -79,3 +80,46 @@ def test_a_network_listed_twice_is_refused():
     """When the same network appears twice, it is an error."""
     (problem,) = problems(route("- {path: /x, upstream: app, deny: [10.0.0.0/8, 10.0.0.0/8]}\n"))
     assert "routes[1].deny" in problem
+
+
+# -- rate_limit ------------------------------------------------------------------------------
+
+
+def test_a_rate_limit_per_second_and_per_minute():
+    """When a route sets rate_limit, the rate reads N/s or N/m and burst defaults to 1."""
+    config = load(route("""\
+        - path: /api
+          upstream: app
+          rate_limit: {rate: 5/s, burst: 10}
+        - path: /slow
+          upstream: app
+          rate_limit:
+            rate: 30/m
+        """))
+    api, slow = config.routes[1].rate_limit, config.routes[2].rate_limit
+    assert (api.rate, api.rate.per_second, api.burst) == (RequestRate(5, 1), 5.0, 10)
+    assert (str(slow.rate), slow.rate.per_second, slow.burst) == ("30/m", 0.5, 1)
+    assert config.routes[0].rate_limit is None and config.warnings == ()
+
+
+@pytest.mark.parametrize("rate", ["5/x", "0/s", "-1/s", "5", "1.5/s", "5/h", "/s", "1000001/s"])
+def test_a_bad_rate_is_named_at_its_line(rate):
+    """When the rate is not a positive whole number per s or m, the error names it at its line."""
+    text = route(f"""\
+        - path: /api
+          upstream: app
+          rate_limit:
+            rate: "{rate}"
+        """)
+    assert problems(text) == [
+        "/nonexistent/conf.yaml:14:13: routes[1].rate_limit.rate: expected a rate like 5/s or 100/m: "
+        f"1 to 1,000,000 requests per second (/s) or minute (/m), got '{rate}'"
+    ]
+
+
+def test_a_rate_limit_needs_a_rate_and_a_positive_burst():
+    """When the rate is missing or the burst is 0, each is an error at its place."""
+    missing = problems(route("- {path: /a, upstream: app, rate_limit: {burst: 3}}\n"))
+    assert len(missing) == 1 and "routes[1].rate_limit" in missing[0] and "rate" in missing[0]
+    zero = problems(route("- {path: /a, upstream: app, rate_limit: {rate: 1/s, burst: 0}}\n"))
+    assert len(zero) == 1 and "routes[1].rate_limit.burst: expected an integer from 1 to 1000000" in zero[0]

@@ -1,7 +1,8 @@
 """A route's allow and deny through the real daemon, with curl from 127.0.0.1 over
 h2c (prior knowledge) and HTTP/1.1: a route that allows only 10.0.0.0/8 answers
 403 without reaching the origin, one that allows 127.0.0.0/8 forwards, and the
-refusal is in the access log."""
+refusal is in the access log; a route with a rate limit answers a burst past it
+with 429 and Retry-After."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def config(origin_port: int, access_log: Path) -> dict:
             {"path": "/private", "upstream": "app", "allow": ["10.0.0.0/8"]},
             {"path": "/local", "upstream": "app", "allow": ["127.0.0.0/8", "::1"]},
             {"path": "/blocked", "upstream": "app", "deny": ["127.0.0.1"]},
+            {"path": "/limited", "upstream": "app", "rate_limit": {"rate": "1/m", "burst": 3}},
         ],
         "logging": {"access_log": str(access_log), "format": "json"},
     }
@@ -80,3 +82,19 @@ def test_a_refusal_is_one_access_log_line(daemon):
 
     (record,) = poll_until(line, 20.0, "the refused request in the access log")
     assert record["status"] == 403 and "http_request_denied" in json.dumps(record)
+
+
+def test_a_burst_past_the_rate_limit_gets_429(daemon):
+    """When curl sends eight requests on one HTTP/1.1 connection to a route allowing a burst of 3 at 1/m, three reach the origin and five get 429 with Retry-After."""
+    proxy, origin, _ = daemon
+    before = len(origin.requests())
+    url = f"http://127.0.0.1:{proxy.ports['h2c']}/limited"
+    result = run(["curl", "-sS", "--http1.1", "-o", "/dev/null", "-D", "-",
+                  "-w", "status=%{http_code}\\n", *[url] * 8], timeout=30)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout.decode()
+    statuses = [line.split("=")[1] for line in text.splitlines() if line.startswith("status=")]
+    assert statuses == ["200"] * 3 + ["429"] * 5
+    waits = [int(line.split(":")[1]) for line in text.splitlines() if line.lower().startswith("retry-after:")]
+    assert len(waits) == 5 and all(1 <= wait <= 60 for wait in waits)
+    assert len(origin.requests()) == before + 3

@@ -17,7 +17,7 @@ producer/consumer pairs described in DESIGN.md:
 Every request gets an id (L{RequestIds}, or a trusted proxy's X-Request-Id). Failures
 before the response head answer with a short body, the id, and an RFC 9209
 ``Proxy-Status`` naming the reason (404 no route, 400 refused, 413 body over the
-limit, 403 a client a route's networks refuse, 502/503/504 from the upstream side); after the head they reset the stream,
+limit, 403 a client a route's networks refuse, 429 a client over a route's rate limit, 502/503/504 from the upstream side); after the head they reset the stream,
 since HTTP/2 has no other way to say "this body is incomplete". Redirects (a route's,
 or a listener's to HTTPS) are answered the same way, by the proxy itself: a status
 and a Location, no body, no backend asked.
@@ -58,6 +58,8 @@ CLIENT_CLOSED_REASON = "client_closed"
 #: The RFC 9209 error type of a request a route's allow or deny refuses (403): the
 #: intermediary refused the request.
 ACCESS_DENIED = "http_request_denied"
+#: ... and of a request over its route's rate limit (429, with Retry-After).
+RATE_LIMITED = "http_request_denied"
 
 #: The protocol version Via names for requests from the HTTP/2 front end.
 HTTP2 = b"2"
@@ -288,9 +290,15 @@ class StreamBridge:
             return
         self._route = route
         self.record.route, self.record.upstream = route_label(route.config), route.upstream or ""
-        if route.access is not None and not route.access.permits(client_of(facts.peer, head.headers, self.forwarding)):
-            self._fail(403, ACCESS_DENIED)
-            return
+        if route.access is not None or route.limiter is not None:
+            client = client_of(facts.peer, head.headers, self.forwarding)
+            if route.access is not None and not route.access.permits(client):
+                self._fail(403, ACCESS_DENIED)
+                return
+            wait = route.limiter.take(client) if route.limiter is not None else 0
+            if wait:
+                self._fail(429, RATE_LIMITED, retryAfter=wait)
+                return
         if route.redirect is not None:
             self._redirect(route.redirect.status, route.redirect.location)
             return
@@ -556,7 +564,7 @@ class StreamBridge:
     def _fail(self, status: int, reason: str, retryAfter: int | None = None) -> None:
         """Answer with a proxy-generated error and stop the exchange, if any.
         C{retryAfter} (seconds) adds a ``Retry-After`` field, for a 503 whose cause
-        is known to pass."""
+        is known to pass or a 429 (when the client's next token is due)."""
         exchange, self._exchange = self._exchange, None
         if exchange is not None:
             self.context.observer.exchangeUsed(self.record, exchange)

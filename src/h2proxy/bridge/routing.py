@@ -14,11 +14,13 @@ removal): the path sent to the backend is the path that was matched.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from h2proxy.bridge.access import AccessRule
 from h2proxy.bridge.headers import HeaderEdits
+from h2proxy.bridge.ratelimit import RateLimiter
 from h2proxy.bridge.redirects import Redirect
 from h2proxy.config.model import RouteConfig
 
@@ -56,6 +58,7 @@ class Route:
     @ivar upstream: the upstream's name; C{None} on a route that redirects.
     @ivar redirect: the redirect the proxy answers with, instead of an upstream.
     @ivar access: the networks that may use the route; C{None} when it is open to all.
+    @ivar limiter: how often each client may use the route; C{None} without a limit.
     @ivar requestEdits: header edits for the request.
     @ivar responseEdits: header edits for the final response.
     @ivar buffer: a body of unknown length is read whole before the backend is asked.
@@ -66,18 +69,21 @@ class Route:
     upstream: str | None
     redirect: Redirect | None
     access: AccessRule | None
+    limiter: RateLimiter | None
     requestEdits: HeaderEdits
     responseEdits: HeaderEdits
     buffer: bool
     bufferLimit: int
 
     @classmethod
-    def fromConfig(cls, config: RouteConfig) -> "Route":
+    def fromConfig(cls, config: RouteConfig, clock: Callable[[], float] = time.monotonic) -> "Route":
+        """The compiled route; C{clock} (seconds) paces its rate limit, if any."""
         return cls(
             config=config,
             upstream=config.upstream,
             redirect=Redirect.fromConfig(config.redirect) if config.redirect is not None else None,
             access=AccessRule.fromConfig(config),
+            limiter=RateLimiter.fromConfig(config.rate_limit, clock) if config.rate_limit is not None else None,
             requestEdits=HeaderEdits.fromConfig(config.request_headers),
             responseEdits=HeaderEdits.fromConfig(config.response_headers),
             buffer=config.request_body == "buffer",
@@ -126,15 +132,22 @@ class Router:
 
     It owns a cache of the route tables to try per authority, bounded by
     C{maxCachedAuthorities}, so that memory stays fixed whatever hosts clients name.
+    C{clock} paces the routes' rate limits (the worker passes C{reactor.seconds}); a
+    new Router, built on reload, starts every client's bucket full.
     """
 
-    def __init__(self, routes: tuple[RouteConfig, ...], maxCachedAuthorities: int = MAX_CACHED_AUTHORITIES) -> None:
+    def __init__(
+        self,
+        routes: tuple[RouteConfig, ...],
+        maxCachedAuthorities: int = MAX_CACHED_AUTHORITIES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.maxCachedAuthorities = maxCachedAuthorities
         self._exact: dict[str, _HostRoutes] = {}
         wildcards: dict[str, _HostRoutes] = {}
         self._default = _HostRoutes()
         for config in routes:
-            route = Route.fromConfig(config)
+            route = Route.fromConfig(config, clock)
             host = config.host.lower()
             if host == "*":
                 self._default.add(route)

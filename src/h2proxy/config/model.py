@@ -38,6 +38,7 @@ from h2proxy.config.spec import (
     Workers,
     option,
 )
+from h2proxy.config.access import RateLimitConfig
 from h2proxy.config.httpkinds import HeaderField, HeaderName, Network, RedirectLocation
 
 #: Caps on how many of each thing one file may declare (a config is not a database).
@@ -557,6 +558,11 @@ class RouteConfig:
         ListOf(Network(), 0, MAX_ACCESS_NETWORKS, unique=True),
         "Clients in these networks get 403; deny wins over allow.",
         default=(),
+    )
+    rate_limit: RateLimitConfig | None = option(
+        Section(RateLimitConfig),
+        "Limit how often each client address may use the route; over it, 429 with Retry-After.",
+        default=None,
     )
     host: str = option(HOST_PATTERN, "Host matched against :authority (port ignored).", default="*")
     path: str = option(

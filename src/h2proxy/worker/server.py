@@ -53,7 +53,7 @@ class ProxyServer:
         }
         self.observability = WorkerObservability(config, reactor)
         self.context = BridgeContext(
-            router=Router(config.routes),
+            router=Router(config.routes, clock=reactor.seconds),
             pools=self.pools,
             maxRequestBody=config.limits.max_request_body,
             observer=self.observability.observer,
