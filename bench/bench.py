@@ -39,7 +39,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -114,6 +114,10 @@ class BenchError(Exception):
     """A workload or a server could not be run; the message says what to look at."""
 
 
+#: What a process is to the placement: a proxy under test, or the origin and load side.
+Role = Literal["proxy", "load"]
+
+
 @dataclass(frozen=True)
 class Placement:
     """The CPU the proxies run on and the one the origin and load run on; None = unpinned."""
@@ -121,12 +125,12 @@ class Placement:
     proxy: str | None
     load: str | None
 
-    def argv(self, role: str, argv: list[str]) -> list[str]:
+    def argv(self, role: Role, argv: list[str]) -> list[str]:
         """C{argv} prefixed with taskset for C{role} ("proxy" or "load"), unchanged if unpinned."""
         cpu = self.proxy if role == "proxy" else self.load
         return ["taskset", "-c", cpu, *argv] if cpu is not None else list(argv)
 
-    def describe(self, role: str) -> str:
+    def describe(self, role: Role) -> str:
         cpu = self.proxy if role == "proxy" else self.load
         return f"CPU {cpu}" if cpu is not None else "any CPU"
 
@@ -160,7 +164,7 @@ class Launcher:
         self.children: list[Child] = []
         self.pgid_file = PGID_FILE or workdir / "pgids"
 
-    def start(self, name: str, argv: list[str], role: str, ready: Callable[[str], re.Match | bool | None],
+    def start(self, name: str, argv: list[str], role: Role, ready: Callable[[str], re.Match | bool | None],
               cwd: Path | None = None) -> tuple[Child, re.Match | bool]:
         """Run C{argv} where C{role} ("proxy" or "load") runs; wait until C{ready(log text)} is
         true or fail with the log."""
@@ -209,7 +213,7 @@ def record_group(pgid: int, path: Path | None = None) -> None:
             handle.write(f"{pgid}\n")
 
 
-def run_client(argv: list[str], timeout: float, role: str = "load") -> tuple[str, float]:
+def run_client(argv: list[str], timeout: float, role: Role = "load") -> tuple[str, float]:
     """Run a load client where C{role} runs, to completion; its output and the CPU seconds it used."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     process = subprocess.Popen(placement.argv(role, argv), stdout=subprocess.PIPE,
