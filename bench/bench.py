@@ -482,7 +482,7 @@ http {{
         proxy_buffering on;                   # read responses ahead (the default)
         proxy_buffer_size 64k;
         proxy_buffers 8 64k;
-        proxy_busy_buffers_size 128k;         # at most 7 of the 8 buffers busy towards the client
+        proxy_busy_buffers_size 128k;         # nginx requires less than 7 x 64k (all buffers but one)
         location / {{ proxy_pass http://origin; }}
         location /drip {{ proxy_pass http://drip; }}
     }}
