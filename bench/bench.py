@@ -3,7 +3,10 @@
 ``bench/run`` installs what is needed and calls this. It starts one origin that is
 never the bottleneck (``bench/origin.c``, checked directly with h2load first), a
 dripping origin for W6 (``bench/drip.py``), and the proxies under test, each pinned
-with ``taskset``: proxies on CPU 0, origin and clients on CPU 1. Then it runs the
+with ``taskset``: proxies on CPU 0, origin and clients on CPU 1. With ``--workers N``
+(N > 1) h2proxy and nginx run N workers each and nothing is pinned: the whole-machine
+run. nginx is tuned as an operator would for a keep-alive HTTP/1.1 backend, and
+h2proxy gets the same origin keep-alive (see NGINX_CONF). Then it runs the
 workloads interleaved over several rounds (every peer once per workload per round,
 the peers' order rotated each round), prints a table of medians with min–max and the
 ratio of h2proxy to each peer measured in the same round, and writes every raw
@@ -36,7 +39,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -70,6 +73,14 @@ PGID_FILE = Path(os.environ["H2PROXY_BENCH_PGIDS"]) if os.environ.get("H2PROXY_B
 #: Lines of a failed process's log quoted in an error.
 LOG_TAIL = 15
 
+#: What both proxies get towards the origin, so that neither has more kept-alive
+#: connections, more requests per connection or a longer idle life than the other.
+UPSTREAM_KEEPALIVE = 256          # idle connections kept per worker
+UPSTREAM_REQUESTS = 100_000       # requests one origin connection carries
+UPSTREAM_IDLE_SECONDS = 600       # an idle origin connection lives this long
+#: Streams a client may open at once on either proxy (h2proxy's default; nginx's is 128).
+MAX_CONCURRENT_STREAMS = 100
+
 
 @dataclass
 class Settings:
@@ -87,6 +98,12 @@ class Settings:
     http2: dict = field(default_factory=dict)   # h2proxy http2: overrides (tuning runs)
     overrides: dict = field(default_factory=dict)   # h2proxy config "dotted.path": value (tuning runs)
     keep_workdir: bool = False
+    workers: int = 1               # 1: the pinned one-core comparison; more: the whole-machine run
+
+    @property
+    def pinned(self) -> bool:
+        """One worker per proxy is compared on one pinned core; more workers get the whole machine."""
+        return self.workers == 1
 
 
 QUICK = dict(rounds=1, duration=3.0, downloads=1, uploads=2, slow_seconds=4.0, ttfb_repeat=1,
@@ -95,6 +112,33 @@ QUICK = dict(rounds=1, duration=3.0, downloads=1, uploads=2, slow_seconds=4.0, t
 
 class BenchError(Exception):
     """A workload or a server could not be run; the message says what to look at."""
+
+
+#: What a process is to the placement: a proxy under test, or the origin and load side.
+Role = Literal["proxy", "load"]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The CPU the proxies run on and the one the origin and load run on; None = unpinned."""
+
+    proxy: str | None
+    load: str | None
+
+    def argv(self, role: Role, argv: list[str]) -> list[str]:
+        """C{argv} prefixed with taskset for C{role} ("proxy" or "load"), unchanged if unpinned."""
+        cpu = self.proxy if role == "proxy" else self.load
+        return ["taskset", "-c", cpu, *argv] if cpu is not None else list(argv)
+
+    def describe(self, role: Role) -> str:
+        cpu = self.proxy if role == "proxy" else self.load
+        return f"CPU {cpu}" if cpu is not None else "any CPU"
+
+
+PINNED = Placement(PROXY_CPU, LOAD_CPU)
+UNPINNED = Placement(None, None)
+#: Where everything runs: set once by main() from --workers (the whole-machine run is unpinned).
+placement = PINNED
 
 
 # ---- processes --------------------------------------------------------------------------
@@ -120,12 +164,13 @@ class Launcher:
         self.children: list[Child] = []
         self.pgid_file = PGID_FILE or workdir / "pgids"
 
-    def start(self, name: str, argv: list[str], cpu: str, ready: Callable[[str], re.Match | bool | None],
+    def start(self, name: str, argv: list[str], role: Role, ready: Callable[[str], re.Match | bool | None],
               cwd: Path | None = None) -> tuple[Child, re.Match | bool]:
-        """Run C{argv} on C{cpu}; wait until C{ready(log text)} is true or fail with the log."""
+        """Run C{argv} where C{role} ("proxy" or "load") runs; wait until C{ready(log text)} is
+        true or fail with the log."""
         log = self.workdir / f"{name}.log"
         with open(log, "wb") as out:
-            process = subprocess.Popen(["taskset", "-c", cpu, *argv], stdout=out, stderr=subprocess.STDOUT,
+            process = subprocess.Popen(placement.argv(role, argv), stdout=out, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True)
         child = Child(name, process, log)
         self.children.append(child)
@@ -168,10 +213,10 @@ def record_group(pgid: int, path: Path | None = None) -> None:
             handle.write(f"{pgid}\n")
 
 
-def run_client(argv: list[str], timeout: float, cpu: str = LOAD_CPU) -> tuple[str, float]:
-    """Run a load client on C{cpu} to completion; its output and the CPU seconds it used."""
+def run_client(argv: list[str], timeout: float, role: Role = "load") -> tuple[str, float]:
+    """Run a load client where C{role} runs, to completion; its output and the CPU seconds it used."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    process = subprocess.Popen(["taskset", "-c", cpu, *argv], stdout=subprocess.PIPE,
+    process = subprocess.Popen(placement.argv(role, argv), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     record_group(process.pid)
     try:
@@ -318,6 +363,7 @@ class Peer:
         self.child: Child | None = None
         self.port = 0
         self.error: str | None = None
+        self.config_text = ""   # the configuration it was last started with, for the report
 
     def start(self) -> None:
         raise NotImplementedError
@@ -358,19 +404,21 @@ class H2ProxyPeer(Peer):
     name = "h2proxy"
 
     def config(self) -> dict:
+        """h2proxy's config: the origin upstream kept alive exactly as nginx's (see NGINX_CONF)."""
         b = self.backends
         config = {
-            "workers": 1,
+            "workers": self.settings.workers,
             "listeners": [{"name": "bench", "address": "127.0.0.1", "port": 0,
                            "tls": {"certificates": [{"cert": b.cert, "key": b.key}]}}],
-            "upstreams": {"origin": {"servers": [{"address": f"127.0.0.1:{b.origin_port}"}]},
+            "upstreams": {"origin": {"servers": [{"address": f"127.0.0.1:{b.origin_port}"}],
+                                     "keepalive": UPSTREAM_KEEPALIVE, "max_requests": UPSTREAM_REQUESTS,
+                                     "keepalive_idle": f"{UPSTREAM_IDLE_SECONDS}s"},
                           "drip": {"servers": [{"address": f"127.0.0.1:{b.drip_port}"}]}},
             "routes": [{"host": "*", "path": "/drip", "upstream": "drip"},
                        {"host": "*", "path": "/", "upstream": "origin"}],
             "timeouts": {"idle": "600s"},
+            "http2": {"max_concurrent_streams": MAX_CONCURRENT_STREAMS, **self.settings.http2},
         }
-        if self.settings.http2:
-            config["http2"] = dict(self.settings.http2)
         for dotted, value in self.settings.overrides.items():
             *parents, leaf = dotted.split(".")
             node = config
@@ -383,7 +431,8 @@ class H2ProxyPeer(Peer):
         import yaml
 
         path = self.backends.workdir / "h2proxy.yaml"
-        path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+        self.config_text = yaml.safe_dump(self.config(), sort_keys=False)
+        path.write_text(self.config_text)
         twistd = shutil.which("twistd") or str(Path(sys.executable).with_name("twistd"))
         argv = [twistd, "-n", "--pidfile=", "--logfile=-", *extra_twistd, "h2proxy", "-c", str(path)]
         listening = re.compile(r"listener bench on [^ ]*:(\d+)")
@@ -392,13 +441,13 @@ class H2ProxyPeer(Peer):
         def ready(text: str) -> re.Match | None:
             return listening.search(text) if serving.search(text) else None
 
-        self.child, match = self.launcher.start("h2proxy", argv, PROXY_CPU, ready, cwd=self.backends.workdir)
+        self.child, match = self.launcher.start("h2proxy", argv, "proxy", ready, cwd=self.backends.workdir)
         self.port = int(match.group(1))
 
 
 NGINX_CONF = """\
-# nginx as the reference HTTP/2 -> HTTP/1.1 proxy: 1 worker, keep-alive upstream.
-worker_processes 1;
+# nginx as an operator tunes it in front of a keep-alive HTTP/1.1 backend.
+worker_processes {workers};
 daemon off;
 pid {work}/nginx.pid;
 error_log {work}/nginx-error.log warn;
@@ -411,18 +460,29 @@ http {{
     fastcgi_temp_path {work}/nginx-tmp/fastcgi;
     uwsgi_temp_path {work}/nginx-tmp/uwsgi;
     scgi_temp_path {work}/nginx-tmp/scgi;
-    upstream origin {{ server 127.0.0.1:{origin}; keepalive 64; keepalive_requests 1000000; }}
+    upstream origin {{
+        server 127.0.0.1:{origin};
+        keepalive {keepalive};                # idle origin connections kept per worker
+        keepalive_requests {requests};
+        keepalive_timeout {idle}s;
+    }}
     upstream drip {{ server 127.0.0.1:{drip}; keepalive 8; }}
     server {{
         listen 127.0.0.1:{port} ssl http2;
         ssl_certificate {cert};
         ssl_certificate_key {key};
-        keepalive_requests 1000000;   # h2load does not reconnect after GOAWAY
-        keepalive_timeout 600s;       # idle connections stay for the idle measurement
+        http2_max_concurrent_streams {streams};
+        keepalive_requests 1000000;           # h2load does not reconnect after GOAWAY
+        keepalive_timeout 600s;               # idle connections stay for the idle measurement
         client_max_body_size 0;
-        proxy_http_version 1.1;
+        client_body_buffer_size 1m;
+        proxy_http_version 1.1;               # keep-alive to the origin
         proxy_set_header Connection "";
-        proxy_request_buffering off;  # stream uploads, as h2proxy does
+        proxy_request_buffering off;          # stream uploads, as h2proxy does
+        proxy_buffering on;                   # read responses ahead (the default)
+        proxy_buffer_size 64k;
+        proxy_buffers 8 64k;
+        proxy_busy_buffers_size 128k;         # nginx requires less than 7 x 64k (all buffers but one)
         location / {{ proxy_pass http://origin; }}
         location /drip {{ proxy_pass http://drip; }}
     }}
@@ -438,13 +498,16 @@ class NginxPeer(Peer):
         (work / "nginx-tmp").mkdir(exist_ok=True)
         self.port = free_port()
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        conf = NGINX_CONF.format(work=work, nofile=nofile, connections=max(1024, nofile // 2 - 64),
-                                 origin=self.backends.origin_port, drip=self.backends.drip_port,
-                                 port=self.port, cert=self.backends.cert, key=self.backends.key)
-        (work / "nginx.conf").write_text(conf)
+        self.config_text = NGINX_CONF.format(
+            work=work, workers=self.settings.workers, nofile=nofile,
+            connections=max(1024, nofile // 2 - 64),
+            origin=self.backends.origin_port, keepalive=UPSTREAM_KEEPALIVE, requests=UPSTREAM_REQUESTS,
+            idle=UPSTREAM_IDLE_SECONDS, drip=self.backends.drip_port, port=self.port,
+            streams=self.settings.http2.get("max_concurrent_streams", MAX_CONCURRENT_STREAMS), cert=self.backends.cert, key=self.backends.key)
+        (work / "nginx.conf").write_text(self.config_text)
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         argv = [nginx, "-c", str(work / "nginx.conf"), "-p", str(work), "-e", str(work / "nginx-error.log")]
-        self.child, _ = self.launcher.start("nginx", argv, PROXY_CPU, lambda _: port_open(self.port))
+        self.child, _ = self.launcher.start("nginx", argv, "proxy", lambda _: port_open(self.port))
 
 
 class TwistedPeer(Peer):
@@ -456,7 +519,8 @@ class TwistedPeer(Peer):
                 "--key", b.key, "--origin", f"127.0.0.1:{b.origin_port}",
                 "--route", f"/drip=127.0.0.1:{b.drip_port}"]
         pattern = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
-        self.child, match = self.launcher.start("twisted", argv, PROXY_CPU, pattern.search)
+        self.config_text = " ".join(argv[1:])   # nothing tuned: its whole configuration is the command line
+        self.child, match = self.launcher.start("twisted", argv, "proxy", pattern.search)
         self.port = int(match.group(1))
 
 
@@ -468,9 +532,9 @@ def start_backends(launcher: Launcher, workdir: Path, origin_binary: Path) -> Ba
     subprocess.run([sys.executable, "-m", "h2proxy_tools.devcert", str(cert_dir)], check=True,
                    capture_output=True, timeout=60)
     origin_re = re.compile(r"origin listening on 127\.0\.0\.1:(\d+)")
-    origin, match = launcher.start("origin", [str(origin_binary), "0"], LOAD_CPU, origin_re.search)
+    origin, match = launcher.start("origin", [str(origin_binary), "0"], "load", origin_re.search)
     drip_re = re.compile(r"drip listening on 127\.0\.0\.1:(\d+)")
-    _, drip = launcher.start("drip", [sys.executable, str(BENCH / "drip.py"), "--port", "0"], LOAD_CPU,
+    _, drip = launcher.start("drip", [sys.executable, str(BENCH / "drip.py"), "--port", "0"], "load",
                              drip_re.search)
     return Backends(workdir, str(cert_dir / "cert.pem"), str(cert_dir / "key.pem"),
                     int(match.group(1)), int(drip.group(1)), origin)
@@ -621,8 +685,8 @@ def idle(run: Run) -> dict:
     count = run.settings.idle_count
     pids = run.peer.pids()
     baseline = rss_kib(pids)
-    argv = ["taskset", "-c", LOAD_CPU, *python_client("idle", "--port", str(run.peer.port), "--count", str(count),
-                                                      "--hold", "120")]
+    argv = placement.argv("load", python_client("idle", "--port", str(run.peer.port), "--count", str(count),
+                                                "--hold", "120"))
     process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                start_new_session=True, bufsize=0)   # unbuffered: select() sees every byte
     record_group(process.pid)
@@ -905,6 +969,9 @@ def parse_args(argv: list[str]) -> tuple[Settings, argparse.Namespace]:
                         help="any h2proxy config value for a tuning run, e.g. upstreams.origin.keepalive=512")
     parser.add_argument("--origin-binary", default=str(BENCH / "build" / "origin"))
     parser.add_argument("--keep-workdir", action="store_true", help="keep configs and logs after the run")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes of h2proxy and nginx; above 1 nothing is pinned (the "
+                             "whole-machine run); the default 1 pins the proxies to CPU 0")
     parser.add_argument("--profile", action="store_true",
                         help="instead of the rounds: profile h2proxy (cProfile) under W1 and print the top")
     args = parser.parse_args(argv)
@@ -927,6 +994,9 @@ def parse_args(argv: list[str]) -> tuple[Settings, argparse.Namespace]:
 
     settings.overrides = {path: yaml.safe_load(value) for path, value in (i.split("=", 1) for i in args.set)}
     settings.keep_workdir = args.keep_workdir
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    settings.workers = args.workers
     return settings, args
 
 
@@ -937,7 +1007,9 @@ def raise_file_limit() -> None:
 
 
 def main(argv: list[str]) -> int:
+    global placement
     settings, args = parse_args(argv)
+    placement = PINNED if settings.pinned else UNPINNED
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     raise_file_limit()
     workdir = Path(tempfile.mkdtemp(prefix="h2proxy-bench-"))
@@ -964,17 +1036,33 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def run_label(settings: Settings) -> str:
+    """What kind of run this is, in words, for the log, the table and the JSON."""
+    if settings.pinned:
+        return (f"pinned run: 1 worker per proxy on CPU {PROXY_CPU}, origin and load on CPU {LOAD_CPU}")
+    return (f"whole-machine run: {settings.workers} workers per proxy (h2proxy workers, nginx "
+            f"worker_processes; Twisted has one process), nothing pinned: proxies, origin and load "
+            f"share all {os.cpu_count()} cores")
+
+
+def print_configs(configs: dict[str, str]) -> None:
+    """Each peer's configuration as it was run, so that the table is read against it."""
+    for name, text in configs.items():
+        print(f"\n--- {name} configuration ---\n{text.rstrip()}")
+
+
 def bench(launcher: Launcher, workdir: Path, settings: Settings, origin_binary: Path, started: float) -> int:
     env = environment()
     log(f"h2proxy bench {env['date']} on {env['cpu']} ({env['cores']} cores); workdir {workdir}")
+    log(run_label(settings))
     upload_file = workdir / "upload.bin"
     upload_file.write_bytes(os.urandom(UPLOAD_SIZE))
     backends = start_backends(launcher, workdir, origin_binary)
     check = origin_check(backends, settings, upload_file)
     log("origin alone (h2load --h1 on the load core): "
         + ", ".join(f"{k}={v:,.0f}" for k, v in check.items()))
-    ceiling = json.loads(run_client([sys.executable, str(BENCH / "h2_ceiling.py")], 120, cpu=PROXY_CPU)[0])
-    log(f"h2 library alone (no I/O, CPU {PROXY_CPU}): {ceiling['us_per_request']:.0f} us per small request, "
+    ceiling = json.loads(run_client([sys.executable, str(BENCH / "h2_ceiling.py")], 120, role="proxy")[0])
+    log(f"h2 library alone (no I/O, {placement.describe('proxy')}): {ceiling['us_per_request']:.0f} us per small request, "
         f"a ceiling of {ceiling['ceiling_rps']:,.0f} req/s on one core")
     peers = [PEERS[name](launcher, backends, settings) for name in settings.peers]
     for peer in peers:
@@ -984,23 +1072,28 @@ def bench(launcher: Launcher, workdir: Path, settings: Settings, origin_binary: 
     raw = run_rounds(peers, backends, settings, workdir, upload_file)
     names = [p.name for p in peers]
     summary = summarize(raw, names)
-    verdicts = targets(summary) if "h2proxy" in names else []
-    report = {"environment": env, "settings": settings.__dict__, "origin_check": check,
-              "h2_ceiling": ceiling, "raw": raw,
+    # The targets are set for one worker on one core: a whole-machine run sums two workers' memory.
+    verdicts = targets(summary) if "h2proxy" in names and settings.pinned else []
+    configs = {p.name: p.config_text for p in peers if p.config_text}
+    report = {"environment": env, "settings": settings.__dict__, "run": run_label(settings),
+              "configs": configs, "origin_check": check, "h2_ceiling": ceiling, "raw": raw,
               "summary": summary, "targets": verdicts, "seconds": time.monotonic() - started,
               "start_errors": {p.name: p.error for p in peers if p.error}}
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"bench-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(report, indent=1, default=str))
     print(f"\nh2proxy bench, {env['date']}, {env['cpu']}, {env['cores']} cores, kernel {env['kernel']}")
+    print(run_label(settings))
     print(f"{settings.rounds} round(s); median (min–max) over rounds; ratios are h2proxy/peer per round, "
           f"then their median.\n")
-    print(f"origin alone, h2load --h1 on CPU {LOAD_CPU}: {check['small_rps']:,.0f} req/s small "
+    print(f"origin alone, h2load --h1 on {placement.describe('load')}: {check['small_rps']:,.0f} req/s small "
           f"(origin CPU {check['small_origin_cpu_pct']:.0f}%), {check['download_mibps']:,.0f} MiB/s down, "
           f"{check['upload_mibps']:,.0f} MiB/s up")
     print(f"h2 alone, no I/O: {ceiling['us_per_request']:.0f} us per small request "
           f"(ceiling {ceiling['ceiling_rps']:,.0f} req/s per core)\n")
     print(render_table(summary, names))
+    if not settings.pinned:
+        print("\ntargets: not judged (they are set for the pinned one-worker run)")
     if verdicts:
         print("\ntargets:")
         for v in verdicts:
@@ -1012,6 +1105,7 @@ def bench(launcher: Launcher, workdir: Path, settings: Settings, origin_binary: 
         print("\nfailed measurements:")
         for (w, p), reason in sorted(failures.items()):
             print(f"  {w} {p}: {reason}")
+    print_configs(configs)
     print(f"\nraw figures: {out.relative_to(ROOT)}  ({time.monotonic() - started:.0f}s)")
     return 0
 

@@ -113,7 +113,7 @@ def profile_run(launcher, workdir: Path, settings, origin_binary: Path) -> int:
     stats_path = workdir / "h2proxy.prof"
     argv = [sys.executable, str(Path(__file__)), "serve", str(config_path), str(stats_path)]
     pattern = re.compile(r"profiling listener on 127\.0\.0\.1:(\d+)")
-    child, match = launcher.start("h2proxy-profiled", argv, bench.PROXY_CPU, pattern.search, cwd=workdir)
+    child, match = launcher.start("h2proxy-profiled", argv, "proxy", pattern.search, cwd=workdir)
     peer.child, peer.port = child, int(match.group(1))
     run = bench.Run(peer, backends, settings, workdir, workdir / "unused")
     result = bench.w1(run)
