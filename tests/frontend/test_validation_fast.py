@@ -110,3 +110,10 @@ def test_known_good_names_stop_growing_at_their_cap():
     assert known.authorities == {b"h0.test"}
     assert known.responseNames == {b"x-a", b"x-b"}
     assert (validation.SHARED_KNOWN_GOOD.requestNames, validation.SHARED_KNOWN_GOOD.authorities) == shared
+
+
+def test_a_pseudo_header_after_a_left_out_hop_by_hop_field_is_refused_by_the_fast_pass():
+    """When a hop-by-hop field the fast pass leaves out comes before a pseudo-header, the
+    order is still wrong (RFC 9113 8.3): the fast pass declines and the full checks refuse."""
+    fields = [(b"trailer", b"x"), (b":method", b"GET")]
+    assert _fields_at_once(fields, 65536, REQUEST_PSEUDO, KnownGood()) is None

@@ -310,7 +310,8 @@ def _fields_at_once(
         if name in goodNames:
             regular.append(item)
         elif name[:1] == b":":
-            if regular or name not in known or name in pseudo:
+            if len(pseudo) != len(values) - 1 or name not in known or name in pseudo:
+                # a pseudo-header after a regular field (one left out included)
                 return None
             pseudo[name] = value
         elif name == b"content-length":
