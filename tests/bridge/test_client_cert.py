@@ -72,10 +72,10 @@ def test_the_access_log_shows_the_subject_or_a_dash():
     """When a record has a client certificate, both formats show its subject; otherwise - and null."""
     record = RequestRecord(start=0.0, client="192.0.2.7", protocol="h2", method="GET", authority="a",
                            path="/", streamID=1, clientCert="CN=billing,O=Example")
-    assert format_combined(record).endswith(" client_cert=CN=billing,O=Example")
+    assert format_combined(record).endswith(" client_cert=CN=billing,O=Example error=-")
     assert '"client_cert":"CN=billing,O=Example"' in format_json(record)
     record.clientCert = ""
-    assert format_combined(record).endswith(" client_cert=-")
+    assert format_combined(record).endswith(" client_cert=- error=-")
     assert '"client_cert":null' in format_json(record)
 
 

@@ -177,4 +177,4 @@ def test_the_access_line_of_a_redirect():
     bridge.requestReceived(request(path=b"/old?q=%20"))
     line = format_combined(observer.finished[0])
     assert '"GET /old?q=%20 HTTP/2.0" 301 0 ' in line
-    assert " route=example.org/old upstream=- server=- " in line and line.endswith(" error=- client_cert=-")
+    assert " route=example.org/old upstream=- server=- " in line and line.endswith(" error=-")

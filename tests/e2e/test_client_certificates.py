@@ -61,10 +61,10 @@ def daemon(workdir, origin, pki):
     proxy.stop()
 
 
-def curl(proxy, pki: dict, listener: str, client: str | None = None, *extra: str):
+def curl(proxy, pki: dict, listener: str, client: str | None = None, protocol: str = "--http2"):
     """curl /headers on C{listener} (https://localhost, trusting the server CA)."""
-    args = ["curl", "-sS", "--http2", "--cacert", pki["server_ca"], "-H", "x-forwarded-client-cert: forged",
-            *extra, f"https://localhost:{proxy.ports[listener]}/headers"]
+    args = ["curl", "-sS", protocol, "--cacert", pki["server_ca"], "-H", "x-forwarded-client-cert: forged",
+            f"https://localhost:{proxy.ports[listener]}/headers"]
     if client is not None:
         args[1:1] = ["--cert", pki[client][0], "--key", pki[client][1]]
     return run(args, timeout=30)
@@ -81,9 +81,11 @@ def refused(result) -> bool:
     return result.returncode != 0 and result.stdout == b""
 
 
-def test_a_client_certificate_signed_by_the_ca_reaches_the_origin(daemon, pki):
-    """When curl presents a certificate the CA signed, the origin gets its hash and subject, not the forged field."""
-    values = forwarded(curl(daemon, pki, "tls-required", "client"))
+@pytest.mark.parametrize("protocol", ["--http2", "--http1.1"])
+def test_a_client_certificate_signed_by_the_ca_reaches_the_origin(daemon, pki, protocol):
+    """When curl presents a certificate the CA signed (over HTTP/2 or HTTP/1.1), the
+    origin gets its hash and subject, not the forged field."""
+    values = forwarded(curl(daemon, pki, "tls-required", "client", protocol))
     assert len(values) == 1
     assert values[0].startswith("Hash=") and values[0].endswith(FORWARDED_SUBJECT)
     assert len(values[0].split(";")[0]) == len("Hash=") + 64

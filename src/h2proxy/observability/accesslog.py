@@ -207,7 +207,7 @@ def format_combined(record: RequestRecord) -> str:
         f" host={_token(record.authority)} route={_token(record.route)}"
         f" upstream={_token(record.upstream)} server={_token(record.server)}"
         f" retries={record.retries} stream={record.streamID} id={_token(record.requestId)}"
-        f" error={_token(record.error)} client_cert={_token(record.clientCert)}"
+        f" client_cert={_token(record.clientCert)} error={_token(record.error)}"
     )
 
 
