@@ -22,17 +22,21 @@ from h2proxy.message import RequestHead, ResponseHead
 class FakeStream:
     streamID = 1
 
-    def __init__(self, peer=None) -> None:
+    def __init__(self, peer=None, certificate=None) -> None:
         self.calls: list[tuple] = []
         self.producer = None
         self.paused = False
         self.peer = peer or IPv4Address("TCP", "192.0.2.7", 40000)
+        self.certificate = certificate
 
     def getPeer(self):
         return self.peer
 
     def isSecure(self) -> bool:
         return True
+
+    def clientCertificate(self):
+        return self.certificate
 
     def pauseProducing(self):
         self.paused = True

@@ -281,6 +281,9 @@ class StreamBridge:
         self.record = self.context.observer.requestStarted(
             head=head, client=facts.peer, protocol=self.protocol, streamID=self.stream.streamID,
             requestId=facts.requestId)
+        certificate = self.stream.clientCertificate()
+        if certificate is not None:
+            self.record.clientCert = certificate.subject
         if self.redirectHttps is not None:
             self._redirectToHttps(head, self.redirectHttps)
             return
@@ -465,12 +468,14 @@ class StreamBridge:
         peer = self._peer()
         trusted = self.forwarding.trusts(peer)
         requestId = translate.incoming_request_id(head.headers) if trusted else None
+        certificate = self.stream.clientCertificate()
         return RequestFacts(
             peer=peer,
             secure=self.stream.isSecure(),
             protocol=self.protocol,
             trusted=trusted,
             requestId=requestId or self.context.requestIds.next(),
+            clientCert=b"" if certificate is None else translate.client_cert_field(certificate.sha256, certificate.subject),
         )
 
     def _startTunnel(self, route: Route, upstream: UpstreamRequest, head: RequestHead) -> None:

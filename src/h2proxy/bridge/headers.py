@@ -15,6 +15,9 @@ over the client's fields:
     proxy (L{ForwardingPolicy.trusts}); otherwise they are dropped and replaced by
     what this proxy saw;
   - ``Via`` gets this proxy appended;
+  - ``X-Forwarded-Client-Cert`` is never taken from a client: it is dropped on every
+    listener, and set (Envoy's ``Hash=...;Subject="..."``) only from the certificate
+    the client presented on a mutual TLS listener;
   - the route's own edits (remove, set, add) come last, so an operator's
     configuration has the final word.
 
@@ -24,6 +27,7 @@ requires them), the route's edits, ``Via`` and ``X-Request-Id``.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -56,6 +60,7 @@ _SPECIAL_REQUEST_FIELDS: dict[bytes, int] = {
     b"x-request-id": _REQUEST_ID,
     b"via": _VIA,
     b"priority": _PRIORITY,
+    b"x-forwarded-client-cert": _DROP,
 }
 
 #: RFC 9218 4.1: the urgency of a request that says nothing about it.
@@ -203,6 +208,8 @@ class RequestFacts:
         (``b"2"``, ``b"1.1"``).
     @ivar trusted: the peer is a trusted proxy.
     @ivar requestId: this request's id.
+    @ivar clientCert: the ``x-forwarded-client-cert`` value of the client's verified
+        certificate (L{client_cert_field}); empty when it presented none.
     """
 
     peer: str
@@ -210,6 +217,7 @@ class RequestFacts:
     protocol: bytes
     trusted: bool
     requestId: bytes
+    clientCert: bytes = b""
 
 
 def to_upstream(
@@ -260,6 +268,8 @@ def to_upstream(
         vias.append(facts.protocol + b" " + VIA_PSEUDONYM)
     if vias:
         headers.append((b"via", b", ".join(vias)))
+    if facts.clientCert:
+        headers.append((b"x-forwarded-client-cert", facts.clientCert))
     if edits:
         headers = edits.apply(headers)
     return UpstreamRequest(
@@ -305,6 +315,25 @@ def _add_forwarding(
 def _pass_on(headers: list[tuple[bytes, bytes]], name: bytes, values: list[bytes] | None) -> None:
     if values:
         headers.append((name, b", ".join(values)))
+
+
+@functools.lru_cache(maxsize=1024)
+def client_cert_field(sha256: str, subject: str) -> bytes:
+    """Envoy's ``x-forwarded-client-cert`` element for a verified client certificate:
+    ``Hash=<hex SHA-256 of the DER leaf>;Subject="<RFC 4514 subject>"``. Inside the
+    quotes, a quote or backslash gets a backslash and a control character becomes
+    ``\\xHH``, so no subject can end the value or the field. Cached: every request
+    of a connection carries the same certificate."""
+    quoted = "".join(_quoted_char(char) for char in subject)
+    return f'Hash={sha256};Subject="{quoted}"'.encode("utf-8")
+
+
+def _quoted_char(char: str) -> str:
+    if char in '"\\':
+        return "\\" + char
+    if ord(char) < 0x20 or ord(char) == 0x7F:
+        return f"\\x{ord(char):02X}"
+    return char
 
 
 def forwarded_element(peer: str, authority: bytes, scheme: bytes) -> bytes:

@@ -29,6 +29,7 @@ from h2proxy.config.model import (
 )
 from h2proxy.config.report import Report, child
 from h2proxy.config.spec import did_you_mean
+from h2proxy.config.tlsclientauth import ClientAuthConfig
 from h2proxy.config.units import format_duration, format_size
 
 PathOf = Callable[[object], str]
@@ -60,6 +61,12 @@ def _tls(tls: TlsConfig, path: str, report: Report, now: datetime.datetime) -> N
                 f"every name it carries ({', '.join(names)}) is served by an earlier certificate; SNI never selects it",
             )
         served.update(names)
+
+
+def _client_auth(client_auth: ClientAuthConfig, path: str, report: Report, now: datetime.datetime) -> None:
+    problem = tlscheck.client_ca_problem(client_auth.ca_file)
+    if problem is not None:
+        report.error(child(path, "ca_file"), problem)
 
 
 def _listener(listener: ListenerConfig, path: str, report: Report, now: datetime.datetime) -> None:
@@ -150,6 +157,7 @@ def _upstream(upstream: UpstreamConfig, path: str, report: Report, now: datetime
 _SECTION_CHECKS: dict[type, Callable[[Any, str, Report, datetime.datetime], None]] = {
     CertificateConfig: _certificate,
     TlsConfig: _tls,
+    ClientAuthConfig: _client_auth,
     ListenerConfig: _listener,
     Http2Config: _http2,
     HealthCheckConfig: _health_check,

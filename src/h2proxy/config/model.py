@@ -40,6 +40,7 @@ from h2proxy.config.spec import (
 )
 from h2proxy.config.access import RateLimitConfig
 from h2proxy.config.httpkinds import HeaderField, HeaderName, Network, RedirectLocation
+from h2proxy.config.tlsclientauth import ClientAuthConfig
 
 #: Caps on how many of each thing one file may declare (a config is not a database).
 MAX_WORKERS = 256
@@ -116,6 +117,12 @@ class TlsConfig:
         Duration(60.0, DAY),
         "How long a worker encrypts session tickets with one key before it makes a new one.",
         default=HOUR,
+    )
+    client_auth: ClientAuthConfig | None = option(
+        Section(ClientAuthConfig),
+        "Ask clients for a certificate (mutual TLS); null = no client certificates.",
+        default=None,
+        nullable=True,
     )
 
 

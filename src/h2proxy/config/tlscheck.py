@@ -65,6 +65,28 @@ def dns_names(cert_path: str) -> list[str]:
     return names
 
 
+def client_ca_problem(path: str) -> str | None:
+    """Why C{path} cannot be the trust store for client certificates, or None when it
+    holds at least one CA certificate (basicConstraints CA:TRUE)."""
+    try:
+        with open(path, "rb") as handle:
+            certificates = x509.load_pem_x509_certificates(handle.read(MAX_PEM_BYTES))
+    except ValueError:
+        return f"not a PEM certificate bundle: {path}"
+    except OSError as error:
+        return f"cannot read {path}: {error.strerror}"
+    if not any(_is_ca(certificate) for certificate in certificates):
+        return f"no CA certificate in {path} (none has basicConstraints CA:TRUE)"
+    return None
+
+
+def _is_ca(certificate: x509.Certificate) -> bool:
+    try:
+        return certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
 def cipher_problem(ciphers: str) -> str | None:
     """Why OpenSSL refuses C{ciphers}, or None when it selects at least one suite."""
     context = SSL.Context(SSL.TLS_METHOD)

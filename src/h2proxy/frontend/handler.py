@@ -31,6 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 from twisted.internet.interfaces import IAddress
 from twisted.python.failure import Failure
 
+from h2proxy.frontend.clientcert import ClientCertificate
 from h2proxy.message import Headers, RequestHead, ResponseHead
 
 
@@ -158,6 +159,10 @@ class ClientStream(Protocol):
 
     def isSecure(self) -> bool:
         """Whether the client came over TLS."""
+
+    def clientCertificate(self) -> ClientCertificate | None:
+        """The verified certificate the client presented (mutual TLS), read once per
+        connection; None on cleartext or when the client sent none."""
 
 
 class HandlerFactory(Protocol):

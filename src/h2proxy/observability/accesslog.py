@@ -82,6 +82,8 @@ class RequestRecord:
         C{drain_timeout}, C{http_request_error}; empty when none. Set once: a later
         cause (the reset a backend failure causes) does not replace it.
     @ivar reset: the stream ended by a reset (either side) rather than completing.
+    @ivar clientCert: the RFC 4514 subject of the client's verified certificate
+        (mutual TLS); empty when it presented none.
     """
 
     start: float
@@ -105,6 +107,7 @@ class RequestRecord:
     retries: int = 0
     error: str = ""
     reset: bool = False
+    clientCert: str = ""
 
 
 def _latin1(raw: bytes) -> str:
@@ -132,7 +135,7 @@ class ArrivedRecord(RequestRecord):
         self.start, self.client, self.protocol, self.streamID = start, client, protocol, streamID
         self.status = self.requestBytes = self.responseBytes = self.retries = 0
         self.duration, self.firstByte, self.reset = 0.0, None, False
-        self.route = self.upstream = self.server = self.error = ""
+        self.route = self.upstream = self.server = self.error = self.clientCert = ""
 
     method = property(lambda self: _latin1(self._head.method))  # type: ignore[assignment]
     authority = property(lambda self: _latin1(self._head.authority))  # type: ignore[assignment]
@@ -204,7 +207,7 @@ def format_combined(record: RequestRecord) -> str:
         f" host={_token(record.authority)} route={_token(record.route)}"
         f" upstream={_token(record.upstream)} server={_token(record.server)}"
         f" retries={record.retries} stream={record.streamID} id={_token(record.requestId)}"
-        f" error={_token(record.error)}"
+        f" client_cert={_token(record.clientCert)} error={_token(record.error)}"
     )
 
 
@@ -233,6 +236,7 @@ def format_json(record: RequestRecord) -> str:
             "referer": record.referer or None,
             "error": record.error or None,
             "reset": record.reset,
+            "client_cert": record.clientCert or None,
         },
         separators=(",", ":"),
     )

@@ -22,6 +22,13 @@ connection: no timer), so a stolen key exposes at most that much traffic.
 ``tls.session_tickets: false`` turns tickets off. The server-side session cache is
 off either way: it is per process too, and a cache an attacker can fill is memory
 the proxy does not need.
+
+Client certificates (``tls.client_auth``): every context of the listener asks for
+one, trusts only the configured CAs (also sent as the acceptable issuers in the
+CertificateRequest), bounds the chain's depth, and, when ``required``, refuses a
+handshake without one. OpenSSL checks signatures and dates. A session id context
+is set because OpenSSL refuses to resume a session on a verifying server without
+one.
 """
 
 from __future__ import annotations
@@ -29,17 +36,24 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, IReactorTime
 from zope.interface import implementer
 
 from h2proxy.config.model import CertificateConfig, TlsConfig
 from h2proxy.config.tlscheck import MAX_PEM_BYTES, dns_names
+from h2proxy.config.tlsclientauth import ClientAuthConfig
 
 _MIN_VERSIONS = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
 
 #: Options of every server context (see the module docstring).
 _OPTIONS = SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION | SSL.OP_CIPHER_SERVER_PREFERENCE
+
+#: Longest client certificate chain accepted above the leaf (intermediates and root).
+CLIENT_VERIFY_DEPTH = 4
+
+#: Session id context of listeners that verify clients (resumption needs one).
+_SESSION_ID_CONTEXT = b"h2proxy-client-auth"
 
 
 def _name_matches(pattern: str, host: str) -> bool:
@@ -78,6 +92,29 @@ class _Material:
         self.names = dns_names(config.cert)
 
 
+class _ClientTrust:
+    """The CAs of C{tls.client_auth}, read once, and how each context uses them."""
+
+    def __init__(self, config: ClientAuthConfig) -> None:
+        with open(config.ca_file, "rb") as handle:
+            authorities = x509.load_pem_x509_certificates(handle.read(MAX_PEM_BYTES))
+        # The store takes only pyOpenSSL's X509; the CA list takes cryptography's.
+        self.authorities = authorities
+        self.trusted = [crypto.X509.from_cryptography(authority) for authority in authorities]
+        self.mode = SSL.VERIFY_PEER | (SSL.VERIFY_FAIL_IF_NO_PEER_CERT if config.required else 0)
+
+    def apply(self, context: SSL.Context) -> None:
+        """Ask for a client certificate and trust only these CAs to sign it."""
+        store = context.get_cert_store()
+        for trusted in self.trusted:
+            store.add_cert(trusted)
+        for authority in self.authorities:
+            context.add_client_ca(authority)
+        context.set_verify(self.mode)
+        context.set_verify_depth(CLIENT_VERIFY_DEPTH)
+        context.set_session_id(_SESSION_ID_CONTEXT)
+
+
 class ServerTLS:
     """Builds the SSL contexts of one listener from its L{TlsConfig}.
 
@@ -92,6 +129,7 @@ class ServerTLS:
         self._config = config
         self._clock = clock
         self._material = [_Material(cert) for cert in config.certificates]
+        self._clientTrust = None if config.client_auth is None else _ClientTrust(config.client_auth)
         self.generation = 0
         self._builtAt = 0.0
         self._build()
@@ -132,6 +170,8 @@ class ServerTLS:
         context.check_privatekey()
         context.set_alpn_select_callback(_select_alpn(self.alpn))
         context.set_mode(SSL.MODE_RELEASE_BUFFERS)
+        if self._clientTrust is not None:
+            self._clientTrust.apply(context)
         return context
 
     def _switchContext(self, connection: SSL.Connection) -> None:

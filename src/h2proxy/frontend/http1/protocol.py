@@ -34,6 +34,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from h2proxy.frontend.clientcert import ClientCertificate, client_certificate
 from h2proxy.frontend.handler import DRAIN_TIMEOUT, REQUEST_ERROR, StreamCut
 from h2proxy.frontend.http1.parse import (
     BodyDecoder,
@@ -124,6 +125,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
         self._abortTimer: IDelayedCall | None = None
         self._peer: IAddress | None = None
         self._host: IAddress | None = None
+        self.clientCertificate: ClientCertificate | None = None
 
     def callLater(self, period: float, func: Callable[[], object]) -> IDelayedCall:
         """TimeoutMixin's clock: the injected reactor, never the global one."""
@@ -143,6 +145,7 @@ class HTTP11ServerProtocol(Protocol, TimeoutMixin):
     def connectionMade(self) -> None:
         self.factory.connections.add(self)
         self._host = self.transport.getHost()
+        self.clientCertificate = client_certificate(self.transport)
         disableNagle(self.transport)
         self.transport.registerProducer(self, True)
         self._updateTimer()

@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from h2proxy.frontend.clientcert import ClientCertificate
 from h2proxy.frontend.handler import ResetReason, StreamHandler
 from h2proxy.frontend.http1.parse import ParsedRequest
 from h2proxy.frontend.http1.write import (
@@ -264,6 +265,9 @@ class HTTP1Stream:
 
     def isSecure(self) -> bool:
         return self.connection.factory.secure
+
+    def clientCertificate(self) -> ClientCertificate | None:
+        return self.connection.clientCertificate
 
     # -- used by the connection -----------------------------------------------
 

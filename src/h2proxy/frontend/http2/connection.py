@@ -47,6 +47,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from h2proxy.config.model import Http2Config
+from h2proxy.frontend.clientcert import ClientCertificate, client_certificate
 from h2proxy.frontend.http2.budget import Budget
 from h2proxy.frontend.http2.codec import (
     ConnectionTerminated,
@@ -205,6 +206,7 @@ class H2Connection(SendLoop, Defences, Lifecycle, Protocol, TimeoutMixin):
         self._settingsFrames = 0
         self._peerAddress: IAddress | None = None
         self._hostAddress: IAddress | None = None
+        self.clientCertificate: ClientCertificate | None = None
         self._readingPaused = False
 
     # -- IProtocol --------------------------------------------------------------
@@ -216,6 +218,7 @@ class H2Connection(SendLoop, Defences, Lifecycle, Protocol, TimeoutMixin):
     def connectionMade(self) -> None:
         """Send our SETTINGS, raise the connection window, start the idle timer."""
         self._hostAddress = self.transport.getHost()
+        self.clientCertificate = client_certificate(self.transport)
         disableNagle(self.transport)
         self.transport.registerProducer(self, True)
         self.conn.initiate_connection()

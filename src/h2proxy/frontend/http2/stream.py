@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.interfaces import IAddress, IConsumer, IPushProducer
 from zope.interface import implementer
 
+from h2proxy.frontend.clientcert import ClientCertificate
 from h2proxy.frontend.handler import ResetReason
 from h2proxy.frontend.http2.codec import ErrorCodes
 from h2proxy.frontend.http2.validation import Field, content_length_mismatch
@@ -271,6 +272,9 @@ class H2Stream:
 
     def isSecure(self) -> bool:
         return self.connection.secure
+
+    def clientCertificate(self) -> ClientCertificate | None:
+        return self.connection.clientCertificate
 
     # -- driven by the connection: request side -------------------------------
 
