@@ -45,6 +45,7 @@ from h2proxy.bridge.redirects import https_location
 from h2proxy.bridge.routing import Route, Router
 from h2proxy.bridge.websocket import TunnelState
 from h2proxy.errors import UpstreamError
+from h2proxy.frontend.clientcert import ClientCertificate
 from h2proxy.frontend.handler import REQUEST_ERROR, ClientStream, ResetReason, StreamCut
 from h2proxy.message import Headers, RequestHead, ResponseHead, UpstreamRequest
 from h2proxy.observability.metrics import route_label
@@ -276,12 +277,12 @@ class StreamBridge:
 
     def requestReceived(self, head: RequestHead) -> None:
         self._bodyless = head.method == b"HEAD"
-        facts = self._facts(head)
+        certificate = self.stream.clientCertificate()
+        facts = self._facts(head, certificate)
         self.requestId = facts.requestId
         self.record = self.context.observer.requestStarted(
             head=head, client=facts.peer, protocol=self.protocol, streamID=self.stream.streamID,
             requestId=facts.requestId)
-        certificate = self.stream.clientCertificate()
         if certificate is not None:
             self.record.clientCert = certificate.subject
         if self.redirectHttps is not None:
@@ -463,12 +464,12 @@ class StreamBridge:
     def _peer(self) -> str:
         return translate.client_address(getattr(self.stream.getPeer(), "host", None))
 
-    def _facts(self, head: RequestHead) -> RequestFacts:
-        """Who sent the request, whether to believe its forwarding fields, its id."""
+    def _facts(self, head: RequestHead, certificate: ClientCertificate | None) -> RequestFacts:
+        """Who sent the request (and with which verified certificate), whether to
+        believe its forwarding fields, its id."""
         peer = self._peer()
         trusted = self.forwarding.trusts(peer)
         requestId = translate.incoming_request_id(head.headers) if trusted else None
-        certificate = self.stream.clientCertificate()
         return RequestFacts(
             peer=peer,
             secure=self.stream.isSecure(),
