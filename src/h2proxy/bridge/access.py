@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from h2proxy.bridge.headers import ForwardingPolicy, IPNetwork, client_address
+from h2proxy.bridge.headers import ForwardingPolicy, IPNetwork
 from h2proxy.config.model import RouteConfig
 from h2proxy.message import Headers
 
@@ -46,7 +46,7 @@ def client_of(peer: str, headers: Headers, policy: ForwardingPolicy) -> str:
         address = parse_address(hop.decode("ascii", "replace"))
         if address is None:
             break
-        client = client_address(str(address))
+        client = str(address)  # parse_address already unmapped an IPv4-mapped address
         if not policy.trusts(client):
             break
     return client
