@@ -1,0 +1,1 @@
+"""Content codings: which one a client accepts, and encoding responses on the way out."""
