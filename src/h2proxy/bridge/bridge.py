@@ -49,6 +49,8 @@ from h2proxy.frontend.clientcert import ClientCertificate
 from h2proxy.frontend.handler import REQUEST_ERROR, ClientStream, ResetReason, StreamCut
 from h2proxy.message import Headers, RequestHead, ResponseHead, UpstreamRequest
 from h2proxy.observability.metrics import route_label
+from h2proxy.static.reader import BlockingIO, InlineIO
+from h2proxy.static.responder import Answers, StaticResponder
 from h2proxy.upstream.interfaces import Exchange, ResponseReceiver
 
 log = Logger()
@@ -128,6 +130,8 @@ class BridgeContext:
     @ivar bufferInMemory: bytes of a buffered request body kept in memory before it spills.
     @ivar observer: told about each request (access log, metrics; see
         L{h2proxy.observability.accesslog.RequestObserver}).
+    @ivar staticIO: where static routes' blocking file calls run (the worker's
+        thread pool; inline by default, for tests).
     @ivar active: the live bridges (for drain bookkeeping, metrics and leak tests).
     """
 
@@ -142,6 +146,7 @@ class BridgeContext:
         openFile: Callable[[], IO[bytes]] = tempfile.TemporaryFile,
         bufferInMemory: int = BUFFER_IN_MEMORY,
         observer: NullObserver = NO_OBSERVER,
+        staticIO: BlockingIO | None = None,
     ) -> None:
         self.router = router
         self.pools = pools
@@ -151,6 +156,7 @@ class BridgeContext:
         self.openFile = openFile
         self.bufferInMemory = bufferInMemory
         self.observer = observer
+        self.staticIO = staticIO if staticIO is not None else InlineIO()
         self.active: set[StreamBridge] = set()
 
     def handlerFactory(self, stream: ClientStream) -> "StreamBridge":
@@ -265,6 +271,7 @@ class StreamBridge:
         self._buffer: BodyBuffer | None = None
         self._pending: UpstreamRequest | None = None
         self._sender: BufferedBodySender | None = None
+        self._static: StaticResponder | None = None
         self.state = _AWAITING_RESPONSE
         self._bodyless = False
         self._bodyReceived = 0
@@ -305,6 +312,13 @@ class StreamBridge:
                 return
         if route.redirect is not None:
             self._redirect(route.redirect.status, route.redirect.location)
+            return
+        if route.static is not None:
+            self._static = StaticResponder(
+                stream=self.stream, head=head, site=route.static, io=self.context.staticIO,
+                answers=Answers(fail=self._fail, redirect=self._redirect, done=self._finish),
+                record=self.record, observer=self.context.observer, requestId=self.requestId)
+            self._static.start()
             return
         limit = self.context.maxRequestBody
         if limit and head.content_length is not None and head.content_length > limit:
@@ -624,3 +638,6 @@ class StreamBridge:
         buffer, self._buffer = self._buffer, None
         if buffer is not None:
             buffer.close()
+        static, self._static = self._static, None
+        if static is not None:
+            static.stop()

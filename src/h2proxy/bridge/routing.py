@@ -23,6 +23,7 @@ from h2proxy.bridge.headers import HeaderEdits
 from h2proxy.bridge.ratelimit import RateLimiter
 from h2proxy.bridge.redirects import Redirect
 from h2proxy.config.model import RouteConfig
+from h2proxy.static.responder import StaticSite
 
 #: Authorities whose candidate route tables a L{Router} remembers by default (clients
 #: name few; past this many, new ones are worked out each time).
@@ -55,8 +56,9 @@ class Route:
     """One route, compiled for the bridge.
 
     @ivar config: the route as configured.
-    @ivar upstream: the upstream's name; C{None} on a route that redirects.
+    @ivar upstream: the upstream's name; C{None} on a route that redirects or serves files.
     @ivar redirect: the redirect the proxy answers with, instead of an upstream.
+    @ivar static: the files the proxy answers from, instead of an upstream.
     @ivar access: the networks that may use the route; C{None} when it is open to all.
     @ivar limiter: how often each client may use the route; C{None} without a limit.
     @ivar requestEdits: header edits for the request.
@@ -68,6 +70,7 @@ class Route:
     config: RouteConfig
     upstream: str | None
     redirect: Redirect | None
+    static: StaticSite | None
     access: AccessRule | None
     limiter: RateLimiter | None
     requestEdits: HeaderEdits
@@ -82,6 +85,7 @@ class Route:
             config=config,
             upstream=config.upstream,
             redirect=Redirect.fromConfig(config.redirect) if config.redirect is not None else None,
+            static=StaticSite(config.path, config.static) if config.static is not None else None,
             access=AccessRule.fromConfig(config),
             limiter=RateLimiter.fromConfig(config.rate_limit, clock) if config.rate_limit is not None else None,
             requestEdits=HeaderEdits.fromConfig(config.request_headers),

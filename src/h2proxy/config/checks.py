@@ -103,21 +103,33 @@ def _health_check(check: HealthCheckConfig, path: str, report: Report, now: date
 #: Route options that only matter when a request is forwarded to an upstream.
 _FORWARDING_ONLY = ("strip_prefix", "request_headers", "response_headers", "request_body", "buffer_limit")
 
+#: What a route does with a request: exactly one is set.
+_ROUTE_TARGETS = ("upstream", "redirect", "static")
+
 
 def _route(route: RouteConfig, path: str, report: Report, now: datetime.datetime) -> None:
-    if route.redirect is not None and route.upstream is not None:
+    targets = [key for key in _ROUTE_TARGETS if getattr(route, key) is not None]
+    if targets == ["upstream", "redirect"]:
         report.error(
             child(path, "redirect"),
             "a route has either an upstream or a redirect, not both; remove one of them",
         )
         return
-    if route.redirect is None and route.upstream is None:
+    if len(targets) > 1:
+        report.error(
+            child(path, "static"),
+            f"a route has exactly one of upstream, redirect or static, not {' and '.join(targets)}; "
+            "remove all but one",
+        )
+        return
+    if not targets:
         report.error(path, "a route needs an upstream (to forward to) or a redirect (to answer with)")
         return
-    if route.redirect is not None:
+    if route.redirect is not None or route.static is not None:
+        doing = "redirects" if route.redirect is not None else "serves static files"
         for key in _FORWARDING_ONLY:
             if report.written(child(path, key)):
-                report.warning(child(path, key), "has no effect on a route that redirects")
+                report.warning(child(path, key), f"has no effect on a route that {doing}")
         return
     if route.strip_prefix and route.path == "/":
         report.warning(child(path, "strip_prefix"), "stripping the path / changes nothing")

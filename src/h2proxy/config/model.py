@@ -40,6 +40,7 @@ from h2proxy.config.spec import (
 )
 from h2proxy.config.access import RateLimitConfig
 from h2proxy.config.httpkinds import HeaderField, HeaderName, Network, RedirectLocation
+from h2proxy.config.static import StaticConfig
 from h2proxy.config.tlsclientauth import ClientAuthConfig
 
 #: Caps on how many of each thing one file may declare (a config is not a database).
@@ -545,14 +546,19 @@ class RouteConfig:
     wildcard, then ``*``); among a host's routes an exact path match wins, then the
     longest matching path prefix. A host with no matching route falls through to
     the next pattern; a route with ``host: "*"`` and ``path: /`` is the default. No
-    match at all: 404. A route has either an upstream or a redirect."""
+    match at all: 404. A route has exactly one of an upstream, a redirect or static files."""
 
     upstream: str | None = option(
-        NAME, "Name of the upstream that serves matching requests (a route without one has a redirect).", default=None
+        NAME, "Name of the upstream that serves matching requests (a route without one has a redirect or static files).", default=None
     )
     redirect: RedirectConfig | None = option(
         Section(RedirectConfig),
         "Answer matching requests with a redirect from the proxy itself, instead of an upstream.",
+        default=None,
+    )
+    static: StaticConfig | None = option(
+        Section(StaticConfig),
+        "Serve matching requests from files in a directory, instead of an upstream.",
         default=None,
     )
     allow: tuple[str, ...] | None = option(

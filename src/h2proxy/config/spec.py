@@ -354,6 +354,31 @@ class FilePath(Kind):
 
 
 @dataclass(frozen=True, slots=True)
+class DirectoryPath(Kind):
+    """An existing directory the daemon can list and read from; relative paths are
+    taken from the config file's directory."""
+
+    what = "directory path"
+
+    def convert(self, value: object, context: Context) -> str:
+        path = _absolute(value, context)
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            raise OptionError(f"directory not found: {path}", show_got=False) from None
+        except OSError as error:
+            raise OptionError(f"cannot read {path}: {error.strerror}", show_got=False) from None
+        if not stat.S_ISDIR(mode):
+            raise OptionError(f"not a directory: {path}", show_got=False)
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise OptionError(f"permission denied: {path}", show_got=False)
+        return path
+
+    def bounds(self) -> str:
+        return "existing directory"
+
+
+@dataclass(frozen=True, slots=True)
 class LogPath(Kind):
     """A file to append to (its directory must exist), or ``-`` for standard output."""
 

@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from twisted.protocols.haproxy._wrapper import HAProxyWrappingFactory
 
 from h2proxy.bridge.bridge import HTTP2, HTTP11, BridgeContext
+from h2proxy.static.reader import ThreadedIO
 from h2proxy.bridge.headers import ForwardingPolicy
 from h2proxy.bridge.routing import Router
 from h2proxy.config.model import H2C_PROTOCOL, HTTP11_PROTOCOL, Config, ListenerConfig
@@ -52,11 +53,14 @@ class ProxyServer:
             for name, upstream in config.upstreams.items()
         }
         self.observability = WorkerObservability(config, reactor)
+        self.staticIO = ThreadedIO(reactor)
+        reactor.addSystemEventTrigger("during", "shutdown", self.staticIO.stop)
         self.context = BridgeContext(
             router=Router(config.routes, clock=reactor.seconds),
             pools=self.pools,
             maxRequestBody=config.limits.max_request_body,
             observer=self.observability.observer,
+            staticIO=self.staticIO,
         )
         self.h2Factories: dict[str, H2Factory] = {}
         self.http1Factories: dict[str, HTTP1Factory] = {}

@@ -1,0 +1,93 @@
+"""Validators of a file and the conditional requests that use them (RFC 9110
+section 13): ETag and Last-Modified, If-None-Match, If-Modified-Since, If-Range.
+
+The ETag is strong and made of the file's modification time and size in hex, as
+nginx makes it (``"5f3a1b2c-1a4"``): cheap (one fstat) and different whenever a
+deploy replaces the file.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from dataclasses import dataclass
+
+from h2proxy.message import Headers
+
+
+@dataclass(frozen=True, slots=True)
+class Validators:
+    """The validators of one representation.
+
+    @ivar etag: the strong entity tag, quotes included.
+    @ivar mtime: the modification time in whole seconds (what Last-Modified says).
+    """
+
+    etag: bytes
+    mtime: int
+
+    @classmethod
+    def of(cls, size: int, mtime: float) -> "Validators":
+        seconds = int(mtime)
+        return cls(etag=b'"%x-%x"' % (seconds, size), mtime=seconds)
+
+    @property
+    def last_modified(self) -> bytes:
+        return email.utils.formatdate(self.mtime, usegmt=True).encode("ascii")
+
+
+def field_values(headers: Headers, name: bytes) -> list[bytes]:
+    """The values of every field called C{name} (lowercase), in order."""
+    return [value for key, value in headers if key == name]
+
+
+def _http_date(value: bytes) -> int | None:
+    """Seconds since the epoch of an HTTP date; C{None} when it is not one."""
+    try:
+        parsed = email.utils.parsedate_to_datetime(value.decode("latin-1"))
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed is None or parsed.tzinfo is None:
+        return None
+    return int(parsed.timestamp())
+
+
+def _weak_match(values: list[bytes], etag: bytes) -> bool:
+    """True when a list of entity tags (If-None-Match) matches C{etag} by weak
+    comparison (``W/`` prefixes ignored), or is ``*``."""
+    opaque = etag.removeprefix(b"W/")
+    for value in values:
+        for tag in value.split(b","):
+            tag = tag.strip()
+            if tag == b"*" or tag.removeprefix(b"W/") == opaque:
+                return True
+    return False
+
+
+def not_modified(headers: Headers, validators: Validators) -> bool:
+    """Whether a GET or HEAD gets 304: If-None-Match when present (weak comparison),
+    else If-Modified-Since (not after the file changed). Unparseable dates are ignored."""
+    tags = field_values(headers, b"if-none-match")
+    if tags:
+        return _weak_match(tags, validators.etag)
+    dates = field_values(headers, b"if-modified-since")
+    if len(dates) != 1:
+        return False
+    since = _http_date(dates[0])
+    return since is not None and validators.mtime <= since
+
+
+def range_applies(headers: Headers, validators: Validators) -> bool:
+    """Whether a Range field may be honoured: yes without If-Range; with it, only
+    when it names the current representation by its strong ETag or its exact
+    Last-Modified date (otherwise the whole, changed, file is sent)."""
+    conditions = field_values(headers, b"if-range")
+    if not conditions:
+        return True
+    if len(conditions) != 1:
+        return False
+    condition = conditions[0].strip()
+    if condition.startswith(b'"'):
+        return condition == validators.etag
+    if condition.startswith(b"W/"):
+        return False
+    return _http_date(condition) == validators.mtime
