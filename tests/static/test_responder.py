@@ -1,0 +1,224 @@
+"""Static responses through the real bridge, with a recording stream and a
+blocking-call runner the test drives: statuses, fields, conditionals, ranges,
+precompressed siblings, backpressure, and the file closed on every path."""
+
+from __future__ import annotations
+
+import gzip
+import os
+
+import pytest
+from twisted.python.failure import Failure
+
+from h2proxy.frontend.handler import ResetReason
+from h2proxy.observability.accesslog import NullObserver
+from h2proxy.static.reader import InlineIO
+from h2proxy.static.validators import Validators
+from tests.static.support import HeldIO, request, static_context
+
+BODY = bytes(range(256)) * 4096  # 1 MiB: several chunks
+
+
+class Finished(NullObserver):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records = []
+
+    def requestFinished(self, record) -> None:
+        super().requestFinished(record)
+        self.records.append(record)
+
+
+@pytest.fixture
+def root(tmp_path):
+    site = tmp_path / "site"
+    (site / "css").mkdir(parents=True)
+    (site / "docs").mkdir()
+    (site / "empty").mkdir()
+    (site / "css" / "a.css").write_bytes(b"body{}")
+    (site / "css" / "a.css.gz").write_bytes(gzip.compress(b"body{}"))
+    (site / "docs" / "index.html").write_bytes(b"<h1>docs</h1>")
+    (site / "big.bin").write_bytes(BODY)
+    (site / ".hidden").write_bytes(b"dot")
+    (tmp_path / "secret").write_bytes(b"SECRET")
+    os.symlink(tmp_path / "secret", site / "link-out")
+    return str(site)
+
+
+def serve(root, path, method=b"GET", headers=(), io=None, **options):
+    io = io or InlineIO()
+    context = static_context(root, io, **options)
+    context.observer = Finished()
+    stream, bridge = request(context, path, method, headers)
+    return stream, bridge, context.observer, io
+
+
+def test_a_file_is_sent_with_its_fields(root):
+    stream, _, observer, io = serve(root, b"/static/css/a.css?v=3", max_age=3600)
+    stat = os.stat(os.path.join(root, "css", "a.css"))
+    assert (stream.status, stream.body, stream.ended) == (200, b"body{}", True)
+    h = stream.headers
+    assert h[b"content-type"] == b"text/css; charset=utf-8"
+    assert h[b"content-length"] == b"6"
+    assert h[b"etag"] == Validators.of(6, stat.st_mtime).etag
+    assert h[b"accept-ranges"] == b"bytes" and h[b"cache-control"] == b"max-age=3600"
+    assert h[b"vary"] == b"accept-encoding" and b"last-modified" in h and b"x-request-id" in h
+    [record] = observer.records
+    assert (record.status, record.responseBytes, record.upstream) == (200, 6, "")
+    assert len(io.files) == 0
+
+
+def test_head_has_the_fields_and_no_body(root):
+    stream, *_ = serve(root, b"/static/big.bin", method=b"HEAD")
+    assert (stream.status, stream.body, stream.ended) == (200, b"", True)
+    assert stream.headers[b"content-length"] == b"%d" % len(BODY)
+
+
+def test_other_methods_get_405_with_allow(root):
+    stream, *_ = serve(root, b"/static/css/a.css", method=b"POST")
+    assert (stream.status, stream.headers[b"allow"]) == (405, b"GET, HEAD")
+
+
+@pytest.mark.parametrize("path, status", [
+    (b"/static/docs/", 200), (b"/static/docs", 301), (b"/static/empty/", 404), (b"/static/nothing", 404),
+    (b"/static/css/a.css/", 404), (b"/static/link-out", 404), (b"/static/../secret", 404), (b"/static/.hidden", 200),
+])
+def test_directories_missing_files_and_escapes(root, path, status):
+    stream, *_ = serve(root, path)
+    assert stream.status == status
+    assert b"SECRET" not in stream.body
+
+
+def test_a_directory_without_slash_is_redirected_with_its_query(root):
+    stream, *_ = serve(root, b"/static/docs?lang=fr")
+    assert (stream.status, stream.headers[b"location"]) == (301, b"/static/docs/?lang=fr")
+
+
+def test_follow_symlinks_serves_links_out_of_the_root(root):
+    stream, *_ = serve(root, b"/static/link-out", follow_symlinks=True)
+    assert (stream.status, stream.body) == (200, b"SECRET")
+
+
+def test_an_unreadable_file_is_403(root, monkeypatch):
+    from h2proxy.static.reader import OpenFiles
+
+    def refuse(self, path):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(OpenFiles, "open", refuse)
+    assert serve(root, b"/static/big.bin")[0].status == 403
+
+
+def test_if_none_match_gives_304_with_validators_and_no_body(root):
+    first, *_ = serve(root, b"/static/css/a.css")
+    stream, *_ = serve(root, b"/static/css/a.css", headers=((b"if-none-match", first.headers[b"etag"]),))
+    assert (stream.status, stream.body, stream.ended) == (304, b"", True)
+    assert stream.headers[b"etag"] == first.headers[b"etag"] and b"content-length" not in stream.headers
+
+
+def test_if_modified_since_gives_304(root):
+    first, *_ = serve(root, b"/static/css/a.css")
+    stream, *_ = serve(root, b"/static/css/a.css", headers=((b"if-modified-since", first.headers[b"last-modified"]),))
+    assert stream.status == 304
+
+
+def test_a_range_gets_206_with_the_bytes(root):
+    stream, *_ = serve(root, b"/static/big.bin", headers=((b"range", b"bytes=10-19"),))
+    assert (stream.status, stream.body) == (206, BODY[10:20])
+    assert stream.headers[b"content-range"] == b"bytes 10-19/%d" % len(BODY)
+    assert stream.headers[b"content-length"] == b"10"
+
+
+def test_an_unsatisfiable_range_gets_416(root):
+    stream, *_ = serve(root, b"/static/big.bin", headers=((b"range", b"bytes=99999999-"),))
+    assert (stream.status, stream.headers[b"content-range"]) == (416, b"bytes */%d" % len(BODY))
+
+
+def test_if_range_with_another_etag_sends_the_whole_file(root):
+    stream, *_ = serve(root, b"/static/big.bin", headers=((b"range", b"bytes=0-0"), (b"if-range", b'"old"')))
+    assert (stream.status, len(stream.body)) == (200, len(BODY))
+
+
+def test_a_precompressed_sibling_is_sent_when_accepted(root):
+    stream, *_ = serve(root, b"/static/css/a.css", headers=((b"accept-encoding", b"br;q=1, gzip;q=0.5"),))
+    assert stream.headers[b"content-encoding"] == b"gzip"
+    assert gzip.decompress(stream.body) == b"body{}"
+    assert stream.headers[b"content-type"] == b"text/css; charset=utf-8"
+    assert stream.headers[b"etag"] != serve(root, b"/static/css/a.css")[0].headers[b"etag"]
+
+
+def test_no_sibling_for_a_range_or_when_disabled(root):
+    ranged, *_ = serve(root, b"/static/css/a.css", headers=((b"accept-encoding", b"gzip"), (b"range", b"bytes=0-3")))
+    assert (ranged.status, ranged.body, b"content-encoding" in ranged.headers) == (206, b"body", False)
+    off, *_ = serve(root, b"/static/css/a.css", headers=((b"accept-encoding", b"gzip"),), precompressed=False)
+    assert (off.body, b"vary" in off.headers) == (b"body{}", False)
+
+
+def test_pause_stops_reads_resume_continues(root):
+    io = HeldIO()
+    stream, _, _, _ = serve(root, b"/static/big.bin", io=io)
+    io.runOne()  # find and open
+    io.runOne()  # first chunk
+    sender = stream.producer
+    sender.pauseProducing()
+    io.runAll()
+    assert io.pending == [] and len(stream.body) < len(BODY)
+    sender.resumeProducing()
+    io.runAll()
+    assert (stream.body, stream.ended, len(io.files)) == (BODY, True, 0)
+
+
+def test_a_client_reset_during_a_read_closes_the_file_when_it_returns(root):
+    io = HeldIO()
+    stream, bridge, observer, _ = serve(root, b"/static/big.bin", io=io)
+    io.runOne()
+    assert len(io.files) == 1 and len(io.pending) == 1
+    bridge.streamAborted(Failure(ConnectionError("gone")))
+    assert len(io.files) == 1  # a thread may still be reading it
+    io.runAll()
+    assert len(io.files) == 0
+    assert observer.records[0].error == "client_closed"
+
+
+def test_a_client_reset_before_the_file_is_open_closes_it_once_open(root):
+    io = HeldIO()
+    stream, bridge, _, _ = serve(root, b"/static/big.bin", io=io)
+    bridge.streamAborted(Failure(ConnectionError("gone")))
+    io.runAll()
+    assert (len(io.files), stream.status) == (0, None)
+
+
+def test_stop_producing_closes_the_file(root):
+    io = HeldIO()
+    stream, *_ = serve(root, b"/static/big.bin", io=io)
+    io.runOne()
+    io.runOne()
+    sender = stream.producer
+    sender.pauseProducing()
+    io.runAll()
+    assert len(io.files) == 1
+    sender.stopProducing()
+    assert len(io.files) == 0
+
+
+def test_worker_stop_closes_what_responses_still_hold(root):
+    io = HeldIO()
+    stream, *_ = serve(root, b"/static/big.bin", io=io)
+    io.runOne()
+    io.runOne()
+    stream.producer.pauseProducing()
+    assert len(io.files) == 1
+    io.files.closeAll()
+    assert len(io.files) == 0
+
+
+def test_a_file_that_shrinks_resets_the_stream(root):
+    io = HeldIO()
+    stream, _, observer, _ = serve(root, b"/static/big.bin", io=io)
+    io.runOne()
+    with open(os.path.join(root, "big.bin"), "r+b") as f:
+        f.truncate(1000)
+    io.runAll()
+    assert (stream.resetWith, stream.ended, len(io.files)) == (ResetReason.INTERNAL_ERROR, False, 0)
+    assert len(stream.body) == 1000
+    assert observer.records[0].reset
