@@ -1,0 +1,118 @@
+"""Static routes through the real daemon with curl (HTTP/2 over TLS, HTTP/1.1) and
+nghttp: bodies and types, ranges, conditionals, HEAD, a precompressed sibling,
+traversal attempts, directories, a 64 MiB file intact over TLS, and a small HTTP/2
+window (flow control holds the file back, nothing is lost)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import base_config
+from tests.e2e.harness import run, start_proxy, write_config
+
+PROTOCOLS = {"h2": ["--http2"], "http/1.1": ["--http1.1"]}
+BIG = 64 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def site(workdir) -> Path:
+    root = workdir / "site"
+    (root / "css").mkdir(parents=True)
+    (root / "docs").mkdir()
+    (root / "empty").mkdir()
+    (root / "hello.txt").write_bytes(b"0123456789abcdefghijklmnopqrstuvwxyz\n")
+    (root / "css" / "a.css").write_bytes(b"body { color: red }\n" * 50)
+    (root / "css" / "a.css.gz").write_bytes(gzip.compress((root / "css" / "a.css").read_bytes()))
+    (root / "docs" / "index.html").write_bytes(b"<h1>docs</h1>\n")
+    with open(root / "big.bin", "wb") as f:
+        for _ in range(BIG // (1024 * 1024)):
+            f.write(os.urandom(1024 * 1024))
+    (workdir / "secret").write_bytes(b"TOP-SECRET\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def daemon(workdir, origin, certificate, site):
+    config = base_config(origin.port, certificate, routes=[
+        {"path": "/", "upstream": "app"},
+        {"path": "/static", "static": {"root": str(site), "max_age": "1h"}},
+    ])
+    proxy = start_proxy(write_config(workdir, config), ["tls", "h2c"])
+    yield proxy
+    proxy.stop()
+
+
+def curl(daemon, workdir, path: str, *options: str, protocol: str = "h2") -> tuple[int, dict[str, str], bytes]:
+    """Status, response fields (lowercase names) and body of one curl request on the TLS listener."""
+    head, body = workdir / "static-head.txt", workdir / "static-body.bin"
+    body.unlink(missing_ok=True)  # curl writes no file for an empty body
+    result = run(["curl", "-sS", "-k", *PROTOCOLS[protocol], "-D", str(head), "-o", str(body), *options,
+                  daemon.url("tls", path)], timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = head.read_text().splitlines()
+    fields = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in fields.items()}, body.read_bytes()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_file_with_its_type_and_validators(daemon, workdir, site, protocol):
+    status, fields, body = curl(daemon, workdir, "/static/css/a.css", protocol=protocol)
+    assert (status, body) == (200, (site / "css" / "a.css").read_bytes())
+    assert fields["content-type"] == "text/css; charset=utf-8"
+    assert fields["cache-control"] == "max-age=3600" and fields["accept-ranges"] == "bytes"
+    assert fields["etag"].startswith('"') and "last-modified" in fields and "x-request-id" in fields
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_ranges(daemon, workdir, site, protocol):
+    status, fields, body = curl(daemon, workdir, "/static/hello.txt", "-r", "10-19", protocol=protocol)
+    assert (status, body, fields["content-range"]) == (206, b"abcdefghij", "bytes 10-19/37")
+    status, fields, _ = curl(daemon, workdir, "/static/hello.txt", "-r", "999999-", protocol=protocol)
+    assert (status, fields["content-range"]) == (416, "bytes */37")
+
+
+def test_if_none_match_gets_304_and_head_gets_no_body(daemon, workdir):
+    _, fields, _ = curl(daemon, workdir, "/static/hello.txt")
+    status, again, body = curl(daemon, workdir, "/static/hello.txt", "-H", f"If-None-Match: {fields['etag']}")
+    assert (status, body, again["etag"]) == (304, b"", fields["etag"])
+    status, head, body = curl(daemon, workdir, "/static/hello.txt", "-I")
+    assert (status, head["content-length"], body) == (200, "37", b"")
+
+
+def test_a_precompressed_sibling(daemon, workdir, site):
+    status, fields, body = curl(daemon, workdir, "/static/css/a.css", "--compressed")
+    assert (status, fields["content-encoding"], fields["vary"]) == (200, "gzip", "accept-encoding")
+    assert body == (site / "css" / "a.css").read_bytes()
+
+
+@pytest.mark.parametrize("path", ["/static/../secret", "/static/%2e%2e/secret", "/static/..%2fsecret",
+                                  "/static/css/%2e%2e/%2e%2e/secret", "/static/%2e%2e%2f%2e%2e%2fsecret"])
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_traversal_attempts_are_404(daemon, workdir, path, protocol):
+    status, _, body = curl(daemon, workdir, path, "--path-as-is", protocol=protocol)
+    assert status == 404 and b"TOP-SECRET" not in body
+
+
+def test_directories(daemon, workdir):
+    assert curl(daemon, workdir, "/static/docs/")[2] == b"<h1>docs</h1>\n"
+    status, fields, _ = curl(daemon, workdir, "/static/docs?x=1")
+    assert (status, fields["location"]) == (301, "/static/docs/?x=1")
+    assert curl(daemon, workdir, "/static/empty/")[0] == 404
+
+
+def test_a_64_mib_file_over_tls_h2_arrives_intact(daemon, workdir, site):
+    status, fields, body = curl(daemon, workdir, "/static/big.bin")
+    assert (status, int(fields["content-length"])) == (200, BIG)
+    assert hashlib.sha256(body).hexdigest() == hashlib.sha256((site / "big.bin").read_bytes()).hexdigest()
+
+
+def test_a_small_window_holds_the_file_back_without_loss(daemon, workdir, site):
+    """nghttp with a 64 KiB stream window: the proxy sends only what the window allows."""
+    result = run(["nghttp", "-W", "16", "-w", "16", "-s", daemon.url("tls", "/static/big.bin")], timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert hashlib.sha256(result.stdout[: BIG]).digest() == hashlib.sha256((site / "big.bin").read_bytes()).digest()
