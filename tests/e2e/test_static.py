@@ -56,7 +56,7 @@ def curl(daemon, workdir, path: str, *options: str, protocol: str = "h2") -> tup
     assert result.returncode == 0, result.stderr
     lines = head.read_text().splitlines()
     fields = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
-    return int(lines[0].split()[1]), {k.lower(): v for k, v in fields.items()}, body.read_bytes()
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in fields.items()}, body.read_bytes() if body.exists() else b""
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
