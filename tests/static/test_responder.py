@@ -222,3 +222,17 @@ def test_a_file_that_shrinks_resets_the_stream(root):
     assert (stream.resetWith, stream.ended, len(io.files)) == (ResetReason.INTERNAL_ERROR, False, 0)
     assert len(stream.body) == 1000
     assert observer.records[0].reset
+
+
+def test_static_requests_count_in_the_metrics_under_their_route(root):
+    from h2proxy.observability.accesslog import RequestObserver
+    from h2proxy.observability.metrics import WorkerMetrics
+
+    metrics = WorkerMetrics()
+    context = static_context(root, InlineIO())
+    context.observer = RequestObserver(metrics=metrics, accessLog=None)
+    request(context, b"/static/css/a.css")
+    request(context, b"/static/nothing")
+    snapshot = metrics.registry.snapshot()
+    assert sorted(snapshot["h2proxy_requests_total"]) == [[["*/static", "", "2xx"], 1], [["*/static", "", "4xx"], 1]]
+    assert snapshot["h2proxy_upstream_first_byte_seconds"] == []

@@ -317,7 +317,7 @@ class StreamBridge:
             self._static = StaticResponder(
                 stream=self.stream, head=head, site=route.static, io=self.context.staticIO,
                 answers=Answers(fail=self._fail, redirect=self._redirect, done=self._finish),
-                record=self.record, observer=self.context.observer, requestId=self.requestId)
+                record=self.record, requestId=self.requestId)
             self._static.start()
             return
         limit = self.context.maxRequestBody

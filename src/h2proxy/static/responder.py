@@ -22,7 +22,7 @@ from h2proxy.compression.negotiate import negotiate
 from h2proxy.config.static import StaticConfig
 from h2proxy.frontend.handler import ClientStream, ResetReason
 from h2proxy.message import Headers, RequestHead, ResponseHead
-from h2proxy.observability.accesslog import NullObserver, RequestRecord
+from h2proxy.observability.accesslog import RequestRecord
 from h2proxy.static import paths
 from h2proxy.static.ranges import ByteRange, Unsatisfiable, parse_range
 from h2proxy.static.reader import BlockingIO, FileSender, OpenFile, OpenFiles
@@ -118,7 +118,6 @@ class StaticResponder:
         io: BlockingIO,
         answers: Answers,
         record: RequestRecord,
-        observer: NullObserver,
         requestId: bytes,
     ) -> None:
         self.state = ResponderState.PREPARING
@@ -128,7 +127,6 @@ class StaticResponder:
         self._io = io
         self._answers = answers
         self._record = record
-        self._observer = observer
         self._requestId = requestId
         self._sender: FileSender | None = None
 
@@ -237,7 +235,7 @@ class StaticResponder:
         )
 
     def _respond(self, status: int, fields: Headers, endStream: bool = False) -> None:
-        self._observer.responseStarted(self._record, status)
+        self._record.status = status  # no backend: no first-byte time to record
         self._stream.writeHeaders(
             ResponseHead(status=status, headers=(*fields, (b"x-request-id", self._requestId))), endStream=endStream
         )
