@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import base_config
-from tests.e2e.harness import run, start_proxy, write_config
+from tests.e2e.harness import poll_until, run, start_proxy, write_config
 
 PROTOCOLS = {"h2": ["--http2"], "http/1.1": ["--http1.1"]}
 BIG = 64 * 1024 * 1024
@@ -41,7 +42,7 @@ def daemon(workdir, origin, certificate, site):
     config = base_config(origin.port, certificate, routes=[
         {"path": "/", "upstream": "app"},
         {"path": "/static", "static": {"root": str(site), "max_age": "1h"}},
-    ])
+    ], logging={"access_log": str(workdir / "static-access.log"), "format": "json"})
     proxy = start_proxy(write_config(workdir, config), ["tls", "h2c"])
     yield proxy
     proxy.stop()
@@ -76,9 +77,11 @@ def test_ranges(daemon, workdir, site, protocol):
     assert (status, fields["content-range"]) == (416, "bytes */37")
 
 
-def test_if_none_match_gets_304_and_head_gets_no_body(daemon, workdir):
-    _, fields, _ = curl(daemon, workdir, "/static/hello.txt")
-    status, again, body = curl(daemon, workdir, "/static/hello.txt", "-H", f"If-None-Match: {fields['etag']}")
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_if_none_match_gets_304_and_head_gets_no_body(daemon, workdir, protocol):
+    _, fields, _ = curl(daemon, workdir, "/static/hello.txt", protocol=protocol)
+    status, again, body = curl(
+        daemon, workdir, "/static/hello.txt", "-H", f"If-None-Match: {fields['etag']}", protocol=protocol)
     assert (status, body, again["etag"]) == (304, b"", fields["etag"])
     status, head, output = curl(daemon, workdir, "/static/hello.txt", "-I")  # -I writes the head as the output
     assert (status, head["content-length"]) == (200, "37")
@@ -117,3 +120,26 @@ def test_a_small_window_holds_the_file_back_without_loss(daemon, workdir, site):
     result = run(["nghttp", "-W", "16", "-w", "16", "-s", daemon.url("tls", "/static/big.bin")], timeout=300)
     assert result.returncode == 0, result.stderr
     assert hashlib.sha256(result.stdout[: BIG]).digest() == hashlib.sha256((site / "big.bin").read_bytes()).digest()
+
+
+def test_a_post_with_a_body_gets_405_and_the_connection_stays_usable(daemon, workdir):
+    """HTTP/1.1: the body is read and dropped, so the next request on the connection works."""
+    url = daemon.url("tls", "/static/hello.txt")
+    result = run(["curl", "-sS", "-k", "--http1.1", "-o", "/dev/null", "-w", "%{http_code} %{num_connects}\\n",
+                  "-d", "x" * 100_000, url, "--next", "-k", "--http1.1", "-o", "/dev/null", "-w",
+                  "%{http_code} %{num_connects}\\n", url], timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().split("\n")[:2] == ["405 1", "200 0"]
+
+
+def test_each_request_is_one_access_log_line(daemon, workdir):
+    path = workdir / "static-access.log"
+    curl(daemon, workdir, "/static/hello.txt")
+
+    def line():
+        found = [json.loads(text) for text in path.read_text().splitlines()] if path.exists() else []
+        return next((r for r in found if r.get("path") == "/static/hello.txt" and r.get("status") == 200), None)
+
+    record = poll_until(line, 20.0, "the access log line of a static request")
+    assert (record["route"], record["upstream"], record["response_bytes"]) == ("*/static", None, 37)
+    assert record["upstream_first_byte"] is None and record["error"] is None

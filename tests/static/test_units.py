@@ -44,6 +44,7 @@ def test_content_range_names_the_bytes_sent():
 
 def test_the_etag_is_mtime_and_size_in_hex_like_nginx():
     assert V.etag == b'"5f3a1b2c-1a4"'
+    assert Validators.of(size=0x1A4, mtime=0x5F3A1B2C, coding="gzip").etag == b'"5f3a1b2c-1a4-gzip"'
     assert DATE.endswith(b" GMT")
 
 

@@ -85,7 +85,7 @@ class Route:
             config=config,
             upstream=config.upstream,
             redirect=Redirect.fromConfig(config.redirect) if config.redirect is not None else None,
-            static=StaticSite(config.path, config.static) if config.static is not None else None,
+            static=StaticSite.fromConfig(config.path, config.static) if config.static is not None else None,
             access=AccessRule.fromConfig(config),
             limiter=RateLimiter.fromConfig(config.rate_limit, clock) if config.rate_limit is not None else None,
             requestEdits=HeaderEdits.fromConfig(config.request_headers),

@@ -44,18 +44,19 @@ INTERNAL = "proxy_internal_error"
 
 @dataclass(frozen=True, slots=True)
 class StaticSite:
-    """A static route, compiled: its prefix and its L{StaticConfig}."""
+    """A static route, compiled: its prefix, its L{StaticConfig}, and the file
+    system settings the blocking lookups take."""
 
     prefix: str
     config: StaticConfig
+    site: paths.Site
 
-    @property
-    def site(self) -> paths.Site:
-        return paths.Site(
-            root=os.fsencode(self.config.root),
-            index=os.fsencode(self.config.index),
-            follow_symlinks=self.config.follow_symlinks,
+    @classmethod
+    def fromConfig(cls, prefix: str, config: StaticConfig) -> "StaticSite":
+        site = paths.Site(
+            root=os.fsencode(config.root), index=os.fsencode(config.index), follow_symlinks=config.follow_symlinks
         )
+        return cls(prefix=prefix, config=config, site=site)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +164,7 @@ class StaticResponder:
             prepared.opened.close()
             return
         opened = prepared.opened
-        validators = Validators.of(opened.size, opened.mtime)
+        validators = Validators.of(opened.size, opened.mtime, prepared.coding)
         common = self._validatorFields(validators, prepared.vary)
         head = self._head
         if not_modified(head.headers, validators):

@@ -26,9 +26,13 @@ class Validators:
     mtime: int
 
     @classmethod
-    def of(cls, size: int, mtime: float) -> "Validators":
+    def of(cls, size: int, mtime: float, coding: str | None = None) -> "Validators":
+        """The validators of a file of C{size} bytes changed at C{mtime}; a
+        precompressed sibling's tag names its C{coding} too, so that it can never
+        equal the tag of another variant."""
         seconds = int(mtime)
-        return cls(etag=b'"%x-%x"' % (seconds, size), mtime=seconds)
+        suffix = b"-" + coding.encode("ascii") if coding else b""
+        return cls(etag=b'"%x-%x%s"' % (seconds, size, suffix), mtime=seconds)
 
     @property
     def last_modified(self) -> bytes:
