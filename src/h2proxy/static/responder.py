@@ -160,25 +160,21 @@ class StaticResponder:
     # -- internals -----------------------------------------------------------
 
     def _prepared(self, prepared: Prepared) -> None:
-        if self.state is ResponderState.OVER:
-            prepared.opened.close()
-            return
+        """The file is open: answer 304, 416, or the head and then the body."""
         opened = prepared.opened
+        if self.state is ResponderState.OVER:
+            opened.close()
+            return
         validators = Validators.of(opened.size, opened.mtime, prepared.coding)
         common = self._validatorFields(validators, prepared.vary)
-        head = self._head
-        if not_modified(head.headers, validators):
-            opened.close()
-            self._respond(304, common, endStream=True)
-            self._over()
+        if not_modified(self._head.headers, validators):
+            self._bodiless(opened, 304, common)
             return
         try:
             chosen = self._range(validators, opened.size)
         except Unsatisfiable as unsatisfiable:
-            opened.close()
-            self._respond(416, (*common, (b"content-range", unsatisfiable.content_range()),
-                                (b"content-length", b"0")), endStream=True)
-            self._over()
+            self._bodiless(opened, 416, (*common, (b"content-range", unsatisfiable.content_range()),
+                                         (b"content-length", b"0")))
             return
         fields = (
             (b"content-type", content_type(prepared.name)),
@@ -186,19 +182,22 @@ class StaticResponder:
             (b"accept-ranges", b"bytes"),
             *common,
         )
-        if chosen is None:
-            offset, length, status = 0, opened.size, 200
-            fields = (*fields, (b"content-length", b"%d" % length))
-        else:
-            offset, length, status = chosen.first, chosen.length, 206
-            fields = (*fields, (b"content-length", b"%d" % length), (b"content-range", chosen.content_range()))
-        if head.method == b"HEAD" or length == 0:
-            opened.close()
-            self._respond(status, fields, endStream=True)
-            self._over()
+        first, length = (0, opened.size) if chosen is None else (chosen.first, chosen.length)
+        fields = (*fields, (b"content-length", b"%d" % length))
+        if chosen is not None:
+            fields = (*fields, (b"content-range", chosen.content_range()))
+        status = 200 if chosen is None else 206
+        if self._head.method == b"HEAD" or length == 0:
+            self._bodiless(opened, status, fields)
             return
         self._respond(status, fields)
-        self._send(opened, offset, length)
+        self._send(opened, first, length)
+
+    def _bodiless(self, opened: OpenFile, status: int, fields: Headers) -> None:
+        """Answer with a head alone (304, 416, HEAD, an empty file); the file is not needed."""
+        opened.close()
+        self._respond(status, fields, endStream=True)
+        self._over()
 
     def _notPrepared(self, reason: Failure) -> None:
         if self.state is ResponderState.OVER:
