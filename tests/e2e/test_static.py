@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,31 @@ def test_each_request_is_one_access_log_line(daemon, workdir):
     record = poll_until(line, 20.0, "the access log line of a static request")
     assert (record["route"], record["upstream"], record["response_bytes"]) == ("*/static", None, 37)
     assert record["upstream_first_byte"] is None and record["error"] is None
+
+
+def test_a_reload_serves_the_new_root_and_check_names_a_missing_one(workdir, origin, certificate):
+    """SIGHUP recompiles the route: the next request reads the new root. --check on a
+    root that does not exist exits 1 naming the file, line and key."""
+    directory = workdir / "reload"
+    (directory / "one").mkdir(parents=True)
+    (directory / "two").mkdir()
+    (directory / "one" / "v.txt").write_bytes(b"one\n")
+    (directory / "two" / "v.txt").write_bytes(b"two\n")
+
+    def config(root: str) -> dict:
+        return base_config(origin.port, certificate, routes=[{"path": "/", "static": {"root": root}}])
+
+    proxy = start_proxy(write_config(directory, config("one")), ["tls", "h2c"])
+    try:
+        assert curl(proxy, directory, "/v.txt")[2] == b"one\n"
+        write_config(directory, config("two"))
+        assert proxy.reload().group(1) is not None
+        assert curl(proxy, directory, "/v.txt")[2] == b"two\n"
+    finally:
+        proxy.stop()
+    path = write_config(directory, config("three"))
+    result = run([str(Path(sys.executable).with_name("twistd")), "--pidfile=", "h2proxy", "-c", str(path), "--check"],
+                 timeout=60, cwd=directory, env=dict(os.environ))
+    errors = result.stderr.decode()
+    assert result.returncode == 1, errors
+    assert f"{path}:" in errors and f"routes[0].static.root: directory not found: {directory}/three" in errors, errors
