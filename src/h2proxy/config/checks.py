@@ -180,6 +180,7 @@ def cross_check(draft: Mapping[str, Any], declared: Mapping[str, tuple[str, ...]
     _listener_names(listeners, path_of, report)
     _bind_conflicts(listeners, draft.get("admin"), path_of, report)
     routes: tuple[RouteConfig, ...] = draft.get("routes", ())
+    _routes_needed(listeners, routes, report)
     _route_targets(routes, declared.get("upstreams", ()), path_of, report)
     _route_duplicates(routes, path_of, report)
     _body_limit(draft, listeners, path_of, report)
@@ -226,6 +227,19 @@ def _covers(wide: ipaddress.IPv4Address | ipaddress.IPv6Address, other: ipaddres
 
 def _show(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def _routes_needed(listeners: tuple[ListenerConfig, ...], routes: tuple[RouteConfig, ...], report: Report) -> None:
+    """A listener that serves requests (one that does not send everything to HTTPS)
+    needs at least one route; a config of redirecting listeners needs none. (Routes
+    that were written but refused are already reported.)"""
+    if routes or any(problem.key.startswith("routes") for problem in report.problems):
+        return
+    serving = [listener for listener in listeners if listener.redirect_https is None]
+    if serving:
+        names = ", ".join(repr(listener.name) for listener in serving)
+        report.error("routes", f"listener {names} serves requests but no route is declared; add a route "
+                     "(host, path and an upstream, redirect or static root)")
 
 
 def _route_targets(routes: tuple[RouteConfig, ...], names: tuple[str, ...], path_of: PathOf, report: Report) -> None:

@@ -724,10 +724,14 @@ class Config:
         ListOf(Section(ListenerConfig), 1, MAX_LISTENERS), "Sockets to accept clients on."
     )
     upstreams: dict[str, UpstreamConfig] = option(
-        MapOf(Section(UpstreamConfig), NAME, 1, MAX_UPSTREAMS), "Backend server groups, by name."
+        MapOf(Section(UpstreamConfig), NAME, 0, MAX_UPSTREAMS),
+        "Backend server groups, by name (none when every route redirects or every listener redirects to HTTPS).",
+        default_factory=dict,
     )
     routes: tuple[RouteConfig, ...] = option(
-        ListOf(Section(RouteConfig), 1, MAX_ROUTES), "Which upstream serves each host and path."
+        ListOf(Section(RouteConfig), 0, MAX_ROUTES),
+        "Which upstream serves each host and path (none only when every listener redirects to HTTPS).",
+        default=(),
     )
     workers: int | None = option(
         Workers(MAX_WORKERS), "Worker processes; auto = one per CPU.", default=1
