@@ -19,14 +19,12 @@ from h2proxy.config.model import (
     AdminConfig,
     CertificateConfig,
     ForwardingConfig,
-    HealthCheckConfig,
     Http2Config,
     ListenerConfig,
     RouteConfig,
     TlsConfig,
-    UpstreamConfig,
-    UpstreamTlsConfig,
 )
+from h2proxy.config.upstreams import HealthCheckConfig, UpstreamConfig, UpstreamTlsConfig
 from h2proxy.config.report import Report, child
 from h2proxy.config.spec import did_you_mean
 from h2proxy.config.tlsclientauth import ClientAuthConfig
