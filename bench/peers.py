@@ -22,7 +22,11 @@ BENCH = Path(__file__).resolve().parent
 
 #: What both proxies get towards the origin, so that neither has more kept-alive
 #: connections, more requests per connection or a longer idle life than the other.
-UPSTREAM_KEEPALIVE = 256          # idle connections kept per worker
+#: The keep-alive must cover the most requests in flight (W1: 32 connections x 16
+#: streams = 512): with fewer, every response past the limit closes its origin
+#: connection and the next request opens one, so both proxies churn connections at the
+#: request rate and the bench measures connect() rather than proxying.
+UPSTREAM_KEEPALIVE = 512          # idle connections kept per worker
 UPSTREAM_REQUESTS = 100_000       # requests one origin connection carries
 UPSTREAM_IDLE_SECONDS = 600       # an idle origin connection lives this long
 #: Streams a client may open at once on either proxy (h2proxy's default; nginx's is 128).
