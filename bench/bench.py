@@ -43,7 +43,7 @@ from peers import PEERS, Backends, Peer, start_backends
 from processes import (LOAD_CPU, PINNED, PROXY_CPU, UNPINNED, BenchError, Launcher, cpu_seconds, describe,
                        leaf_pids, run_client, use_placement)
 from settings import QUICK, Settings
-from workloads import DOWNLOAD_SIZE, FRESH, UPLOAD_SIZE, WARM_UP, WORKLOADS, Run, parse_h2load
+from workloads import DOWNLOAD_SIZE, FRESH, NEEDS, UPLOAD_SIZE, WARM_UP, WORKLOADS, Run, parse_h2load
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -82,6 +82,13 @@ ROWS = [
     ("W6", "first_ms", "first chunk delay ms", "{:.1f}"),
     ("W6", "max_ms", "worst chunk delay ms", "{:.1f}"),
     ("idle", "kib_per_conn", "KiB per idle conn", "{:.1f}"),
+    # No targets: figures for h2proxy's own file serving and compression, against nginx.
+    ("W7", "mibps", "MiB/s (4 x 64 MiB from disk)", "{:,.0f}"),
+    ("W7", "peak_rss_mib", "proxy peak RSS MiB", "{:.1f}"),
+    ("W8", "rps", "req/s (100 KB HTML, gzip)", "{:,.0f}"),
+    ("W8", "proxy_cpu_pct", "proxy CPU %", "{:.0f}"),
+    ("W8", "wire_bytes", "body bytes per response", "{:,.0f}"),
+    ("W8", "ratio", "compression ratio", "{:.2f}"),
 ]
 
 #: (workload, metric, peer or None for an absolute bound, "min"/"max", bound): the targets
@@ -120,12 +127,16 @@ def wait_quiet(peers: list[Peer], backends: Backends) -> float:
 
 def run_rounds(peers: list[Peer], backends: Backends, settings: Settings, workdir: Path,
                upload_file: Path) -> dict:
-    """raw[workload][peer] = one dict per round (figures, or {"error": ...})."""
-    raw: dict[str, dict[str, list[dict]]] = {w: {p.name: [] for p in peers} for w in settings.workloads}
+    """raw[workload][peer] = one dict per round (figures, or {"error": ...}); a peer
+    without the feature a workload needs has no entry for it."""
+    raw: dict[str, dict[str, list[dict]]] = {
+        w: {p.name: [] for p in peers if p.supports(NEEDS.get(w))} for w in settings.workloads}
     for index in range(settings.rounds):
         order = peers[index % len(peers):] + peers[:index % len(peers)]
         for workload in settings.workloads:
             for peer in order:
+                if peer.name not in raw[workload]:
+                    continue
                 wait_quiet(peers, backends)
                 raw[workload][peer.name].append(one_measurement(workload, peer, backends, settings, workdir,
                                                                 upload_file, index))
@@ -136,13 +147,14 @@ def run_rounds(peers: list[Peer], backends: Backends, settings: Settings, workdi
 def one_measurement(workload: str, peer: Peer, backends: Backends, settings: Settings, workdir: Path,
                     upload_file: Path, index: int) -> dict:
     label = f"[round {index + 1}/{settings.rounds}] {workload:<4} {peer.name:<8}"
+    feature = NEEDS.get(workload)
     try:
         if workload in FRESH:
-            peer.restart()
+            peer.restart(feature)
             run_client(["h2load", *WARM_UP, peer.url("/small")], 60)
             wait_quiet([peer], backends)
         else:
-            peer.ensure_running()
+            peer.ensure_running(feature)
         result = WORKLOADS[workload](Run(peer, backends, settings, workdir, upload_file))
     except BenchError as error:
         log(f"{label} FAILED: {headline(error)}")
@@ -288,7 +300,7 @@ def parse_args(argv: list[str]) -> tuple[Settings, argparse.Namespace]:
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--duration", type=float, help="seconds of W1/W2 measurement per run")
     parser.add_argument("--peers", help="comma list of h2proxy,nginx,twisted")
-    parser.add_argument("--workloads", help="comma list of W1,W2,W3,W4,W5,W6,idle")
+    parser.add_argument("--workloads", help="comma list of W1,W2,W3,W4,W5,W6,W7,W8,idle")
     parser.add_argument("--idle-count", type=int)
     parser.add_argument("--http2", action="append", default=[], metavar="KEY=VALUE",
                         help="h2proxy http2: setting for a tuning run, e.g. initial_window_size=4MiB")
@@ -400,7 +412,8 @@ def bench(launcher: Launcher, workdir: Path, settings: Settings, origin_binary: 
     summary = summarize(raw, names)
     # The targets are set for one worker on one core: a whole-machine run sums two workers' memory.
     verdicts = targets(summary) if "h2proxy" in names and settings.pinned else []
-    configs = {p.name: p.config_text for p in peers if p.config_text}
+    configs = {f"{p.name} ({variant})" if variant else p.name: text
+               for p in peers for variant, text in p.configs.items()}
     report = {"environment": env, "settings": settings.__dict__, "run": run_label(settings),
               "configs": configs, "origin_check": check, "h2_ceiling": ceiling, "raw": raw,
               "summary": summary, "targets": verdicts, "seconds": time.monotonic() - started,

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 @dataclass
 class Settings:
     rounds: int = 3
-    duration: float = 10.0         # W1/W2 measured seconds (after 1 s warm-up)
-    downloads: int = 2             # W3: 64 MiB requests per client (4 clients)
+    duration: float = 10.0         # W1/W2/W8 measured seconds (after 1 s warm-up)
+    downloads: int = 2             # W3/W7: 64 MiB requests per client (4 clients)
     uploads: int = 4               # W4: 16 MiB requests per client (4 clients)
     slow_seconds: float = 8.0      # W5: how long the slow clients read
     slow_rate: float = 2e6         # W5: bytes/s per client
@@ -17,7 +17,7 @@ class Settings:
     idle_count: int = 5000         # idle connections opened
     check_duration: float = 3.0    # origin check with h2load --h1
     peers: tuple[str, ...] = ("h2proxy", "nginx", "twisted")
-    workloads: tuple[str, ...] = ("W1", "W2", "W3", "W4", "W5", "W6", "idle")
+    workloads: tuple[str, ...] = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "idle")
     http2: dict = field(default_factory=dict)   # h2proxy http2: overrides (tuning runs)
     overrides: dict = field(default_factory=dict)   # h2proxy config "dotted.path": value (tuning runs)
     keep_workdir: bool = False

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from peers import Backends, Peer
+from peers import Backends, Feature, Peer
 from processes import (BenchError, RssSampler, cpu_seconds, leaf_pids, machine_busy_seconds, on_cpu,
                        record_group, reset_peak, rss_kib, run_client, status_kib)
 from settings import Settings
@@ -30,6 +30,14 @@ SLOWEST_RATE = 16 * MiB
 #: Body sizes of W3/W5 (download) and W4 (upload).
 DOWNLOAD_SIZE = 64 * MiB
 UPLOAD_SIZE = 16 * MiB
+#: W7's file on disk, and its name under the static root.
+STATIC_SIZE = 64 * MiB
+STATIC_NAME = "file-64m.bin"
+#: W8's HTML response (bench/origin.c's /html/N) and the clients fetching it.
+HTML_SIZE = 100 * 1024
+HTML_CLIENTS, HTML_STREAMS = 8, 4
+#: Responses fetched one by one to count W8's body bytes per response exactly.
+HTML_COUNTED = 64
 
 
 def parse_h2load(text: str) -> dict:
@@ -41,8 +49,10 @@ def parse_h2load(text: str) -> dict:
         raise BenchError(f"unexpected h2load output:\n{text[-1500:]}")
     seconds = float(finished.group(1)) / (1000 if finished.group(2) == "ms" else 1)
     total, _, done, ok, failed, errored, timeout = map(int, counts.groups())
+    data = re.search(r"\((\d+)\) data", text)
     return {"seconds": seconds, "h2load_rps": float(finished.group(3)), "total": total, "done": done,
-            "succeeded": ok, "failed": failed, "errored": errored, "timeout": timeout}
+            "succeeded": ok, "failed": failed, "errored": errored, "timeout": timeout,
+            "data_bytes": int(data.group(1)) if data else None}
 
 
 def latency_percentiles(log: Path) -> dict:
@@ -130,6 +140,45 @@ def w4(run: Run) -> dict:
     return bulk(run, "/upload", 4 * run.settings.uploads, UPLOAD_SIZE, ["-d", str(run.upload_file)])
 
 
+def static_path(backends: Backends) -> str:
+    """W7's URL path: a 64 MiB file of random bytes under the static root, written once."""
+    root = backends.static_root
+    target = root / STATIC_NAME
+    if not target.exists():
+        root.mkdir(mode=0o755, exist_ok=True)   # nginx's workers read it as nobody
+        with open(target, "wb") as out:
+            for _ in range(STATIC_SIZE // MiB):
+                out.write(os.urandom(MiB))
+        target.chmod(0o644)
+    return f"/static/{STATIC_NAME}"
+
+
+def w7(run: Run) -> dict:
+    """Static file: W3's shape, the 64 MiB body read from disk by the proxy itself."""
+    return bulk(run, static_path(run.backends), 4 * run.settings.downloads, STATIC_SIZE, [])
+
+
+def w8(run: Run) -> dict:
+    """Compressed HTML: 100 KB text/html asked for with accept-encoding: gzip for a fixed
+    duration (req/s, CPU), then a fixed number of them for the body bytes per response:
+    h2load's data count covers its warm-up and the requests cut off at the end of a timed
+    run, so only a counted run divides exactly."""
+    s = run.settings
+    url = run.peer.url(f"/html/{HTML_SIZE}")
+    gzip = ["-H", "accept-encoding: gzip"]
+    argv = ["h2load", "-c", str(HTML_CLIENTS), "-m", str(HTML_STREAMS), "-D", str(int(s.duration)),
+            "--warm-up-time=1", *gzip, url]
+    text, usage = measured(run, lambda: run_client(argv, s.duration + 60))
+    rate = parse_h2load(text)
+    counted = parse_h2load(run_client(["h2load", "-c", "1", "-n", str(HTML_COUNTED), *gzip, url], 60)[0])
+    if counted["succeeded"] != HTML_COUNTED or counted["data_bytes"] is None:
+        raise BenchError(f"{counted['succeeded']} of {HTML_COUNTED} compressed responses arrived whole "
+                         f"(h2load counted {counted['data_bytes']} body bytes)")
+    wire = counted["data_bytes"] / HTML_COUNTED
+    return {"rps": rate["succeeded"] / s.duration, "errors": rate["total"] - rate["succeeded"],
+            "wire_bytes": wire, "ratio": HTML_SIZE / wire, **usage}
+
+
 def python_client(*args: str) -> list[str]:
     return [sys.executable, str(BENCH / "clients.py"), *args]
 
@@ -207,12 +256,12 @@ def read_line(process: subprocess.Popen, timeout: float) -> str:
 
 #: Workloads that measure memory run on a freshly started proxy (after a short warm-up):
 #: an allocator keeps what earlier workloads freed, which would hide or inflate growth.
-
-
-FRESH = {"W3", "W4", "W5", "idle"}
+FRESH = {"W3", "W4", "W5", "W7", "idle"}
 #: The warm-up: a few small requests, so lazy imports and first-use buffers are paid.
 WARM_UP = ["-n", "256", "-c", "4", "-m", "8"]
 
 WORKLOADS: dict[str, Callable[[Run], dict]] = {
-    "W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "idle": idle,
+    "W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "W7": w7, "W8": w8, "idle": idle,
 }
+#: The workloads that need a feature beyond reverse proxying; a peer without it skips them.
+NEEDS: dict[str, Feature] = {"W7": Feature.STATIC, "W8": Feature.COMPRESS}
