@@ -6,7 +6,7 @@ dripping origin for W6 (``bench/drip.py``), and the proxies under test, each pin
 with ``taskset``: proxies on CPU 0, origin and clients on CPU 1. With ``--workers N``
 (N > 1) h2proxy and nginx run N workers each and nothing is pinned: the whole-machine
 run. nginx is tuned as an operator would for a keep-alive HTTP/1.1 backend, and
-h2proxy gets the same origin keep-alive (see NGINX_CONF). Then it runs the
+h2proxy gets the same origin keep-alive (see peers.NGINX_CONF). Then it runs the
 workloads interleaved over several rounds (every peer once per workload per round,
 the peers' order rotated each round), prints a table of medians with min–max and the
 ratio of h2proxy to each peer measured in the same round, and writes every raw
@@ -18,7 +18,8 @@ group is stopped at exit, on error and on Ctrl-C.
 
 The pieces: ``processes`` (placement, starting, stopping and measuring processes),
 ``settings`` (what a run is asked to do), ``peers`` (the proxies and their configs),
-``workloads`` (W1-W8, idle); this module runs the rounds and reports.
+``workloads`` (W1-W8, idle; W7 and W8 against the peers with the feature only); this
+module runs the rounds and reports.
 """
 
 from __future__ import annotations
