@@ -269,7 +269,7 @@ NGINX_COMPRESS = """        # Proxied HTML gzipped for clients that accept it.
             gzip on;
             gzip_comp_level {level};               # h2proxy's default level is 6 too
             gzip_types text/css application/json;  # text/html is always in gzip_types (listing it warns)
-            gzip_proxied any;                      # compress whatever the request's Via says
+            gzip_proxied any;                      # also for requests another proxy forwarded (Via)
         }}
 """
 
