@@ -38,7 +38,7 @@ from datetime import datetime, timezone
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from h2proxy.observability.metrics import WorkerMetrics, server_label, status_class
+from h2proxy.observability.metrics import WorkerMetrics, refusal_reason, server_label, status_class
 
 log = Logger()
 
@@ -538,6 +538,9 @@ class RequestObserver(NullObserver):
             self.metrics.resets.inc((record.error,))
         else:
             self.metrics.proxyErrors.inc((str(status), record.error))
+            refusal = refusal_reason(status, record.error, record.server)
+            if refusal is not None:
+                self.metrics.refused.inc((record.route, refusal))
         self.recent.append({
             "time": record.start, "status": status, "error": record.error,
             "method": record.method, "authority": record.authority, "path": record.path[:200],
