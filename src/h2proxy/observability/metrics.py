@@ -386,8 +386,9 @@ class WorkerMetrics:
         self.tlsHandshakes = registry.counter(
             "h2proxy_tls_handshakes_total", "TLS handshakes completed, by listener.", ("listener",))
         self.tlsFailures = registry.counter(
-            "h2proxy_tls_handshake_failures_total", "TLS handshakes that failed (error) or were "
-            "given up (closed), by listener.", ("listener", "reason"))
+            "h2proxy_tls_handshake_failures_total", "TLS handshakes that failed over the client's "
+            "certificate (client_certificate), for another TLS error (error), or were given up (closed), "
+            "by listener.", ("listener", "reason"))
         self.accessLogLost = registry.counter(
             "h2proxy_access_log_lost_lines_total", "Access log lines that could not be written "
             "(full disk, unwritable file, output blocked).")
