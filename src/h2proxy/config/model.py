@@ -39,6 +39,7 @@ from h2proxy.config.spec import (
     option,
 )
 from h2proxy.config.access import RateLimitConfig
+from h2proxy.config.compression import CompressionConfig
 from h2proxy.config.httpkinds import HeaderField, HeaderName, Network, RedirectLocation
 from h2proxy.config.tlsclientauth import ClientAuthConfig
 
@@ -569,6 +570,11 @@ class RouteConfig:
     rate_limit: RateLimitConfig | None = option(
         Section(RateLimitConfig),
         "Limit how often each client address may use the route; over it, 429 with Retry-After.",
+        default=None,
+    )
+    compress: CompressionConfig | None = option(
+        Section(CompressionConfig, switch=True),
+        "Compress responses (br, zstd, gzip) for clients that accept it: true for the defaults, or a mapping.",
         default=None,
     )
     host: str = option(HOST_PATTERN, "Host matched against :authority (port ignored).", default="*")
