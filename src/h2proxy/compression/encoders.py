@@ -6,13 +6,14 @@ server-sent events and HTML streamed as it is produced reach the client as they
 happen, not when a compressor's buffer fills. L{Encoder.finish} writes the coding's
 end (gzip's CRC and length, brotli's last meta-block, zstd's frame end).
 
-Memory per encoder is bounded by fixed parameters, whatever the response's size:
+Memory per encoder is bounded by fixed parameters, whatever the response's size
+(measured as resident memory per live encoder after 400 KB of HTML, 200 at once):
 
-  - gzip: zlib with a 32 KiB window (windowBits 15) and memLevel 8, about 256 KiB
-    of deflate state;
-  - br: quality L{BROTLI_QUALITY} with a 2**L{BROTLI_LGWIN} = 256 KiB window;
+  - gzip: zlib with a 32 KiB window (windowBits 15) and memLevel 8: about 210 KiB;
+  - br: quality L{BROTLI_QUALITY} with a 2**L{BROTLI_LGWIN} = 256 KiB window: about
+    1 MiB;
   - zstd: level L{ZSTD_LEVEL} with the window capped at 2**L{ZSTD_WINDOW_LOG} =
-    256 KiB (level 3 alone would use up to 2 MiB for long bodies).
+    256 KiB (level 3 alone would use up to 2 MiB for long bodies): about 1.1 MiB.
 
 The route's ``level`` sets gzip's level only: brotli and zstd keep the streaming
 settings above, which cost about what gzip level 6 costs per byte while giving
