@@ -37,6 +37,7 @@ from h2proxy.config.spec import (
     option,
 )
 from h2proxy.config.access import RateLimitConfig
+from h2proxy.config.compression import CompressionConfig
 from h2proxy.config.httpkinds import PATH_PREFIX, HeaderField, HeaderName, Network, RedirectLocation
 from h2proxy.config.units import DAY, GiB, HOUR
 from h2proxy.config.upstreams import UpstreamConfig
@@ -345,6 +346,11 @@ class RouteConfig:
     rate_limit: RateLimitConfig | None = option(
         Section(RateLimitConfig),
         "Limit how often each client address may use the route; over it, 429 with Retry-After.",
+        default=None,
+    )
+    compress: CompressionConfig | None = option(
+        Section(CompressionConfig, switch=True),
+        "Compress responses (br, zstd, gzip) for clients that accept it: true for the defaults, or a mapping.",
         default=None,
     )
     host: str = option(HOST_PATTERN, "Host matched against :authority (port ignored).", default="*")

@@ -392,6 +392,10 @@ class WorkerMetrics:
         self.accessLogLost = registry.counter(
             "h2proxy_access_log_lost_lines_total", "Access log lines that could not be written "
             "(full disk, unwritable file, output blocked).")
+        self.compressionBytes = registry.counter(
+            "h2proxy_compression_bytes_total", "Response body bytes through the proxy's compression, "
+            "by coding: into the encoder (side=in) and out of it to clients (side=out).",
+            ("coding", "side"))
 
 
 class SupervisorMetrics:
