@@ -8,6 +8,9 @@
  * over.  bench/bench.py measures it directly with h2load --h1 before every run.
  *
  *   GET  /bytes/N     N bytes (Content-Length)
+ *   GET  /html/N      N bytes of text/html: deterministic, compressible markup (a
+ *                     blog index: repeated elements, text varying as real pages do),
+ *                     for the compression workload
  *   any method with a request body (Content-Length or chunked):
  *                     reads and discards it, answers {"bytes": N}
  *   anything else     a 100-byte body (the small-response workload)
@@ -25,6 +28,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +40,7 @@
 
 #define HEAD_MAX 16384            /* largest request head accepted */
 #define PATTERN_SIZE (1 << 20)    /* body bytes come from this buffer, cycled */
+#define HTML_SIZE (1 << 20)       /* /html/N bytes come from this buffer, cycled */
 #define SCRATCH_SIZE (1 << 18)    /* one read of a request body */
 #define SMALL_BODY 100            /* the default response body size */
 #define MAX_EVENTS 256            /* epoll events handled per wake-up */
@@ -56,6 +61,8 @@ struct conn {
     long long body_left;      /* Content-Length bytes still to read */
     long long body_read;      /* request body bytes read so far */
     long long resp_len;       /* response body length */
+    const char *resp_src;     /* the buffer the body is cut from, cycled */
+    size_t resp_src_size;
     long long resp_sent;
     size_t in_len;
     size_t out_len, out_off;
@@ -66,6 +73,7 @@ struct conn {
 };
 
 static char pattern[PATTERN_SIZE];
+static char html[HTML_SIZE];
 static char scratch[SCRATCH_SIZE];
 static int epfd;
 
@@ -202,8 +210,16 @@ static void prepare_response(struct conn *c) {
     const char *conn_hdr = c->keep_alive ? "" : "Connection: close\r\n";
     char body[64];
     size_t inline_len = 0;
+    const char *type = "application/octet-stream";
+    c->resp_src = pattern;
+    c->resp_src_size = PATTERN_SIZE;
     if (strncmp(path, "/bytes/", 7) == 0) {
         c->resp_len = atoll(path + 7);
+    } else if (strncmp(path, "/html/", 6) == 0) {
+        c->resp_len = atoll(path + 6);
+        c->resp_src = html;
+        c->resp_src_size = HTML_SIZE;
+        type = "text/html; charset=utf-8";
     } else if (had_body) {
         inline_len = snprintf(body, sizeof body, "{\"bytes\": %lld}\n", c->body_read);
         c->resp_len = inline_len;
@@ -211,9 +227,9 @@ static void prepare_response(struct conn *c) {
         c->resp_len = SMALL_BODY;
     }
     c->out_len = snprintf(c->out, sizeof c->out,
-                          "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                          "HTTP/1.1 200 OK\r\nContent-Type: %s\r\n"
                           "Content-Length: %lld\r\n%s\r\n",
-                          c->resp_len, conn_hdr);
+                          type, c->resp_len, conn_hdr);
     c->out_off = 0;
     c->resp_sent = 0;
     if (inline_len) {
@@ -237,11 +253,11 @@ static int write_response(struct conn *c) {
         }
         long long left = c->resp_len - c->resp_sent;
         if (left > 0) {
-            size_t off = c->resp_sent % PATTERN_SIZE;
-            size_t take = PATTERN_SIZE - off;
+            size_t off = c->resp_sent % c->resp_src_size;
+            size_t take = c->resp_src_size - off;
             if ((long long)take > left)
                 take = left;
-            iov[n].iov_base = pattern + off;
+            iov[n].iov_base = (char *)c->resp_src + off;
             iov[n++].iov_len = take;
         }
         if (n == 0)
@@ -350,6 +366,62 @@ static void on_readable(struct conn *c) {
     process(c);
 }
 
+/* The next number of a fixed linear congruential sequence (Knuth's MMIX constants). */
+static unsigned next_random(unsigned long long *seed) {
+    *seed = *seed * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (unsigned)(*seed >> 33);
+}
+
+/* Append to html[] at *at, never past its end. */
+static void put_html(size_t *at, const char *fmt, ...) {
+    va_list args;
+    va_start(args, fmt);
+    int n = vsnprintf(html + *at, HTML_SIZE - *at, fmt, args);
+    va_end(args);
+    if (n > 0)
+        *at += (size_t)n < HTML_SIZE - *at ? (size_t)n : HTML_SIZE - *at - 1;
+}
+
+/* Fill html[] with a page as a blog index looks: the same markup around every post,
+ * titles, authors, dates and text drawn from a word list by a fixed sequence, so it is
+ * deterministic and compresses as real pages do (not as one repeated byte would). */
+static void fill_html(void) {
+    static const char *words[] = {
+        "proxy", "stream", "window", "frame", "origin", "header", "cache", "latency",
+        "the", "of", "and", "a", "to", "in", "is", "for", "with", "on", "that", "by",
+        "connection", "request", "response", "server", "client", "table", "measure",
+        "release", "notes", "kernel", "buffer", "memory", "thread", "socket", "queue",
+        "priority", "compression", "certificate", "handshake", "timeout", "retry"};
+    static const char *authors[] = {"alice", "bob", "carol", "dave", "erin", "frank"};
+    const unsigned nwords = sizeof words / sizeof *words;
+    unsigned long long seed = 20261206;
+    size_t at = 0;
+    put_html(&at, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+                  "<title>Engineering notes</title>\n<link rel=\"stylesheet\" href=\"/static/site.css\">\n"
+                  "</head>\n<body>\n<main class=\"index\">\n");
+    for (int post = 1; at < HTML_SIZE - 4096; post++) {
+        const char *author = authors[next_random(&seed) % 6];
+        unsigned month = 1 + next_random(&seed) % 12, day = 1 + next_random(&seed) % 28;
+        const char *t1 = words[next_random(&seed) % nwords];
+        const char *t2 = words[next_random(&seed) % nwords];
+        const char *t3 = words[next_random(&seed) % nwords];
+        put_html(&at, "<article class=\"post\" id=\"post-%d\">\n  <h2 class=\"post-title\">"
+                      "<a href=\"/posts/%d\">%s %s %s</a></h2>\n"
+                      "  <p class=\"post-meta\">by <a href=\"/authors/%s\">%s</a> on "
+                      "<time datetime=\"2026-%02u-%02u\">2026-%02u-%02u</time></p>\n  <p>",
+                 post, post, t1, t2, t3, author, author, month, day, month, day);
+        unsigned count = 20 + next_random(&seed) % 40;
+        for (unsigned i = 0; i < count; i++)
+            put_html(&at, "%s%s", i ? " " : "", words[next_random(&seed) % nwords]);
+        const char *tag1 = words[next_random(&seed) % nwords];
+        const char *tag2 = words[next_random(&seed) % nwords];
+        put_html(&at, ".</p>\n  <ul class=\"tags\"><li class=\"tag\">%s</li><li class=\"tag\">%s</li></ul>\n"
+                      "</article>\n", tag1, tag2);
+    }
+    for (; at < HTML_SIZE; at++)   /* the tail: blank lines of spaces */
+        html[at] = at % 64 ? ' ' : '\n';
+}
+
 static void accept_all(int lfd) {
     for (;;) {
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -373,6 +445,7 @@ int main(int argc, char **argv) {
     int port = argc > 1 ? atoi(argv[1]) : 0;
     for (size_t i = 0; i < PATTERN_SIZE; i++)
         pattern[i] = "abcdefghijklmnopqrstuvwxyz0123456789\n"[i % 37];
+    fill_html();
     signal(SIGPIPE, SIG_IGN);
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from twisted.internet import epollreactor
 
-from h2proxy.config.model import ServerConfig, UpstreamConfig
+from h2proxy.config.upstreams import ServerConfig, UpstreamConfig
 from h2proxy.errors import UpstreamError
 from h2proxy.message import Headers, ResponseHead, UpstreamRequest
 from h2proxy.upstream.pool import UpstreamPool

@@ -102,10 +102,13 @@ def summary(stats_path: Path) -> str:
 
 def profile_run(launcher, workdir: Path, settings, origin_binary: Path) -> int:
     """Start the origins and a profiled h2proxy, drive W1 at it, print the profile."""
-    import bench
+    from bench import RESULTS, ROOT, log
+    from peers import H2ProxyPeer, start_backends
+    from processes import BenchError
+    from workloads import Run, w1
 
-    backends = bench.start_backends(launcher, workdir, origin_binary)
-    peer = bench.H2ProxyPeer(launcher, backends, settings)
+    backends = start_backends(launcher, workdir, origin_binary)
+    peer = H2ProxyPeer(launcher, backends, settings)
     import yaml
 
     config_path = workdir / "h2proxy.yaml"
@@ -115,19 +118,19 @@ def profile_run(launcher, workdir: Path, settings, origin_binary: Path) -> int:
     pattern = re.compile(r"profiling listener on 127\.0\.0\.1:(\d+)")
     child, match = launcher.start("h2proxy-profiled", argv, "proxy", pattern.search, cwd=workdir)
     peer.child, peer.port = child, int(match.group(1))
-    run = bench.Run(peer, backends, settings, workdir, workdir / "unused")
-    result = bench.w1(run)
-    bench.log("profiled W1: " + ", ".join(f"{k}={v:.4g}" for k, v in result.items()))
+    run = Run(peer, backends, settings, workdir, workdir / "unused")
+    result = w1(run)
+    log("profiled W1: " + ", ".join(f"{k}={v:.4g}" for k, v in result.items()))
     child.process.send_signal(signal.SIGINT)
     child.process.wait(60)
     if not stats_path.exists():
-        raise bench.BenchError(f"the profiled proxy wrote no statistics:\n{child.tail()}")
+        raise BenchError(f"the profiled proxy wrote no statistics:\n{child.tail()}")
     report = summary(stats_path)
-    bench.RESULTS.mkdir(exist_ok=True)
-    out = bench.RESULTS / "profile-h2proxy.txt"
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "profile-h2proxy.txt"
     out.write_text(report)
     print(report)
-    print(f"saved to {out.relative_to(bench.ROOT)}")
+    print(f"saved to {out.relative_to(ROOT)}")
     return 0
 
 

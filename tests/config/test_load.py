@@ -8,15 +8,8 @@ from pathlib import Path
 import pytest
 
 from h2proxy.config.load import load_config, load_config_text
-from h2proxy.config.model import (
-    Config,
-    Http2Config,
-    LimitsConfig,
-    LoggingConfig,
-    ServerConfig,
-    TimeoutsConfig,
-    UpstreamConfig,
-)
+from h2proxy.config.model import Config, Http2Config, LimitsConfig, LoggingConfig, TimeoutsConfig
+from h2proxy.config.upstreams import ServerConfig, UpstreamConfig
 from h2proxy.errors import ConfigError
 from tests.config.certs import make_self_signed
 

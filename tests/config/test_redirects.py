@@ -242,3 +242,40 @@ def test_redirect_routes_beside_forwarding_ones_raise_no_upstream_warning():
           redirect: {location: /new}
         """))
     assert config.warnings == ()
+
+
+def test_a_config_of_redirecting_listeners_needs_no_upstream_or_route():
+    config = load(
+        """\
+        listeners:
+          - {name: web, address: 127.0.0.1, port: 8080, redirect_https: 443}
+        """
+    )
+    assert (config.upstreams, config.routes) == ({}, ())
+
+
+def test_route_redirects_alone_need_no_upstream():
+    config = load(
+        """\
+        listeners:
+          - {name: web, address: 127.0.0.1, port: 8080}
+        routes:
+          - {path: /, redirect: {location: "https://example.org/"}}
+        """
+    )
+    assert config.upstreams == {}
+    assert config.routes[0].redirect == RedirectConfig(location="https://example.org/", status=301)
+
+
+def test_a_serving_listener_without_routes_is_refused_by_name():
+    found = problems(
+        """\
+        listeners:
+          - {name: web, address: 127.0.0.1, port: 8080, redirect_https: 443}
+          - {name: plain, address: 127.0.0.1, port: 8081}
+        """
+    )
+    assert found == [
+        "/nonexistent/conf.yaml: routes: listener 'plain' serves requests but no route is declared; add a route "
+        "(host, path and an upstream, redirect or static root)"
+    ]

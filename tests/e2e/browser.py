@@ -63,12 +63,14 @@ STATIC = {
 
 
 class _StaticHandler(BaseHTTPRequestHandler):
-    """Serves L{STATIC} over HTTP/1.1 keep-alive; 404 for anything else."""
+    """Serves L{files} (L{STATIC} unless a subclass says otherwise) over HTTP/1.1
+    keep-alive; 404 for anything else."""
 
     protocol_version = "HTTP/1.1"
+    files: dict[str, tuple[str, bytes]] = STATIC
 
     def do_GET(self) -> None:
-        found = STATIC.get(self.path.split("?", 1)[0])
+        found = self.files.get(self.path.split("?", 1)[0])
         content_type, body = found if found is not None else ("text/plain", b"not found\n")
         self.send_response(200 if found is not None else 404)
         self.send_header("Content-Type", content_type)
@@ -82,9 +84,11 @@ class _StaticHandler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def static_origin() -> Iterator[int]:
-    """A static HTTP/1.1 origin on 127.0.0.1 in a thread; yields its port."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _StaticHandler)
+def static_origin(files: dict[str, tuple[str, bytes]] | None = None) -> Iterator[int]:
+    """A static HTTP/1.1 origin on 127.0.0.1 in a thread serving C{files} (path to
+    content type and body; L{STATIC} by default); yields its port."""
+    handler = _StaticHandler if files is None else type("_Files", (_StaticHandler,), {"files": files})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name="static-origin", daemon=True)
     thread.start()

@@ -98,3 +98,25 @@ def test_a_burst_past_the_rate_limit_gets_429(daemon):
     waits = [int(line.split(":")[1]) for line in text.splitlines() if line.lower().startswith("retry-after:")]
     assert len(waits) == 5 and all(1 <= wait <= 60 for wait in waits)
     assert len(origin.requests()) == before + 3
+
+
+def test_a_reload_changes_networks_and_limits(tmp_path, origin):
+    """When the config is reloaded with /private opened to 127.0.0.0/8 and /limited given a burst of 1, the next requests get 200 on /private and a 429 after one request on /limited."""
+    access_log = tmp_path / "access.log"
+    first = config(origin.port, access_log)
+    proxy = start_proxy(write_config(tmp_path, first), ["h2c"])
+    try:
+        base = f"http://127.0.0.1:{proxy.ports['h2c']}"
+        assert curl("http/1.1", base + "/private")[0] == "403"
+        second = config(origin.port, access_log)
+        for route in second["routes"]:
+            if route["path"] == "/private":
+                route["allow"] = ["127.0.0.0/8"]
+            if route["path"] == "/limited":
+                route["rate_limit"] = {"rate": "1/m", "burst": 1}
+        write_config(tmp_path, second)
+        assert proxy.reload().group(1) is not None
+        assert curl("http/1.1", base + "/private")[0] == "200"
+        assert [curl("http/1.1", base + "/limited")[0] for _ in range(2)] == ["200", "429"]
+    finally:
+        proxy.stop()

@@ -16,6 +16,7 @@ from cryptography.x509.oid import NameOID
 from tests.config.cacerts import make_ca, make_signed
 from tests.config.certs import make_self_signed
 from tests.e2e.harness import run, start_proxy, write_config
+from tests.e2e.test_observability_metrics import scrape_until
 
 pytestmark = pytest.mark.e2e
 
@@ -47,7 +48,7 @@ def daemon(workdir, origin, pki):
         {"name": f"tls-{name}", "address": "127.0.0.1", "port": 0,
          "tls": {"certificates": [{"cert": cert, "key": key}],
                  "client_auth": {"ca_file": pki["client_ca"], "required": required}}}
-        for name, required in (("required", True), ("optional", False))
+        for name, required in (("required", True), ("optional", False), ("counted", True))
     ]
     listeners.append({"name": "h2c", "address": "127.0.0.1", "port": 0})
     config = {
@@ -55,8 +56,10 @@ def daemon(workdir, origin, pki):
         "listeners": listeners,
         "upstreams": {"app": {"servers": [{"address": f"127.0.0.1:{origin.port}"}]}},
         "routes": [{"path": "/", "upstream": "app"}],
+        "admin": {"address": "127.0.0.1", "port": 0},
     }
-    proxy = start_proxy(write_config(workdir / "mtls", config), ["tls-required", "tls-optional", "h2c"])
+    proxy = start_proxy(write_config(workdir / "mtls", config), ["tls-required", "tls-optional", "tls-counted", "h2c"])
+    proxy.admin_port = int(proxy.wait_for(r"admin listener on [^ ]*:(\d+) ").group(1))
     yield proxy
     proxy.stop()
 
@@ -113,3 +116,15 @@ def test_a_forged_field_is_dropped_on_a_cleartext_listener(daemon):
     result = run(["curl", "-sS", "--http2-prior-knowledge", "-H", "x-forwarded-client-cert: forged",
                   f"http://127.0.0.1:{daemon.ports['h2c']}/headers"], timeout=30)
     assert forwarded(result) == []
+
+
+def test_refused_client_certificates_are_counted_per_listener(daemon, pki):
+    """When handshakes on a listener fail for want of a good client certificate (none, then a self-signed one), its h2proxy_tls_handshake_failures_total{reason="client_certificate"} counts each one and its other failures stay at zero."""
+    def failures(samples, reason: str) -> float:
+        key = ("h2proxy_tls_handshake_failures_total", (("listener", "tls-counted"), ("reason", reason)))
+        return samples.get(key, 0)
+
+    assert refused(curl(daemon, pki, "tls-counted"))
+    assert refused(curl(daemon, pki, "tls-counted", "stranger"))
+    samples = scrape_until(daemon.admin_port, lambda s: failures(s, "client_certificate") >= 2)
+    assert (failures(samples, "client_certificate"), failures(samples, "error")) == (2, 0)

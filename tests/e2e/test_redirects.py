@@ -132,3 +132,21 @@ def test_check_reports_a_route_with_an_upstream_and_a_redirect(tmp_path):
     errors = result.stderr.decode()
     assert result.returncode == 1, errors
     assert re.search(re.escape(str(path)) + r":12:5: routes\[0\]\.redirect: a route has either an upstream or a redirect", errors), errors
+
+
+def test_a_daemon_of_redirects_alone_needs_no_upstream(tmp_path):
+    """When the config has only a listener redirecting to HTTPS and a listener whose one route redirects, with no upstream declared, the daemon starts and answers both (308 and 301) with curl."""
+    path = write_config(tmp_path, {
+        "workers": 1,
+        "listeners": [
+            {"name": "web", "address": "127.0.0.1", "port": 0, "redirect_https": 443},
+            {"name": "h2c", "address": "127.0.0.1", "port": 0},
+        ],
+        "routes": [{"path": "/", "redirect": {"location": "https://example.org/moved", "status": 308}}],
+    })
+    proxy = start_proxy(path, ["web", "h2c"])
+    try:
+        assert curl("h2c", f"http://127.0.0.1:{proxy.ports['web']}/a?b=1") == "308 https://127.0.0.1/a?b=1"
+        assert curl("http/1.1", proxy.url("h2c", "/anything")) == "308 https://example.org/moved"
+    finally:
+        proxy.stop()

@@ -14,7 +14,8 @@ from twisted.internet.testing import StringTransport
 from h2proxy_tools.audit import SMUGGLING_VECTORS, smugglingFields
 from h2proxy.bridge.bridge import BridgeContext
 from h2proxy.bridge.routing import Router
-from h2proxy.config.model import RouteConfig, ServerConfig, UpstreamConfig
+from h2proxy.config.model import RouteConfig
+from h2proxy.config.upstreams import ServerConfig, UpstreamConfig
 from h2proxy.upstream.http11 import CONTINUE_TIMEOUT
 from h2proxy.upstream.pool import UpstreamPool
 from tests.frontend.frames import requestHeaders

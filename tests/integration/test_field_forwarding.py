@@ -16,7 +16,8 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from h2proxy.bridge.bridge import BridgeContext
 from h2proxy.bridge.routing import Router
-from h2proxy.config.model import RouteConfig, ServerConfig, UpstreamConfig
+from h2proxy.config.model import RouteConfig
+from h2proxy.config.upstreams import ServerConfig, UpstreamConfig
 from h2proxy.frontend.http1.factory import HTTP1Factory
 from h2proxy.upstream.pool import UpstreamPool
 from tests.frontend.support import Client, Server

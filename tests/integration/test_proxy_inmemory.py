@@ -13,7 +13,8 @@ from twisted.internet.error import ConnectionLost
 
 from h2proxy.bridge.bridge import BridgeContext
 from h2proxy.bridge.routing import Router
-from h2proxy.config.model import RouteConfig, ServerConfig, UpstreamConfig
+from h2proxy.config.model import RouteConfig
+from h2proxy.config.upstreams import ServerConfig, UpstreamConfig
 from h2proxy.upstream.pool import UpstreamPool
 from tests.frontend.support import Client, Server
 

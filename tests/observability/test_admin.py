@@ -11,7 +11,8 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel
 
 from h2proxy.supervisor.admin import AdminServer, RateMeter, RecentLog, group_errors
-from h2proxy.config.model import AdminConfig, ServerConfig, UpstreamConfig
+from h2proxy.config.model import AdminConfig
+from h2proxy.config.upstreams import ServerConfig, UpstreamConfig
 from h2proxy.observability.metrics import WorkerMetrics
 from h2proxy.handover import format_metrics
 from tests.supervisor.fakes import Harness, make_config

@@ -9,7 +9,7 @@ from twisted.python.failure import Failure
 from h2proxy.observability.accesslog import RequestObserver
 from h2proxy.bridge.bridge import BridgeContext, RequestIds
 from h2proxy.bridge.routing import Router
-from h2proxy.config.model import ServerConfig
+from h2proxy.config.upstreams import ServerConfig
 from h2proxy.errors import BackendClosed, BackendRefused
 from h2proxy.message import ResponseHead
 from h2proxy.observability.metrics import WorkerMetrics

@@ -11,7 +11,8 @@ from twisted.internet.task import Clock
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.test.iosim import connectedServerAndClient
 
-from h2proxy.config.model import Config, ListenerConfig, LoggingConfig, ServerConfig
+from h2proxy.config.model import Config, ListenerConfig, LoggingConfig
+from h2proxy.config.upstreams import ServerConfig
 from h2proxy_tools.devcert import make_certificate
 from h2proxy.observability.metrics import Aggregate, WorkerMetrics
 from h2proxy.worker.observe import TLSCounts, WorkerObservability

@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 import pytest
 
-from h2proxy.config.model import Config, ServerConfig, UpstreamConfig, RouteConfig
+from h2proxy.config.model import Config, RouteConfig
+from h2proxy.config.upstreams import ServerConfig, UpstreamConfig
 from h2proxy.errors import ConfigError, ConfigProblem
 from h2proxy.handover import Report, format_metrics, parse_report
 from h2proxy.observability.metrics import WorkerMetrics

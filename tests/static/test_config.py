@@ -103,3 +103,14 @@ def test_forwarding_options_on_a_static_route_are_warned_about(tmp_path):
     assert config.warnings == (
         f"{tmp_path}/conf.yaml:12:19: warning: routes[1].strip_prefix: has no effect on a route that serves static files",
     )
+
+
+def test_compress_on_a_static_route_is_warned_about(tmp_path):
+    config = load(route("""\
+        - path: /static
+          compress: {}
+          static:
+            root: .
+        """), str(tmp_path))
+    assert len(config.warnings) == 1
+    assert "routes[1].compress: has no effect on a route that serves static files" in config.warnings[0]

@@ -10,7 +10,7 @@ from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
-from h2proxy.config.model import ServerConfig, UpstreamConfig
+from h2proxy.config.upstreams import ServerConfig, UpstreamConfig
 from h2proxy.errors import UpstreamError
 from h2proxy.message import Headers, ResponseHead, UpstreamRequest
 from h2proxy.upstream.http11 import HTTP11ClientProtocol, serialize_request_head

@@ -11,7 +11,7 @@ from twisted.python.failure import Failure
 
 from twisted.internet.testing import MemoryReactorClock
 
-from h2proxy.config.model import (
+from h2proxy.config.upstreams import (
     HealthCheckConfig,
     PassiveHealthConfig,
     QueueConfig,

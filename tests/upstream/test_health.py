@@ -3,7 +3,7 @@ half-open trials and recovery; active rise/fall counts; how the two combine."""
 
 from __future__ import annotations
 
-from h2proxy.config.model import HealthCheckConfig, PassiveHealthConfig
+from h2proxy.config.upstreams import HealthCheckConfig, PassiveHealthConfig
 from h2proxy.upstream.health import ServerHealth
 
 PASSIVE = PassiveHealthConfig(failures=3, backoff=10.0, max_backoff=35.0)

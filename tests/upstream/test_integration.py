@@ -15,7 +15,7 @@ import pytest
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.selectreactor import SelectReactor
 
-from h2proxy.config.model import ServerConfig, UpstreamConfig
+from h2proxy.config.upstreams import ServerConfig, UpstreamConfig
 from h2proxy.upstream.pool import UpstreamPool
 from tests.upstream.helpers import Receiver, get
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import socket
 import pytest
 
-from h2proxy.config.model import (
+from h2proxy.config.upstreams import (
     HealthCheckConfig,
     PassiveHealthConfig,
     QueueConfig,

@@ -8,7 +8,7 @@ import pytest
 from twisted.internet.error import ConnectionRefusedError, DNSLookupError
 from twisted.internet.error import TimeoutError as TwistedTimeoutError
 
-from h2proxy.config.model import QueueConfig, ServerConfig, UpstreamConfig
+from h2proxy.config.upstreams import QueueConfig, ServerConfig, UpstreamConfig
 from h2proxy.errors import (
     BackendClosed,
     BackendConnectTimeout,

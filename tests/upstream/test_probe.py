@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from twisted.internet.error import ConnectionRefusedError
 
-from h2proxy.config.model import HealthCheckConfig
+from h2proxy.config.upstreams import HealthCheckConfig
 from h2proxy.errors import NoHealthyBackend
 from tests.upstream.helpers import OK, Receiver, get, make_pool
 

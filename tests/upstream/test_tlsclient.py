@@ -10,7 +10,7 @@ from twisted.internet import ssl
 from twisted.internet.protocol import Protocol
 from twisted.logger import globalLogPublisher
 
-from h2proxy.config.model import ClientCertificateConfig, ServerConfig, UpstreamConfig, UpstreamTlsConfig
+from h2proxy.config.upstreams import ClientCertificateConfig, ServerConfig, UpstreamConfig, UpstreamTlsConfig
 from h2proxy.errors import BackendCertificateError, BackendTLSError, ConfigError
 from h2proxy.message import UpstreamRequest
 from h2proxy.upstream.pool import UpstreamPool

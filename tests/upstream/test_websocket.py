@@ -265,7 +265,7 @@ def test_pool_never_reuses_a_tunnel_connection():
 
 def test_pool_applies_its_tunnel_idle_timeout():
     """When the pool is given a tunnel idle timeout, its tunnels close after that much silence."""
-    from h2proxy.config.model import ServerConfig, UpstreamConfig
+    from h2proxy.config.upstreams import ServerConfig, UpstreamConfig
     from h2proxy.upstream.pool import UpstreamPool
     from tests.upstream.helpers import FakeEndpoint
 

@@ -22,6 +22,7 @@ from h2proxy.bridge.access import AccessRule
 from h2proxy.bridge.headers import HeaderEdits
 from h2proxy.bridge.ratelimit import RateLimiter
 from h2proxy.bridge.redirects import Redirect
+from h2proxy.compression.policy import CompressionPolicy, compression_policy
 from h2proxy.config.model import RouteConfig
 from h2proxy.static.responder import StaticSite
 
@@ -61,6 +62,8 @@ class Route:
     @ivar static: the files the proxy answers from, instead of an upstream.
     @ivar access: the networks that may use the route; C{None} when it is open to all.
     @ivar limiter: how often each client may use the route; C{None} without a limit.
+    @ivar compression: which responses are compressed; C{None} on a route that
+        does not compress.
     @ivar requestEdits: header edits for the request.
     @ivar responseEdits: header edits for the final response.
     @ivar buffer: a body of unknown length is read whole before the backend is asked.
@@ -73,6 +76,7 @@ class Route:
     static: StaticSite | None
     access: AccessRule | None
     limiter: RateLimiter | None
+    compression: CompressionPolicy | None
     requestEdits: HeaderEdits
     responseEdits: HeaderEdits
     buffer: bool
@@ -88,6 +92,7 @@ class Route:
             static=StaticSite.fromConfig(config.path, config.static) if config.static is not None else None,
             access=AccessRule.fromConfig(config),
             limiter=RateLimiter.fromConfig(config.rate_limit, clock) if config.rate_limit is not None else None,
+            compression=compression_policy(config.compress) if config.compress is not None else None,
             requestEdits=HeaderEdits.fromConfig(config.request_headers),
             responseEdits=HeaderEdits.fromConfig(config.response_headers),
             buffer=config.request_body == "buffer",

@@ -19,14 +19,12 @@ from h2proxy.config.model import (
     AdminConfig,
     CertificateConfig,
     ForwardingConfig,
-    HealthCheckConfig,
     Http2Config,
     ListenerConfig,
     RouteConfig,
     TlsConfig,
-    UpstreamConfig,
-    UpstreamTlsConfig,
 )
+from h2proxy.config.upstreams import HealthCheckConfig, UpstreamConfig, UpstreamTlsConfig
 from h2proxy.config.report import Report, child
 from h2proxy.config.spec import did_you_mean
 from h2proxy.config.tlsclientauth import ClientAuthConfig
@@ -130,6 +128,11 @@ def _route(route: RouteConfig, path: str, report: Report, now: datetime.datetime
         for key in _FORWARDING_ONLY:
             if report.written(child(path, key)):
                 report.warning(child(path, key), f"has no effect on a route that {doing}")
+        if route.static is not None and route.compress is not None:
+            report.warning(
+                child(path, "compress"),
+                "has no effect on a route that serves static files (it sends FILE.br or FILE.gz instead: precompressed)",
+            )
         return
     if route.strip_prefix and route.path == "/":
         report.warning(child(path, "strip_prefix"), "stripping the path / changes nothing")
@@ -192,6 +195,7 @@ def cross_check(draft: Mapping[str, Any], declared: Mapping[str, tuple[str, ...]
     _listener_names(listeners, path_of, report)
     _bind_conflicts(listeners, draft.get("admin"), path_of, report)
     routes: tuple[RouteConfig, ...] = draft.get("routes", ())
+    _routes_needed(listeners, routes, report)
     _route_targets(routes, declared.get("upstreams", ()), path_of, report)
     _route_duplicates(routes, path_of, report)
     _body_limit(draft, listeners, path_of, report)
@@ -238,6 +242,19 @@ def _covers(wide: ipaddress.IPv4Address | ipaddress.IPv6Address, other: ipaddres
 
 def _show(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def _routes_needed(listeners: tuple[ListenerConfig, ...], routes: tuple[RouteConfig, ...], report: Report) -> None:
+    """A listener that serves requests (one that does not send everything to HTTPS)
+    needs at least one route; a config of redirecting listeners needs none. (Routes
+    that were written but refused are already reported.)"""
+    if routes or any(problem.key.startswith("routes") for problem in report.problems):
+        return
+    serving = [listener for listener in listeners if listener.redirect_https is None]
+    if serving:
+        names = ", ".join(repr(listener.name) for listener in serving)
+        report.error("routes", f"listener {names} serves requests but no route is declared; add a route "
+                     "(host, path and an upstream, redirect or static root)")
 
 
 def _route_targets(routes: tuple[RouteConfig, ...], names: tuple[str, ...], path_of: PathOf, report: Report) -> None:

@@ -1,4 +1,4 @@
-"""Option kinds for HTTP-level settings: trusted networks, header edits and
+"""Option kinds for HTTP-level settings: paths, trusted networks, header edits and
 redirect locations.
 
 Kept apart from spec.py (the generic kinds) because they know a little HTTP: which
@@ -13,8 +13,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from h2proxy.config.spec import Context, Kind, OptionError
+from h2proxy.config.spec import Context, Kind, OptionError, Pattern
 from h2proxy.fields import HOP_BY_HOP, TOKEN
+
+#: A path prefix a route matches, or a path a health check requests.
+PATH_PREFIX = Pattern(r"/[^\s?#]*", "a path prefix starting with / (no spaces, ? or #)")
 
 #: RFC 9110 5.1 field names: tokens (the shared grammar, on text).
 _TOKEN = re.compile(TOKEN.pattern.decode("ascii"))

@@ -314,6 +314,8 @@ class _Walker:
         return self._scalar(kind, node, path)
 
     def _section_value(self, kind: Section, node: Node, path: str) -> Any:
+        if kind.switch and isinstance(node, ScalarNode):
+            return self._scalar(kind, node, path)
         if not isinstance(node, MappingNode):
             self._expected(path, node, "expected a mapping")
             return INVALID

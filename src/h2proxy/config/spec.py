@@ -454,12 +454,33 @@ class Section(Kind):
         C{inherits} section of the same class (the top-level ``http2``).
     @ivar inherits: options left out here take the C{provides_defaults} section's
         values, not the dataclass defaults (a listener's ``http2`` override).
+    @ivar switch: the section may also be written ``true`` (on, every option at its
+        default) or ``false`` (off: None, as when it is omitted), like a route's
+        ``compress``.
     """
 
     cls: type
     provides_defaults: bool = False
     inherits: bool = False
-    what = "mapping"
+    switch: bool = False
+
+    @property
+    def what(self) -> str:  # type: ignore[override]
+        return "boolean or mapping" if self.switch else "mapping"
+
+    def bounds(self) -> str:
+        return "true (the defaults), false (off) or a mapping" if self.switch else ""
+
+    def convert(self, value: object, context: Context) -> Any:
+        """What a switch section written as a scalar C{value} (true or false) stands
+        for: the section with its defaults, or None. (A mapping is read option by
+        option by the loader, as for any section.)
+
+        @raise OptionError: when C{value} is not a boolean.
+        """
+        if not isinstance(value, bool):
+            raise OptionError("expected true, false or a mapping")
+        return self.cls() if value else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,11 @@ from __future__ import annotations
 import math
 import re
 
+#: Seconds in an hour and a day, bytes in a GiB: the schema's bounds are written with them.
+HOUR = 3600.0
+DAY = 24 * HOUR
+GiB = 1024**3
+
 #: Duration units, largest first (formatting picks the largest that divides exactly).
 DURATION_UNITS: tuple[tuple[str, float], ...] = (
     ("h", 3600.0),

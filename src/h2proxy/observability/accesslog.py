@@ -38,7 +38,7 @@ from datetime import datetime, timezone
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from h2proxy.observability.metrics import WorkerMetrics, server_label, status_class
+from h2proxy.observability.metrics import WorkerMetrics, refusal_reason, server_label, status_class
 
 log = Logger()
 
@@ -84,6 +84,10 @@ class RequestRecord:
     @ivar reset: the stream ended by a reset (either side) rather than completing.
     @ivar clientCert: the RFC 4514 subject of the client's verified certificate
         (mutual TLS); empty when it presented none.
+    @ivar coding: the content coding the proxy encoded the response in (C{gzip},
+        C{br}, C{zstd}); empty when it sent the body as it came.
+    @ivar codingIn: response body bytes given to that coding's encoder.
+    @ivar codingOut: encoded bytes it gave back (sent to the client).
     """
 
     start: float
@@ -108,6 +112,9 @@ class RequestRecord:
     error: str = ""
     reset: bool = False
     clientCert: str = ""
+    coding: str = ""
+    codingIn: int = 0
+    codingOut: int = 0
 
 
 def _latin1(raw: bytes) -> str:
@@ -135,7 +142,8 @@ class ArrivedRecord(RequestRecord):
         self.start, self.client, self.protocol, self.streamID = start, client, protocol, streamID
         self.status = self.requestBytes = self.responseBytes = self.retries = 0
         self.duration, self.firstByte, self.reset = 0.0, None, False
-        self.route = self.upstream = self.server = self.error = self.clientCert = ""
+        self.route = self.upstream = self.server = self.error = self.clientCert = self.coding = ""
+        self.codingIn = self.codingOut = 0
 
     method = property(lambda self: _latin1(self._head.method))  # type: ignore[assignment]
     authority = property(lambda self: _latin1(self._head.authority))  # type: ignore[assignment]
@@ -207,7 +215,7 @@ def format_combined(record: RequestRecord) -> str:
         f" host={_token(record.authority)} route={_token(record.route)}"
         f" upstream={_token(record.upstream)} server={_token(record.server)}"
         f" retries={record.retries} stream={record.streamID} id={_token(record.requestId)}"
-        f" client_cert={_token(record.clientCert)} error={_token(record.error)}"
+        f" coding={_token(record.coding)} client_cert={_token(record.clientCert)} error={_token(record.error)}"
     )
 
 
@@ -237,6 +245,7 @@ def format_json(record: RequestRecord) -> str:
             "error": record.error or None,
             "reset": record.reset,
             "client_cert": record.clientCert or None,
+            "coding": record.coding or None,
         },
         separators=(",", ":"),
     )
@@ -528,6 +537,9 @@ class RequestObserver(NullObserver):
             m.responseBytes.inc(route, record.responseBytes)
         if record.retries:
             m.retries.inc((record.upstream,), record.retries)
+        if record.codingIn:
+            m.compressionBytes.inc((record.coding, "in"), record.codingIn)
+            m.compressionBytes.inc((record.coding, "out"), record.codingOut)
         if self.accessLog is not None:
             self.accessLog.log(record)
         if record.error:
@@ -538,6 +550,9 @@ class RequestObserver(NullObserver):
             self.metrics.resets.inc((record.error,))
         else:
             self.metrics.proxyErrors.inc((str(status), record.error))
+            refusal = refusal_reason(status, record.error, record.server)
+            if refusal is not None:
+                self.metrics.refused.inc((record.route, refusal))
         self.recent.append({
             "time": record.start, "status": status, "error": record.error,
             "method": record.method, "authority": record.authority, "path": record.path[:200],

@@ -294,6 +294,23 @@ def server_label(server) -> str:
     return f"{host}:{server.port}"
 
 
+#: The RFC 9209 error type of a request a route refused itself (its allow/deny or its
+#: rate limit), before any backend was asked.
+REFUSED_ERROR = "http_request_denied"
+#: The reason label of such a refusal, by the status it was answered with.
+REFUSAL_REASONS = {403: "access_denied", 429: "rate_limited"}
+
+
+def refusal_reason(status: int, error: str, server: str) -> str | None:
+    """The C{h2proxy_requests_refused_total} reason of a request that ended with
+    C{status} and C{error} after C{server} (empty: none) was asked, or None when it
+    was not a route's refusal. The 403 and 429 a backend sends carry no error, and a
+    413 for an oversized body shares the error type but is no refusal of the route's."""
+    if error != REFUSED_ERROR or server:
+        return None
+    return REFUSAL_REASONS.get(status)
+
+
 def status_class(status: int | None) -> str:
     """C{2xx} for 200..299 and so on; C{none} when no response was sent."""
     if not status or not 100 <= status <= 599:
@@ -308,7 +325,8 @@ class WorkerMetrics:
     """The families every worker keeps (the supervisor builds one too, as the schema).
 
     Counted as requests complete (by the L{h2proxy.observability.accesslog.RequestObserver}):
-    requests, durations, first bytes, body bytes, proxy errors, resets, retries.
+    requests, durations, first bytes, body bytes, proxy errors, route refusals, resets,
+    retries.
     Set at snapshot time from live objects (by the worker): connections, streams,
     upstream queues, servers' state and load, TLS handshakes, lost log lines.
     """
@@ -333,6 +351,10 @@ class WorkerMetrics:
         self.proxyErrors = registry.counter(
             "h2proxy_proxy_errors_total", "Error responses the proxy generated itself, by status "
             "and reason (RFC 9209 error type).", ("status", "reason"))
+        self.refused = registry.counter(
+            "h2proxy_requests_refused_total", "Requests a route refused before any backend was "
+            "asked, by route and reason (access_denied: 403 by allow/deny; rate_limited: 429).",
+            ("route", "reason"))
         self.resets = registry.counter(
             "h2proxy_streams_reset_total", "Streams ended by a reset, by reason.", ("reason",))
         self.rejected = registry.counter(
@@ -364,11 +386,16 @@ class WorkerMetrics:
         self.tlsHandshakes = registry.counter(
             "h2proxy_tls_handshakes_total", "TLS handshakes completed, by listener.", ("listener",))
         self.tlsFailures = registry.counter(
-            "h2proxy_tls_handshake_failures_total", "TLS handshakes that failed (error) or were "
-            "given up (closed), by listener.", ("listener", "reason"))
+            "h2proxy_tls_handshake_failures_total", "TLS handshakes that failed over the client's "
+            "certificate (client_certificate), for another TLS error (error), or were given up (closed), "
+            "by listener.", ("listener", "reason"))
         self.accessLogLost = registry.counter(
             "h2proxy_access_log_lost_lines_total", "Access log lines that could not be written "
             "(full disk, unwritable file, output blocked).")
+        self.compressionBytes = registry.counter(
+            "h2proxy_compression_bytes_total", "Response body bytes through the proxy's compression, "
+            "by coding: into the encoder (side=in) and out of it to clients (side=out).",
+            ("coding", "side"))
 
 
 class SupervisorMetrics:

@@ -24,7 +24,7 @@ from twisted.internet.interfaces import IAddress, IReactorTime, IStreamClientEnd
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
-from h2proxy.config.model import ServerConfig
+from h2proxy.config.upstreams import ServerConfig
 from h2proxy.errors import BackendConnectTimeout, BackendRefused, UpstreamError
 from h2proxy.upstream.http11 import HTTP11ClientProtocol
 from h2proxy.upstream.tlsclient import BackendTLS

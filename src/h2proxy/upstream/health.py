@@ -19,7 +19,7 @@ Two sources, combined by L{ServerHealth.available}:
 
 from __future__ import annotations
 
-from h2proxy.config.model import HealthCheckConfig, PassiveHealthConfig
+from h2proxy.config.upstreams import HealthCheckConfig, PassiveHealthConfig
 
 
 class ServerHealth:

@@ -27,7 +27,7 @@ from twisted.internet.base import DelayedCall
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from h2proxy.config.model import ServerConfig, UpstreamConfig
+from h2proxy.config.upstreams import ServerConfig, UpstreamConfig
 from h2proxy.errors import (
     BackendClosed,
     BackendConnectTimeout,

@@ -18,7 +18,7 @@ from twisted.internet.base import DelayedCall
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
-from h2proxy.config.model import HealthCheckConfig
+from h2proxy.config.upstreams import HealthCheckConfig
 from h2proxy.errors import UpstreamError
 from h2proxy.message import Headers, ResponseHead, UpstreamRequest
 from h2proxy.upstream.connector import Connector

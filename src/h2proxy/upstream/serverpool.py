@@ -14,7 +14,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from h2proxy.config.model import ServerConfig, UpstreamConfig
+from h2proxy.config.upstreams import ServerConfig, UpstreamConfig
 from h2proxy.errors import BackendRefused, BackendTLSError, UpstreamError
 from h2proxy.upstream.connector import Connector
 from h2proxy.upstream.exchange import UpstreamExchange

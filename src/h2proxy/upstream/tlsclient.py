@@ -37,7 +37,7 @@ from twisted.internet.ssl import (
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from h2proxy.config.model import ServerConfig, UpstreamTlsConfig
+from h2proxy.config.upstreams import ServerConfig, UpstreamTlsConfig
 from h2proxy.errors import BackendCertificateError, BackendTLSError, ConfigError, ConfigProblem
 
 #: Most certificates read from one CA bundle (a bundle is not a database).

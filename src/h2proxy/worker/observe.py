@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from OpenSSL import SSL
 from twisted.internet import error
 from twisted.internet.interfaces import IReactorTime
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -25,14 +26,35 @@ from h2proxy.observability.metrics import WorkerMetrics, server_label
 from h2proxy.tls.batching import BatchingTLSProtocol
 
 
+#: What OpenSSL reports on the server side when a client's certificate is refused:
+#: none sent where one is required, or one no configured CA signed (or expired).
+_CLIENT_CERTIFICATE_REASONS = frozenset({
+    "peer did not return a certificate",
+    "certificate verify failed",
+})
+
+
 class TLSCounts:
-    """TLS handshakes of one listener: completed, failed (an error) and abandoned
-    (the connection closed before the handshake ended: scanners, timeouts)."""
+    """TLS handshakes of one listener: completed, failed (an error), refused over
+    the client's certificate (mutual TLS), and abandoned (the connection closed
+    before the handshake ended: scanners, timeouts)."""
 
     def __init__(self) -> None:
         self.completed = 0
         self.failed = 0
+        self.clientCertificate = 0
         self.abandoned = 0
+
+
+def refused_client_certificate(problem: Failure) -> bool:
+    """Whether a failed handshake failed over the client's certificate. (An alert
+    the client sends about the server's certificate is not one of these.)"""
+    if not problem.check(SSL.Error):
+        return False
+    details = problem.value.args[0] if problem.value.args else ()
+    return isinstance(details, list) and any(
+        isinstance(entry, tuple) and entry and entry[-1] in _CLIENT_CERTIFICATE_REASONS for entry in details
+    )
 
 
 class CountingTLSProtocol(BatchingTLSProtocol):
@@ -47,12 +69,15 @@ class CountingTLSProtocol(BatchingTLSProtocol):
             self.factory.counts.completed += 1
 
     def connectionLost(self, reason: Failure) -> None:
-        """Count a handshake that never completed: failed when TLS itself stopped
-        it (an alert, a protocol error), abandoned when the connection just went."""
+        """Count a handshake that never completed: refused over the client's
+        certificate, failed when TLS itself stopped it otherwise (an alert, a
+        protocol error), abandoned when the connection just went."""
         if not self._counted:
             self._counted = True
             problem = self.tlsFailure
-            if problem is not None and not problem.check(error.ConnectionLost, error.ConnectionDone):
+            if problem is not None and refused_client_certificate(problem):
+                self.factory.counts.clientCertificate += 1
+            elif problem is not None and not problem.check(error.ConnectionLost, error.ConnectionDone):
                 self.factory.counts.failed += 1
             else:
                 self.factory.counts.abandoned += 1
@@ -127,6 +152,7 @@ class WorkerObservability:
         for name, counts in self.tls.items():
             m.tlsHandshakes.setTotal((name,), counts.completed)
             m.tlsFailures.setTotal((name, "error"), counts.failed)
+            m.tlsFailures.setTotal((name, "client_certificate"), counts.clientCertificate)
             m.tlsFailures.setTotal((name, "closed"), counts.abandoned)
         if self.accessLog is not None:
             m.accessLogLost.setTotal((), self.accessLog.lost)

@@ -1,0 +1,104 @@
+"""A client stream that encodes the response body written through it.
+
+The bridge swaps its stream for a L{CompressingStream} once the response head is
+sent; from then on every body chunk is encoded and flushed on its way to the real
+stream (HTTP/2 or HTTP/1.1: the front end frames the encoded body as it framed the
+plain one, chunked on HTTP/1.1 since the head has no Content-Length), and the
+coding's end goes out before the trailers or the end of the response. Everything
+else (producer registration and pause/resume, resets, the connection's facts)
+passes straight through, so backpressure works as it does without compression.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from twisted.internet.interfaces import IAddress
+
+from h2proxy.compression.encoders import Encoder
+from h2proxy.frontend.clientcert import ClientCertificate
+from h2proxy.frontend.handler import ClientStream, ResetReason
+from h2proxy.message import Headers, ResponseHead
+
+
+class CodingTally(Protocol):
+    """Where the body's sizes before and after encoding are counted (the request's
+    record, read by the access log and the metrics)."""
+
+    codingIn: int
+    codingOut: int
+
+
+class CompressingStream:
+    """A L{ClientStream} that encodes response body bytes with C{encoder} before
+    handing them to C{stream}, counting both sizes into C{tally}."""
+
+    def __init__(self, stream: ClientStream, encoder: Encoder, tally: CodingTally) -> None:
+        self._stream = stream
+        self._encoder = encoder
+        self._tally = tally
+
+    @property
+    def streamID(self) -> int:
+        return self._stream.streamID
+
+    # -- the request body and the response's producer: passed through --------
+
+    def pauseProducing(self) -> None:
+        self._stream.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._stream.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self._stream.stopProducing()
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self._stream.registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        self._stream.unregisterProducer()
+
+    # -- the response ---------------------------------------------------------
+
+    def writeInformational(self, head: ResponseHead) -> None:
+        self._stream.writeInformational(head)
+
+    def writeHeaders(self, head: ResponseHead, endStream: bool = False) -> None:
+        self._stream.writeHeaders(head, endStream)
+
+    def write(self, data: bytes) -> None:
+        """Encode C{data} and send what the encoder flushed."""
+        self._send(self._encoder.compress(data), len(data))
+
+    def writeTrailers(self, headers: Headers) -> None:
+        """End the coding, then the response with C{headers}."""
+        self._send(self._encoder.finish(), 0)
+        self._stream.writeTrailers(headers)
+
+    def finish(self) -> None:
+        """End the coding, then the response."""
+        self._send(self._encoder.finish(), 0)
+        self._stream.finish()
+
+    def reset(self, reason: ResetReason = ResetReason.INTERNAL_ERROR) -> None:
+        self._stream.reset(reason)
+
+    # -- the connection's facts ------------------------------------------------
+
+    def getPeer(self) -> IAddress:
+        return self._stream.getPeer()
+
+    def isSecure(self) -> bool:
+        return self._stream.isSecure()
+
+    def clientCertificate(self) -> ClientCertificate | None:
+        return self._stream.clientCertificate()
+
+    def _send(self, encoded: bytes, plain: int) -> None:
+        """Count and write C{encoded} (an empty flush writes nothing: an empty
+        HTTP/2 DATA frame or HTTP/1.1 chunk would say nothing, or end the body)."""
+        self._tally.codingIn += plain
+        self._tally.codingOut += len(encoded)
+        if encoded:
+            self._stream.write(encoded)
