@@ -216,7 +216,7 @@ def test_a_route_with_neither_an_upstream_nor_a_redirect_is_refused():
     assert problems(route("""\
         - path: /nowhere
         """)) == [
-        "/nonexistent/conf.yaml:11:5: routes[1]: a route needs an upstream (to forward to) or a redirect (to answer with)"
+        "/nonexistent/conf.yaml:11:5: routes[1]: a route needs an upstream (to forward to), a redirect (to answer with) or static (files to serve)"
     ]
 
 
@@ -232,6 +232,20 @@ def test_forwarding_options_on_a_redirect_route_are_warned_about():
     assert config.warnings == (
         "/nonexistent/conf.yaml:12:19: warning: routes[1].strip_prefix: has no effect on a route that redirects",
         "/nonexistent/conf.yaml:13:19: warning: routes[1].request_body: has no effect on a route that redirects",
+    )
+
+
+def test_compress_on_a_redirect_route_is_warned_about():
+    """When a redirecting route sets compress, it gets a warning: a redirect has no body."""
+    config = load(route("""\
+        - path: /old
+          compress: true
+          redirect:
+            location: /new
+        """))
+    assert config.warnings == (
+        "/nonexistent/conf.yaml:12:15: warning: routes[1].compress: has no effect on a route that redirects "
+        "(a redirect has no body)",
     )
 
 

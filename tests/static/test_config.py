@@ -105,12 +105,12 @@ def test_forwarding_options_on_a_static_route_are_warned_about(tmp_path):
     )
 
 
-def test_compress_on_a_static_route_is_warned_about(tmp_path):
+def test_compress_on_a_static_route_is_accepted_without_warning(tmp_path):
     config = load(route("""\
         - path: /static
           compress: {}
           static:
             root: .
         """), str(tmp_path))
-    assert len(config.warnings) == 1
-    assert "routes[1].compress: has no effect on a route that serves static files" in config.warnings[0]
+    assert config.warnings == ()
+    assert config.routes[1].compress is not None

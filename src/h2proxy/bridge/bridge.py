@@ -44,9 +44,7 @@ from h2proxy.bridge.headers import ForwardingPolicy, RequestFacts, Unforwardable
 from h2proxy.bridge.redirects import https_location
 from h2proxy.bridge.routing import Route, Router
 from h2proxy.bridge.websocket import TunnelState
-from h2proxy.compression.encoders import new_encoder
-from h2proxy.compression.policy import CompressionPolicy
-from h2proxy.compression.stream import CompressingStream
+from h2proxy.compression.stream import NegotiatingStream
 from h2proxy.errors import UpstreamError
 from h2proxy.frontend.clientcert import ClientCertificate
 from h2proxy.frontend.handler import REQUEST_ERROR, ClientStream, ResetReason, StreamCut
@@ -282,7 +280,6 @@ class StreamBridge:
         # The proxy's Sec-WebSocket-Key for an HTTP/2 client's handshake.
         self._tunnelKey: bytes | None = None
         # The request's Accept-Encoding field values, on a compressing route.
-        self._acceptEncoding: tuple[bytes, ...] = ()
         context.active.add(self)
 
     # -- StreamHandler: the client side --------------------------------------
@@ -306,8 +303,9 @@ class StreamBridge:
             return
         self._route = route
         self.record.route, self.record.upstream = route_label(route.config), route.upstream or ""
-        if route.compression is not None:
-            self._acceptEncoding = tuple(v for k, v in head.headers if k == b"accept-encoding")
+        if route.compression is not None and not websocket.is_websocket(head):
+            accepted = tuple(v for k, v in head.headers if k == b"accept-encoding")
+            self.stream = NegotiatingStream(self.stream, route.compression, accepted, self._bodyless, self.record)
         if route.access is not None or route.limiter is not None:
             client = client_of(facts.peer, head.headers, self.forwarding)
             if route.access is not None and not route.access.permits(client):
@@ -437,8 +435,6 @@ class StreamBridge:
             edits=route.responseEdits if route is not None else translate.NO_EDITS,
             requestId=self.requestId,
         )
-        if route is not None and route.compression is not None and self.tunnel is not _TUNNEL_OPEN:
-            clientHead = self._compress(route.compression, clientHead)
         self.stream.writeHeaders(clientHead)
         if self._exchange is not None:
             self.stream.registerProducer(self._exchange, True)
@@ -526,17 +522,6 @@ class StreamBridge:
                 return None
         self.tunnel = _TUNNEL_OPEN
         return head
-
-    def _compress(self, policy: CompressionPolicy, head: ResponseHead) -> ResponseHead:
-        """The head to send on a compressing route; when the body is to be encoded,
-        the stream is swapped for one that encodes what the bridge writes."""
-        decision = policy.decide(head, self._acceptEncoding, self._bodyless)
-        if decision.coding is not None:
-            self.record.coding = decision.coding
-        if decision.encode:
-            encoder = new_encoder(decision.coding, policy.level)
-            self.stream = CompressingStream(self.stream, encoder, self.record)
-        return decision.head
 
     def _bufferData(self, data: bytes) -> None:
         assert self._buffer is not None

@@ -1,7 +1,10 @@
 """A client stream that encodes the response body written through it.
 
-The bridge swaps its stream for a L{CompressingStream} once the response head is
-sent; from then on every body chunk is encoded and flushed on its way to the real
+On a compressing route the bridge writes the response through a
+L{NegotiatingStream}: the head it writes decides (L{CompressionPolicy.decide})
+whether the body is encoded, whatever wrote it (a backend's response relayed by the
+bridge, a static file, an error the proxy makes itself, which is never eligible).
+From then on every body chunk is encoded and flushed on its way to the real
 stream (HTTP/2 or HTTP/1.1: the front end frames the encoded body as it framed the
 plain one, chunked on HTTP/1.1 since the head has no Content-Length), and the
 coding's end goes out before the trailers or the end of the response. Everything
@@ -15,25 +18,30 @@ from typing import Any, Protocol
 
 from twisted.internet.interfaces import IAddress
 
-from h2proxy.compression.encoders import Encoder
+from collections.abc import Sequence
+
+from h2proxy.compression.encoders import Encoder, new_encoder
+from h2proxy.compression.policy import CompressionPolicy
 from h2proxy.frontend.clientcert import ClientCertificate
 from h2proxy.frontend.handler import ClientStream, ResetReason
 from h2proxy.message import Headers, ResponseHead
 
 
 class CodingTally(Protocol):
-    """Where the body's sizes before and after encoding are counted (the request's
-    record, read by the access log and the metrics)."""
+    """Where the coding and the body's sizes before and after encoding are counted
+    (the request's record, read by the access log and the metrics)."""
 
+    coding: str | None
     codingIn: int
     codingOut: int
 
 
 class CompressingStream:
     """A L{ClientStream} that encodes response body bytes with C{encoder} before
-    handing them to C{stream}, counting both sizes into C{tally}."""
+    handing them to C{stream}, counting both sizes into C{tally}; with no encoder,
+    the body passes as it is."""
 
-    def __init__(self, stream: ClientStream, encoder: Encoder, tally: CodingTally) -> None:
+    def __init__(self, stream: ClientStream, encoder: Encoder | None, tally: CodingTally) -> None:
         self._stream = stream
         self._encoder = encoder
         self._tally = tally
@@ -69,16 +77,21 @@ class CompressingStream:
 
     def write(self, data: bytes) -> None:
         """Encode C{data} and send what the encoder flushed."""
-        self._send(self._encoder.compress(data), len(data))
+        if self._encoder is None:
+            self._stream.write(data)
+        else:
+            self._send(self._encoder.compress(data), len(data))
 
     def writeTrailers(self, headers: Headers) -> None:
         """End the coding, then the response with C{headers}."""
-        self._send(self._encoder.finish(), 0)
+        if self._encoder is not None:
+            self._send(self._encoder.finish(), 0)
         self._stream.writeTrailers(headers)
 
     def finish(self) -> None:
         """End the coding, then the response."""
-        self._send(self._encoder.finish(), 0)
+        if self._encoder is not None:
+            self._send(self._encoder.finish(), 0)
         self._stream.finish()
 
     def reset(self, reason: ResetReason = ResetReason.INTERNAL_ERROR) -> None:
@@ -102,3 +115,36 @@ class CompressingStream:
         self._tally.codingOut += len(encoded)
         if encoded:
             self._stream.write(encoded)
+
+
+class NegotiatingStream(CompressingStream):
+    """A L{CompressingStream} whose encoder, if any, is chosen by the response head
+    written through it: C{policy} decides from the head, the request's
+    Accept-Encoding values C{acceptEncoding} and whether it answers a HEAD
+    (C{bodyless}), and the head goes out as the policy rewrote it."""
+
+    def __init__(
+        self,
+        stream: ClientStream,
+        policy: CompressionPolicy,
+        acceptEncoding: Sequence[bytes],
+        bodyless: bool,
+        tally: CodingTally,
+    ) -> None:
+        super().__init__(stream, None, tally)
+        self._policy = policy
+        self._acceptEncoding = acceptEncoding
+        self._bodyless = bodyless
+
+    def writeHeaders(self, head: ResponseHead, endStream: bool = False) -> None:
+        if endStream and not self._bodyless:
+            # An empty body (a 304, a 204, an empty file) has nothing to encode and
+            # must not claim a coding: a zero-length gzip body does not decode.
+            self._stream.writeHeaders(head, endStream)
+            return
+        decision = self._policy.decide(head, self._acceptEncoding, self._bodyless)
+        if decision.coding is not None:
+            self._tally.coding = decision.coding
+        if decision.encode:
+            self._encoder = new_encoder(decision.coding, self._policy.level)
+        self._stream.writeHeaders(decision.head, endStream)

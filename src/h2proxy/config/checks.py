@@ -121,18 +121,15 @@ def _route(route: RouteConfig, path: str, report: Report, now: datetime.datetime
         )
         return
     if not targets:
-        report.error(path, "a route needs an upstream (to forward to) or a redirect (to answer with)")
+        report.error(path, "a route needs an upstream (to forward to), a redirect (to answer with) or static (files to serve)")
         return
     if route.redirect is not None or route.static is not None:
         doing = "redirects" if route.redirect is not None else "serves static files"
         for key in _FORWARDING_ONLY:
             if report.written(child(path, key)):
                 report.warning(child(path, key), f"has no effect on a route that {doing}")
-        if route.static is not None and route.compress is not None:
-            report.warning(
-                child(path, "compress"),
-                "has no effect on a route that serves static files (it sends FILE.br or FILE.gz instead: precompressed)",
-            )
+        if route.redirect is not None and route.compress is not None:
+            report.warning(child(path, "compress"), "has no effect on a route that redirects (a redirect has no body)")
         return
     if route.strip_prefix and route.path == "/":
         report.warning(child(path, "strip_prefix"), "stripping the path / changes nothing")
