@@ -114,3 +114,13 @@ def test_compress_on_a_static_route_is_accepted_without_warning(tmp_path):
         """), str(tmp_path))
     assert config.warnings == ()
     assert config.routes[1].compress is not None
+
+
+def test_a_config_of_static_routes_needs_no_upstream(tmp_path):
+    config = load(textwrap.dedent("""\
+        listeners:
+          - {name: web, address: 127.0.0.1, port: 8080}
+        routes:
+          - {path: /, static: {root: .}}
+        """), str(tmp_path))
+    assert config.upstreams == {} and config.routes[0].static.root == str(tmp_path)
