@@ -37,6 +37,7 @@ def install(config: Path, directory: Path) -> Path:
     shutil.copy(config, target)
     if config == DEFAULT:
         make_certificate(str(directory / "dev"))  # what scripts/demo does
+        shutil.copytree(DEFAULT.parent / "static", directory / "static")
         return target
     text = re.sub(r"\$\{(\w+)\}", lambda m: str(directory / ENV[m.group(1)]), config.read_text())
     for listener in yaml.safe_load(text)["listeners"]:
@@ -77,7 +78,8 @@ def test_shipped_default_is_the_demo(tmp_path: Path):
     assert (tls.address, tls.port, tls.tls.certificates[0].cert) == ("127.0.0.1", 8443, str(tmp_path / "dev" / "cert.pem"))
     assert (h2c.address, h2c.port, h2c.tls) == ("127.0.0.1", 8080, None)
     assert [(s.host, s.port) for s in config.upstreams["app"].servers] == [("127.0.0.1", 8000)]
-    assert [(r.host, r.path, r.upstream) for r in config.routes] == [("*", "/", "app")]
+    assert [(r.host, r.path, r.upstream) for r in config.routes] == [("*", "/static", None), ("*", "/", "app")]
+    assert config.routes[0].static.root == str(tmp_path / "static") and config.routes[1].compress is not None
     assert config.workers == 1
     demo = (ROOT / "scripts" / "demo").read_text()
     assert "conf/h2proxy.yaml" in demo and "--port 8000" in demo and "conf/dev" in demo

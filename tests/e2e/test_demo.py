@@ -3,6 +3,7 @@ lines printed only once the proxy serves."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import signal
 import socket
@@ -107,7 +108,8 @@ def test_origin_help_lists_the_endpoints():
 
 def test_demo_prints_its_curl_lines_once_the_proxy_serves():
     """When the demo starts, it prints the curl lines only after the proxy logged that
-    generation 1 serves, and a request right then is answered; SIGTERM stops all of it."""
+    generation 1 serves, and a request right then is answered, as is a file of the
+    shipped static route, compressed; SIGTERM stops all of it."""
     busy = [port for port in DEMO_PORTS if not port_free(port)]
     if busy:
         pytest.skip(f"the demo's fixed ports are in use: {busy}")
@@ -121,6 +123,10 @@ def test_demo_prints_its_curl_lines_once_the_proxy_serves():
         client = H2Client(8080)
         try:
             assert client.response(client.request("GET", "/status/204"))[0] == 204
+            status, headers, body = client.response(
+                client.request("GET", "/static/style.css", headers=[("accept-encoding", "gzip")]))[:3]
+            assert (status, dict(headers).get(b"content-encoding")) == (200, b"gzip")
+            assert gzip.decompress(bytes(body)) == (ROOT / "conf" / "static" / "style.css").read_bytes()
         finally:
             client.close()
     finally:
