@@ -149,3 +149,10 @@ def test_write_larger_than_the_socket_takes_arrives_in_order(connected, writePat
     wire: list[bytes] = []
     _drain(transport, peer, reactor, wire)
     assert peer.decrypt(b"".join(wire)) == payload
+
+
+def test_client_socket_is_read_in_large_reads(connected):
+    """When a TLS connection starts on a TCP transport, the transport reads
+    CLIENT_READ_SIZE bytes at a time (Twisted's default is half of it)."""
+    server, transport, peer, reactor = connected
+    assert transport.bufferSize == batching.CLIENT_READ_SIZE > 64 * 1024
