@@ -68,7 +68,7 @@ TLS_READ = 2**15
 CLIENT_READ_SIZE = 128 * 1024
 
 #: Plaintext delivered to the protocol per C{dataReceived}, at most: a socket read
-#: (64 KiB) decrypts to less, so this only bounds a pathological BIO.
+#: (L{CLIENT_READ_SIZE}) decrypts to less, so this only bounds a pathological BIO.
 TLS_DELIVER_LIMIT = 256 * 1024
 
 
@@ -117,8 +117,9 @@ class _CiphertextBuffer:
     one L{flush}, which calls no application code. Uses pyOpenSSL's private
     C{_from_ssl} and its cffi bindings, and Twisted's private C{_tempDataLen} and
     C{_writeDisconnected} of the TCP transport (to know that it holds no unsent
-    bytes); L{available} is C{False} (and C{bio_read} with C{transport.write} is
-    used) when a pyOpenSSL release no longer has them."""
+    bytes), each named by a canary in tests/test_private_names.py; L{available} is
+    C{False} (and C{bio_read} with C{transport.write} is used) when a pyOpenSSL
+    release no longer has its cffi bindings."""
 
     def __init__(self, size: int) -> None:
         self.size = size
