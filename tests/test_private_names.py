@@ -87,6 +87,11 @@ PRIVATE_NAMES = [
     PrivateName("_util", "OpenSSL", BATCHING),
     PrivateName("_ssl", "OpenSSL.SSL.Connection", BATCHING),
     PrivateName("_raise_ssl_error", "OpenSSL.SSL.Connection", BATCHING),
+    # pyOpenSSL and Twisted's TCP transport: the send BIO read into a reused buffer
+    # and sent from it while the transport holds nothing unsent (tls/batching.py).
+    PrivateName("_from_ssl", "OpenSSL.SSL.Connection", BATCHING),
+    PrivateName("_tempDataLen", "twisted.internet.abstract.FileDescriptor", BATCHING),
+    PrivateName("_writeDisconnected", "twisted.internet.abstract.FileDescriptor", BATCHING),
     # Twisted's TLS protocol: the batched write and close paths (tls/batching.py).
     PrivateName("_aborted", TLS_PROTOCOL, BATCHING),
     PrivateName("_appSendBuffer", TLS_PROTOCOL, BATCHING),

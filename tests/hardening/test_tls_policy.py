@@ -158,3 +158,17 @@ def test_contexts_release_idle_record_buffers(tlsConfig):
     assert tls.default.set_mode(0) & SSL.MODE_RELEASE_BUFFERS
     clock.advance(tlsConfig.ticket_key_rotation)
     assert tls.currentContext().set_mode(0) & SSL.MODE_RELEASE_BUFFERS
+
+
+def test_one_send_writes_every_record_of_a_large_write(tlsConfig):
+    """A listener's connection takes a large write in one C{send} (partial writes
+    off: pyOpenSSL turns them on, and each call would then stop after one 16 KiB
+    record), and the client reads back exactly those bytes."""
+    server, peer = handshake(ServerTLS(tlsConfig), clientContext())
+    payload = bytes(range(256)) * 1024  # 16 records
+    assert server.send(payload) == len(payload)
+    pump(server, peer)
+    received = b""
+    while len(received) < len(payload):
+        received += peer.recv(65536)
+    assert received == payload

@@ -44,6 +44,9 @@ from h2proxy.config.model import CertificateConfig, TlsConfig
 from h2proxy.config.tlscheck import MAX_PEM_BYTES, dns_names
 from h2proxy.config.tlsclientauth import ClientAuthConfig
 
+#: OpenSSL's SSL_MODE_ENABLE_PARTIAL_WRITE (ssl.h), which pyOpenSSL does not export.
+SSL_MODE_ENABLE_PARTIAL_WRITE = 0x1
+
 _MIN_VERSIONS = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
 
 #: Options of every server context (see the module docstring).
@@ -170,6 +173,11 @@ class ServerTLS:
         context.check_privatekey()
         context.set_alpn_select_callback(_select_alpn(self.alpn))
         context.set_mode(SSL.MODE_RELEASE_BUFFERS)
+        # pyOpenSSL turns partial writes on: each SSL_write then returns after one
+        # 16 KiB record, and a bulk write costs a Python call per record. Off, one
+        # SSL_write makes all the records of a write into the memory BIO (which
+        # never refuses bytes); the records on the wire are the same.
+        context.clear_mode(SSL_MODE_ENABLE_PARTIAL_WRITE)
         if self._clientTrust is not None:
             self._clientTrust.apply(context)
         return context
