@@ -49,6 +49,8 @@ def test_every_shipped_config_passes_check(shipped, tmp_path):
     copy = tmp_path / "conf" / shipped.name
     copy.parent.mkdir()
     shutil.copy(shipped, copy)
+    if (shipped.parent / "static").is_dir():
+        shutil.copytree(shipped.parent / "static", copy.parent / "static")
     text = copy.read_text()
     env = {name: str(tmp_path / name.lower()) for name in ENV_REFERENCE.findall(text)}
     provide_certificates(copy, env)
