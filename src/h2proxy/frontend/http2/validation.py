@@ -116,7 +116,7 @@ MAX_GOOD_NAMES = 1024
 MAX_GOOD_AUTHORITIES = 1024
 #: Accepted request field blocks a L{KnownGood} remembers with their outcome, at most
 #: (forgotten all at once when full), and the largest block remembered (RFC 9113 6.5.2
-#: size): clients repeat the same few requests, and memory stays under 1 MiB.
+#: size): clients repeat the same few requests, and the memory stays near 1 MiB at most.
 MAX_GOOD_REQUESTS = 256
 MAX_GOOD_REQUEST_SIZE = 4096
 
@@ -164,6 +164,8 @@ class KnownGood:
             self.responseNames.add(name)
 
     def addRequest(self, key: RequestKey, parsed: ParsedRequest) -> None:
+        """Remember an accepted request; when full, start again empty (unlike the
+        name sets, so that the memory follows what clients send now)."""
         if not self.maxRequests:
             return
         if len(self.requests) >= self.maxRequests:
