@@ -7,12 +7,13 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import hpack
 import pytest
 from h2.stream import StreamState
 from hpack import Decoder, Encoder, NeverIndexedHeaderTuple
 from hypothesis import given, settings, strategies as st
 
-from h2proxy.frontend.http2.codec.fieldcodec import FieldCache, StaticTableEncoder, decode_indexed_block
+from h2proxy.frontend.http2.codec.fieldcodec import FieldCache, IndexedBlockCache, StaticTableEncoder
 from h2proxy.frontend.http2.codec.machine import ServerConnection
 from tests.frontend.frames import requestHeaders
 
@@ -78,16 +79,68 @@ def test_indexed_block_decodes_as_hpack_does(fields):
     what hpack's decoder gives, and any other block is left to hpack."""
     encoder, decoder = Encoder(), Decoder()
     first = encoder.encode(fields)
-    assert decode_indexed_block(decoder, first) in (None, [tuple(f) for f in Decoder().decode(first, raw=True)])
+    assert IndexedBlockCache().decode(decoder, first) in (None, [tuple(f) for f in Decoder().decode(first, raw=True)])
     decoder.decode(first, raw=True)
     second = encoder.encode(fields)
     expected = [tuple(f) for f in Decoder().decode(first, raw=True)]
-    ours = decode_indexed_block(decoder, second)
+    ours = IndexedBlockCache().decode(decoder, second)
     if all(byte & 0x80 and 0 < byte & 0x7F < 0x7F for byte in second):
         assert ours == expected
     else:
         assert ours is None
     assert [tuple(f) for f in decoder.decode(second, raw=True)] == expected
+
+
+_requestFields = st.lists(
+    st.tuples(st.sampled_from([b"accept", b"user-agent", b"x-a", b"x-b", b":path"]), st.sampled_from([b"1", b"2", b"/x"])),
+    min_size=1,
+    max_size=4,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    requests=st.lists(_requestFields, min_size=1, max_size=12),
+    tableSize=st.sampled_from([0, 64, 120, 4096]),
+    listLimit=st.sampled_from([60, 65536]),
+)
+def test_remembered_blocks_decode_as_hpack_does(requests, tableSize, listLimit):
+    """When one connection's cache decodes a client's blocks in turn (repeats, new
+    fields pushing old ones out of a small dynamic table, blocks over the list
+    limit), every answer is hpack's fields or None, and hpack then decodes as if
+    the cache had not been asked."""
+    encoder = Encoder()
+    encoder.header_table_size = tableSize
+    ours, theirs = Decoder(max_header_list_size=listLimit), Decoder(max_header_list_size=listLimit)
+    ours.header_table_size = theirs.header_table_size = 4096
+    cache = IndexedBlockCache()
+    for fields in requests + requests:
+        block = encoder.encode(fields)
+        try:
+            expected = [tuple(f) for f in theirs.decode(block, raw=True)]
+        except hpack.exceptions.HPACKError:
+            expected = None
+        got = cache.decode(ours, block)
+        if got is None:
+            try:
+                got_full = [tuple(f) for f in ours.decode(block, raw=True)]
+            except hpack.exceptions.HPACKError:
+                got_full = None
+            assert got_full == expected
+        else:
+            assert got == expected
+        assert list(ours.header_table.dynamic_entries) == list(theirs.header_table.dynamic_entries)
+
+
+def test_remembered_block_follows_the_dynamic_table():
+    """When the same indexed bytes come after the dynamic table changed, they are
+    decoded against the new table, not remembered."""
+    decoder = Decoder()
+    cache = IndexedBlockCache()
+    decoder.decode(b"\x40\x01a\x011", raw=True)  # a: 1 enters the table at index 62
+    assert cache.decode(decoder, b"\xbe") == [(b"a", b"1")]
+    decoder.decode(b"\x40\x01b\x012", raw=True)  # b: 2 is now index 62
+    assert cache.decode(decoder, b"\xbe") == [(b"b", b"2")]
 
 
 @pytest.mark.parametrize(
@@ -103,15 +156,15 @@ def test_indexed_block_decodes_as_hpack_does(fields):
 def test_other_blocks_are_left_to_hpack(block):
     """When a block holds anything but valid one-byte indexed fields, the short path
     declines it (hpack then decodes it or reports the error)."""
-    assert decode_indexed_block(Decoder(), block) is None
+    assert IndexedBlockCache().decode(Decoder(), block) is None
 
 
 def test_oversized_list_is_left_to_hpack():
     """When indexed fields add up past max_header_list_size, the short path declines
     the block, so hpack raises its oversized-list error."""
     decoder = Decoder(max_header_list_size=45)
-    assert decode_indexed_block(decoder, b"\x82") == [(b":method", b"GET")]
-    assert decode_indexed_block(decoder, b"\x82\x84") is None
+    assert IndexedBlockCache().decode(decoder, b"\x82") == [(b":method", b"GET")]
+    assert IndexedBlockCache().decode(decoder, b"\x82\x84") is None
 
 
 # -- ServerConnection.send_headers against h2's own -------------------------------------

@@ -117,3 +117,59 @@ def test_a_pseudo_header_after_a_left_out_hop_by_hop_field_is_refused_by_the_fas
     order is still wrong (RFC 9113 8.3): the fast pass declines and the full checks refuse."""
     fields = [(b"trailer", b"x"), (b":method", b"GET")]
     assert _fields_at_once(fields, 65536, REQUEST_PSEUDO, KnownGood()) is None
+
+
+def _outcome(fields, knownGood, **flags):
+    """parse_request's result, or the class, status and message of its refusal."""
+    try:
+        return validation.parse_request(fields, knownGood=knownGood, **flags)
+    except UnusableRequest as e:
+        return (UnusableRequest, e.status, str(e))
+    except MalformedRequest as e:
+        return (MalformedRequest, str(e))
+
+
+request_flags = st.fixed_dictionaries({
+    "end_stream": st.booleans(),
+    "max_header_list_size": st.sampled_from([100, 65536]),
+    "extended_connect": st.booleans(),
+    "localContinue": st.booleans(),
+})
+plausible_request = st.tuples(
+    st.just([(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"a.test"), (b":path", b"/")]),
+    st.lists(field, max_size=4),
+).map(lambda parts: parts[0] + parts[1]) | st.lists(field, max_size=8)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(requests=st.lists(st.tuples(plausible_request, request_flags), min_size=1, max_size=6), size=st.sampled_from([0, 2, 256]))
+def test_remembered_requests_agree_with_the_checks(requests, size):
+    """When requests are parsed in turn (repeats included) with a memory of accepted
+    ones, each outcome is the one a parse without any memory gives."""
+    remembering = KnownGood(maxRequests=size)
+    for fields, flags in requests + requests:
+        assert _outcome(fields, remembering, **flags) == _outcome(fields, KnownGood(maxRequests=0), **flags)
+
+
+def test_a_repeated_request_is_not_checked_again(monkeypatch):
+    """When a request repeats one accepted before, with the same flags, its outcome is
+    the remembered one; other flags are checked again."""
+    fields = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"a.test"), (b":path", b"/")]
+    known = KnownGood()
+    first = validation.parse_request(fields, end_stream=True, max_header_list_size=65536, knownGood=known)
+    monkeypatch.setattr(validation, "_checked_request", lambda fields, **flags: "checked")
+    assert validation.parse_request(list(fields), end_stream=True, max_header_list_size=65536, knownGood=known) is first
+    assert validation.parse_request(fields, end_stream=False, max_header_list_size=65536, knownGood=known) == "checked"
+
+
+def test_remembered_requests_are_bounded():
+    """When the memory of requests is full it starts again empty, and blocks over
+    MAX_GOOD_REQUEST_SIZE are never remembered."""
+    known = KnownGood(maxRequests=2)
+    pseudo = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"a.test")]
+    for path in (b"/1", b"/2", b"/3"):
+        validation.parse_request(pseudo + [(b":path", path)], end_stream=True, max_header_list_size=65536, knownGood=known)
+    assert [key[0][-1] for key in known.requests] == [(b":path", b"/3")]
+    large = pseudo + [(b":path", b"/"), (b"x-large", b"v" * validation.MAX_GOOD_REQUEST_SIZE)]
+    validation.parse_request(large, end_stream=True, max_header_list_size=65536, knownGood=known)
+    assert len(known.requests) == 1

@@ -114,6 +114,11 @@ _SUSPECT_VALUES = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]|[ \t]\n|\n[ \t]|\A[ \t]
 #: authorities.
 MAX_GOOD_NAMES = 1024
 MAX_GOOD_AUTHORITIES = 1024
+#: Accepted request field blocks a L{KnownGood} remembers with their outcome, at most
+#: (forgotten all at once when full), and the largest block remembered (RFC 9113 6.5.2
+#: size): clients repeat the same few requests, and the memory stays near 1 MiB at most.
+MAX_GOOD_REQUESTS = 256
+MAX_GOOD_REQUEST_SIZE = 4096
 
 
 class KnownGood:
@@ -121,20 +126,30 @@ class KnownGood:
     pass: request field names (lowercase tokens, not connection-specific, not te or
     content-length), authorities, and response field names already sent (valid and
     not connection-specific). Each set stops growing at its cap, so memory is
-    bounded whatever names the peers make up.
+    bounded whatever names the peers make up. Whole accepted requests are
+    remembered too (L{parse_request}'s outcome is a function of its arguments), so
+    a repeated request is not checked again; that memory is emptied when full, so
+    that it follows what clients send now.
 
     One shared instance (L{SHARED_KNOWN_GOOD}) serves every connection of a worker
     by default; a test or a connection may be given its own.
     """
 
-    __slots__ = ("maxNames", "maxAuthorities", "requestNames", "authorities", "responseNames")
+    __slots__ = ("maxNames", "maxAuthorities", "maxRequests", "requestNames", "authorities", "responseNames", "requests")
 
-    def __init__(self, maxNames: int = MAX_GOOD_NAMES, maxAuthorities: int = MAX_GOOD_AUTHORITIES) -> None:
+    def __init__(
+        self,
+        maxNames: int = MAX_GOOD_NAMES,
+        maxAuthorities: int = MAX_GOOD_AUTHORITIES,
+        maxRequests: int = MAX_GOOD_REQUESTS,
+    ) -> None:
         self.maxNames = maxNames
         self.maxAuthorities = maxAuthorities
+        self.maxRequests = maxRequests
         self.requestNames: set[bytes] = set()
         self.authorities: set[bytes] = set()
         self.responseNames: set[bytes] = set()
+        self.requests: dict[RequestKey, ParsedRequest] = {}
 
     def addRequestName(self, name: bytes) -> None:
         if len(self.requestNames) < self.maxNames:
@@ -147,6 +162,15 @@ class KnownGood:
     def addResponseName(self, name: bytes) -> None:
         if len(self.responseNames) < self.maxNames:
             self.responseNames.add(name)
+
+    def addRequest(self, key: RequestKey, parsed: ParsedRequest) -> None:
+        """Remember an accepted request; when full, start again empty (unlike the
+        name sets, so that the memory follows what clients send now)."""
+        if not self.maxRequests:
+            return
+        if len(self.requests) >= self.maxRequests:
+            self.requests.clear()
+        self.requests[key] = parsed
 
 
 #: The instance every check uses unless given another.
@@ -209,6 +233,10 @@ def header_list_size(fields: Iterable[Field]) -> int:
     return sum(len(name) + len(value) + FIELD_OVERHEAD for name, value in fields)
 
 
+#: What an accepted request is remembered by: its fields and L{parse_request}'s flags.
+RequestKey = tuple[tuple[Field, ...], bool, int, bool, bool]
+
+
 def parse_request(
     fields: Sequence[Field],
     *,
@@ -218,17 +246,45 @@ def parse_request(
     localContinue: bool = False,
     knownGood: KnownGood = SHARED_KNOWN_GOOD,
 ) -> ParsedRequest:
-    """Check a decoded request field block and build the head handed on.
+    """Check a decoded request field block and build the head handed on; a request
+    accepted before with the same fields and flags gets the same (immutable) outcome
+    without the checks.
 
     @param extended_connect: RFC 8441 was advertised: accept ``:protocol``.
     @param localContinue: the front end answers ``expect: 100-continue`` itself,
         so the field is not handed on.
-    @param knownGood: names and authorities already found valid (and remembered
-        here when found valid now).
+    @param knownGood: names, authorities and requests already found valid (and
+        remembered here when found valid now).
 
     @raise UnusableRequest: for a polite 431/400 (see the module docstring).
     @raise MalformedRequest: for RST_STREAM PROTOCOL_ERROR.
     """
+    key = (tuple(fields), end_stream, max_header_list_size, extended_connect, localContinue)
+    parsed = knownGood.requests.get(key)
+    if parsed is None:
+        parsed = _checked_request(
+            fields,
+            end_stream=end_stream,
+            max_header_list_size=max_header_list_size,
+            extended_connect=extended_connect,
+            localContinue=localContinue,
+            knownGood=knownGood,
+        )
+        if header_list_size(fields) <= MAX_GOOD_REQUEST_SIZE:
+            knownGood.addRequest(key, parsed)
+    return parsed
+
+
+def _checked_request(
+    fields: Sequence[Field],
+    *,
+    end_stream: bool,
+    max_header_list_size: int,
+    extended_connect: bool,
+    localContinue: bool,
+    knownGood: KnownGood,
+) -> ParsedRequest:
+    """Every check of L{parse_request}, and the outcome built."""
     known = EXTENDED_CONNECT_PSEUDO if extended_connect else REQUEST_PSEUDO
     checked = _fields_at_once(fields, max_header_list_size, known, knownGood)
     if checked is None:

@@ -18,11 +18,13 @@ replacements remove most of that without a second HPACK implementation:
   still emitted first in the next block, as hpack does. Fields that carry
   credentials (L{NEVER_INDEXED}) use the never-indexed form (RFC 7541 7.1.3), so an
   intermediary that re-encodes them must not index them either.
-- L{decode_indexed_block} decodes a request block made only of indexed fields (the
+- L{IndexedBlockCache} decodes a request block made only of indexed fields (the
   common case of a client repeating requests: every field already in the table) by
   table lookups, with hpack's header-list size limit, and returns C{None} for any
   other block, which then goes to hpack's decoder. Such a block does not change the
-  dynamic table, so either path leaves the decoder in the same state.
+  dynamic table, so either path leaves the decoder in the same state. Each
+  connection has one, which remembers the blocks it decoded while its dynamic
+  table does not change.
 """
 
 from __future__ import annotations
@@ -171,14 +173,10 @@ class StaticTableEncoder(Encoder):
         return b"".join(parts)
 
 
-def decode_indexed_block(decoder: Decoder, data: bytes) -> list[tuple[bytes, bytes]] | None:
-    """The fields of a block made only of indexed fields with one-byte indices, or
-    C{None} for any other block (including any error, so that hpack's decoder
-    reports it). The decoded size is checked against the decoder's
-    C{max_header_list_size}; over it, C{None} too."""
+def _indexed_fields(decoder: Decoder, data: bytes) -> tuple[list[tuple[bytes, bytes]], int] | None:
+    """The fields of an indexed block and their header-list size, unchecked."""
     dynamic = decoder.header_table.dynamic_entries
     highest = _STATIC_LENGTH + len(dynamic)
-    limit = decoder.max_header_list_size
     fields = []
     size = 0
     for byte in data:
@@ -188,6 +186,58 @@ def decode_indexed_block(decoder: Decoder, data: bytes) -> list[tuple[bytes, byt
         field = _STATIC[index - 1] if index <= _STATIC_LENGTH else dynamic[index - _STATIC_LENGTH - 1]
         size += len(field[0]) + len(field[1]) + 32
         fields.append(field)
-    if size > limit or decoder.header_table_size > decoder.max_allowed_table_size:
-        return None
-    return fields
+    return fields, size
+
+
+def _acceptable(decoder: Decoder, size: int) -> bool:
+    """hpack's own checks of a decoded block: the header-list limit, and a table not
+    larger than the peer may make it."""
+    return size <= decoder.max_header_list_size and decoder.header_table_size <= decoder.max_allowed_table_size
+
+
+#: Decoded blocks an L{IndexedBlockCache} holds before it is emptied.
+INDEXED_BLOCK_ENTRIES = 32
+
+#: Longest block an L{IndexedBlockCache} keeps (one byte per field).
+MAX_CACHED_BLOCK = 64
+
+
+class IndexedBlockCache:
+    """The fields of a block made only of indexed fields with one-byte indices, or
+    C{None} for any other block (including any error, so that hpack's decoder
+    reports it, and a block over the decoder's C{max_header_list_size}), for one
+    connection's decoder, remembering what each block meant: a client repeating a
+    request sends the same bytes, which mean the same fields for as long as the
+    dynamic table is unchanged. hpack changes that table only by adding an entry at
+    its front or dropping entries at its end, so its first entry (held, and compared
+    by identity) and its length tell whether it changed; when it did, everything
+    remembered is forgotten.
+    """
+
+    __slots__ = ("blocks", "first", "length")
+
+    def __init__(self) -> None:
+        self.blocks: dict[bytes, tuple[list[tuple[bytes, bytes]], int]] = {}
+        self.first: tuple[bytes, bytes] | None = None
+        self.length = 0
+
+    def decode(self, decoder: Decoder, data: bytes) -> list[tuple[bytes, bytes]] | None:
+        """The block's fields (a list shared with later calls: not to be changed), or C{None}."""
+        dynamic = decoder.header_table.dynamic_entries
+        first = dynamic[0] if dynamic else None
+        blocks = self.blocks
+        if first is not self.first or len(dynamic) != self.length:
+            blocks.clear()
+            self.first, self.length = first, len(dynamic)
+        decoded = blocks.get(data)
+        if decoded is None:
+            decoded = _indexed_fields(decoder, data)
+            if decoded is None:
+                return None
+            if len(data) <= MAX_CACHED_BLOCK:
+                if len(blocks) >= INDEXED_BLOCK_ENTRIES:
+                    blocks.clear()
+                blocks[data] = decoded
+        if not _acceptable(decoder, decoded[1]):
+            return None
+        return decoded[0]

@@ -70,7 +70,7 @@ from hyperframe.frame import (
 from h2proxy.frontend.http2.codec import internals, shortpaths
 from h2proxy.frontend.http2.codec.compact import CompactSettings, Output
 from h2proxy.frontend.http2.codec.errors import CompressionError, StreamError, errorCode
-from h2proxy.frontend.http2.codec.fieldcodec import StaticTableEncoder, decode_indexed_block
+from h2proxy.frontend.http2.codec.fieldcodec import IndexedBlockCache, StaticTableEncoder
 from h2proxy.frontend.http2.codec.framebuffer import MisSizedPriorityFrame, PlainData, PlainHeaders, ServerFrameBuffer
 from h2proxy.frontend.http2.codec.streams import DATA_SENDING_STATES, OPEN_STATES, ServerStream
 from h2proxy.frontend.http2.codec.wire import (
@@ -139,6 +139,7 @@ class ServerConnection(H2Connection):
         self.incoming_buffer.connectionMachine = self.state_machine
         self._header_list_hard_limit = header_list_hard_limit
         self.decoder.max_header_list_size = header_list_hard_limit
+        self.indexedBlocks = IndexedBlockCache()
         self.last_accepted_stream_id = 0
         self._client_settings_seen = False
         self._terminated = False
@@ -220,9 +221,14 @@ class ServerConnection(H2Connection):
 
     def _frameHeaderBlock(self, stream_id: int, block: bytes, frameSize: int, end_stream: bool) -> None:
         """A HEADERS frame, followed by CONTINUATION frames if the block is larger
-        than the peer's frame size."""
+        than the peer's frame size (a response head almost never is: one frame
+        without the loop)."""
         output = self.output
         flags = END_STREAM_FLAG if end_stream else 0
+        if len(block) <= frameSize:
+            output += frameHeader(len(block), HEADERS_TYPE, flags | END_HEADERS_FLAG, stream_id)
+            output += block
+            return
         kind = HEADERS_TYPE
         for start in range(0, max(len(block), 1), frameSize):
             piece = block[start : start + frameSize]
@@ -388,7 +394,7 @@ class ServerConnection(H2Connection):
         (An open connection's state machine has nothing to do for HEADERS: it is only
         consulted in other states.)"""
         try:
-            headers = (self.shortPaths and decode_indexed_block(self.decoder, frame.data)) or internals.decodeHeaders(
+            headers = (self.shortPaths and self.indexedBlocks.decode(self.decoder, frame.data)) or internals.decodeHeaders(
                 self.decoder, frame.data
             )
         except DenialOfServiceError:
@@ -396,9 +402,11 @@ class ServerConnection(H2Connection):
         except ProtocolError as e:
             raise CompressionError(str(e)) from e
         stream_id = frame.stream_id
+        # openStreamCount(1) is h2's open_inbound_streams for a server, without the
+        # property and the configuration lookup in between.
         refuse = (
             stream_id not in self.streams
-            and self.open_inbound_streams >= self.local_settings.max_concurrent_streams
+            and self.openStreamCount(1) >= self.local_settings.max_concurrent_streams
         )
         events: list[Event] = []
         if self.state_machine.state is not ConnectionState.SERVER_OPEN:
