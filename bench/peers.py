@@ -324,6 +324,8 @@ PEERS = {"h2proxy": H2ProxyPeer, "nginx": NginxPeer, "twisted": TwistedPeer}
 
 def start_backends(launcher: Launcher, workdir: Path, origin_binary: Path) -> Backends:
     cert_dir = workdir / "cert"
+    # W7's root exists before any peer starts: h2proxy checks a static root at load.
+    (workdir / "static").mkdir(mode=0o755, exist_ok=True)
     subprocess.run([sys.executable, "-m", "h2proxy_tools.devcert", str(cert_dir)], check=True,
                    capture_output=True, timeout=60)
     origin_re = re.compile(r"origin listening on 127\.0\.0\.1:(\d+)")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from h2proxy.bridge.bridge import BridgeContext
 from h2proxy.bridge.routing import Router
+from h2proxy.compression.encoders import EncoderBudget
 from h2proxy.compression.policy import compression_policy
 from h2proxy.compression.stream import NegotiatingStream
 from h2proxy.config.compression import CompressionConfig
@@ -31,10 +32,10 @@ class Tally:
     codingOut: int = 0
 
 
-def negotiating(accept: bytes | None = b"gzip", bodyless: bool = False):
+def negotiating(accept: bytes | None = b"gzip", bodyless: bool = False, budget: EncoderBudget | None = None):
     inner, tally = RecordingStream(), Tally()
     accepted = (accept,) if accept is not None else ()
-    return inner, tally, NegotiatingStream(inner, POLICY, accepted, bodyless, tally)
+    return inner, tally, NegotiatingStream(inner, POLICY, accepted, bodyless, tally, budget or EncoderBudget())
 
 
 def test_an_eligible_head_turns_the_encoder_on():
@@ -67,6 +68,38 @@ def test_a_head_request_gets_the_head_a_get_would():
     inner, tally, stream = negotiating(bodyless=True)
     stream.writeHeaders(HTML, endStream=True)
     assert inner.headers[b"content-encoding"] == b"gzip" and inner.body == b"" and tally.codingIn == 0
+
+
+def test_past_the_budget_an_eligible_body_goes_as_it_is_until_a_place_is_free():
+    budget = EncoderBudget(limit=1)
+    first, _, firstStream = negotiating(budget=budget)
+    second, secondTally, secondStream = negotiating(budget=budget)
+    firstStream.writeHeaders(HTML)
+    secondStream.writeHeaders(HTML)
+    secondStream.write(PAGE)
+    secondStream.finish()
+    assert first.headers[b"content-encoding"] == b"gzip"
+    assert b"content-encoding" not in second.headers and second.headers[b"vary"] == b"Accept-Encoding"
+    assert (second.body, secondTally.coding, budget.refused) == (PAGE, None, 1)
+    firstStream.write(PAGE)
+    firstStream.finish()
+    assert budget.live == 0
+    third, _, thirdStream = negotiating(budget=budget)
+    thirdStream.writeHeaders(HTML)
+    assert third.headers[b"content-encoding"] == b"gzip" and budget.live == 1
+
+
+def test_a_response_that_never_ends_gives_its_place_back_when_freed():
+    """A stream reset mid-body never finishes its coding; its encoder's place comes
+    back when the wrapper (and so the encoder) is freed."""
+    budget = EncoderBudget(limit=1)
+    inner, _, stream = negotiating(budget=budget)
+    stream.writeHeaders(HTML)
+    stream.write(PAGE)
+    stream.reset()
+    assert budget.live == 1
+    del stream
+    assert budget.live == 0
 
 
 def static_site(tmp_path, **compress):

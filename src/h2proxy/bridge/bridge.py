@@ -44,6 +44,7 @@ from h2proxy.bridge.headers import ForwardingPolicy, RequestFacts, Unforwardable
 from h2proxy.bridge.redirects import https_location
 from h2proxy.bridge.routing import Route, Router
 from h2proxy.bridge.websocket import TunnelState
+from h2proxy.compression.encoders import EncoderBudget
 from h2proxy.compression.stream import NegotiatingStream
 from h2proxy.errors import UpstreamError
 from h2proxy.frontend.clientcert import ClientCertificate
@@ -133,6 +134,7 @@ class BridgeContext:
         L{h2proxy.observability.accesslog.RequestObserver}).
     @ivar staticIO: where static routes' blocking file calls run (the worker's
         thread pool; inline by default, for tests).
+    @ivar encoders: how many responses the worker compresses at once.
     @ivar active: the live bridges (for drain bookkeeping, metrics and leak tests).
     """
 
@@ -148,6 +150,7 @@ class BridgeContext:
         bufferInMemory: int = BUFFER_IN_MEMORY,
         observer: NullObserver = NO_OBSERVER,
         staticIO: BlockingIO | None = None,
+        encoders: EncoderBudget | None = None,
     ) -> None:
         self.router = router
         self.pools = pools
@@ -158,6 +161,7 @@ class BridgeContext:
         self.bufferInMemory = bufferInMemory
         self.observer = observer
         self.staticIO = staticIO if staticIO is not None else InlineIO()
+        self.encoders = encoders if encoders is not None else EncoderBudget()
         self.active: set[StreamBridge] = set()
 
     def handlerFactory(self, stream: ClientStream) -> "StreamBridge":
@@ -279,7 +283,6 @@ class StreamBridge:
         self.tunnel = _NO_TUNNEL
         # The proxy's Sec-WebSocket-Key for an HTTP/2 client's handshake.
         self._tunnelKey: bytes | None = None
-        # The request's Accept-Encoding field values, on a compressing route.
         context.active.add(self)
 
     # -- StreamHandler: the client side --------------------------------------
@@ -305,7 +308,8 @@ class StreamBridge:
         self.record.route, self.record.upstream = route_label(route.config), route.upstream or ""
         if route.compression is not None and not websocket.is_websocket(head):
             accepted = tuple(v for k, v in head.headers if k == b"accept-encoding")
-            self.stream = NegotiatingStream(self.stream, route.compression, accepted, self._bodyless, self.record)
+            self.stream = NegotiatingStream(
+                self.stream, route.compression, accepted, self._bodyless, self.record, self.context.encoders)
         if route.access is not None or route.limiter is not None:
             client = client_of(facts.peer, head.headers, self.forwarding)
             if route.access is not None and not route.access.permits(client):

@@ -22,6 +22,7 @@ smaller output (bench/compression_cost.py measures it).
 
 from __future__ import annotations
 
+import weakref
 import zlib
 from typing import Protocol
 
@@ -43,6 +44,8 @@ BROTLI_LGWIN = 18
 ZSTD_LEVEL = 3
 #: zstd window: 2**18 bytes = 256 KiB.
 ZSTD_WINDOW_LOG = 18
+#: Responses one worker encodes at once; past it, eligible responses go as they are.
+MAX_LIVE_ENCODERS = 128
 
 
 class Encoder(Protocol):
@@ -118,3 +121,38 @@ def new_encoder(coding: str, level: int) -> Encoder:
     if coding == "zstd":
         return ZstdEncoder()
     raise ValueError(f"no encoder for the content coding {coding!r}; expected one of {', '.join(CODINGS)}")
+
+
+class EncoderBudget:
+    """How many response bodies one worker encodes at once.
+
+    Each live encoder holds up to about 1 MiB (see the module), so a client that
+    opens many streams for compressible responses and reads them slowly could
+    otherwise make a worker hold one per stream. Past the limit an eligible response
+    goes as it is (still with ``Vary: Accept-Encoding``): correct, only larger.
+    An encoder's place is given back when its body ends or, failing that (a reset,
+    a client gone), when the encoder itself is freed.
+
+    @ivar limit: the most encoders alive at once.
+    @ivar live: how many are alive now.
+    @ivar refused: how many encoders were not made because the budget was spent.
+    """
+
+    def __init__(self, limit: int = MAX_LIVE_ENCODERS) -> None:
+        self.limit = limit
+        self.live = 0
+        self.refused = 0
+
+    def encoder(self, coding: str, level: int) -> tuple[Encoder, weakref.finalize] | None:
+        """A new encoder for C{coding} and the call that gives its place back (at
+        most once; it also runs when the encoder is freed), or C{None} when
+        L{limit} encoders are alive."""
+        if self.live >= self.limit:
+            self.refused += 1
+            return None
+        made = new_encoder(coding, level)
+        self.live += 1
+        return made, weakref.finalize(made, self._release)
+
+    def _release(self) -> None:
+        self.live -= 1

@@ -14,14 +14,14 @@ passes straight through, so backpressure works as it does without compression.
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from twisted.internet.interfaces import IAddress
 
-from collections.abc import Sequence
-
-from h2proxy.compression.encoders import Encoder, new_encoder
-from h2proxy.compression.policy import CompressionPolicy
+from h2proxy.compression.encoders import Encoder, EncoderBudget
+from h2proxy.compression.policy import CompressionPolicy, with_vary
 from h2proxy.frontend.clientcert import ClientCertificate
 from h2proxy.frontend.handler import ClientStream, ResetReason
 from h2proxy.message import Headers, ResponseHead
@@ -45,6 +45,8 @@ class CompressingStream:
         self._stream = stream
         self._encoder = encoder
         self._tally = tally
+        # Gives the encoder's place in its budget back, when it has one.
+        self._release: weakref.finalize | None = None
 
     @property
     def streamID(self) -> int:
@@ -84,14 +86,12 @@ class CompressingStream:
 
     def writeTrailers(self, headers: Headers) -> None:
         """End the coding, then the response with C{headers}."""
-        if self._encoder is not None:
-            self._send(self._encoder.finish(), 0)
+        self._endCoding()
         self._stream.writeTrailers(headers)
 
     def finish(self) -> None:
         """End the coding, then the response."""
-        if self._encoder is not None:
-            self._send(self._encoder.finish(), 0)
+        self._endCoding()
         self._stream.finish()
 
     def reset(self, reason: ResetReason = ResetReason.INTERNAL_ERROR) -> None:
@@ -108,6 +108,14 @@ class CompressingStream:
     def clientCertificate(self) -> ClientCertificate | None:
         return self._stream.clientCertificate()
 
+    def _endCoding(self) -> None:
+        """Write the coding's end, and let the encoder go."""
+        encoder, self._encoder = self._encoder, None
+        if encoder is not None:
+            self._send(encoder.finish(), 0)
+        if self._release is not None:
+            self._release()
+
     def _send(self, encoded: bytes, plain: int) -> None:
         """Count and write C{encoded} (an empty flush writes nothing: an empty
         HTTP/2 DATA frame or HTTP/1.1 chunk would say nothing, or end the body)."""
@@ -121,7 +129,8 @@ class NegotiatingStream(CompressingStream):
     """A L{CompressingStream} whose encoder, if any, is chosen by the response head
     written through it: C{policy} decides from the head, the request's
     Accept-Encoding values C{acceptEncoding} and whether it answers a HEAD
-    (C{bodyless}), and the head goes out as the policy rewrote it."""
+    (C{bodyless}), and the head goes out as the policy rewrote it. The encoder
+    comes from the worker's C{budget}; when it is spent, the body goes as it is."""
 
     def __init__(
         self,
@@ -130,11 +139,13 @@ class NegotiatingStream(CompressingStream):
         acceptEncoding: Sequence[bytes],
         bodyless: bool,
         tally: CodingTally,
+        budget: EncoderBudget,
     ) -> None:
         super().__init__(stream, None, tally)
         self._policy = policy
         self._acceptEncoding = acceptEncoding
         self._bodyless = bodyless
+        self._budget = budget
 
     def writeHeaders(self, head: ResponseHead, endStream: bool = False) -> None:
         if endStream and not self._bodyless:
@@ -143,8 +154,13 @@ class NegotiatingStream(CompressingStream):
             self._stream.writeHeaders(head, endStream)
             return
         decision = self._policy.decide(head, self._acceptEncoding, self._bodyless)
+        sent = decision.head
+        if decision.encode:
+            made = self._budget.encoder(decision.coding, self._policy.level)
+            if made is None:
+                self._stream.writeHeaders(ResponseHead(head.status, with_vary(head.headers)), endStream)
+                return
+            self._encoder, self._release = made
         if decision.coding is not None:
             self._tally.coding = decision.coding
-        if decision.encode:
-            self._encoder = new_encoder(decision.coding, self._policy.level)
-        self._stream.writeHeaders(decision.head, endStream)
+        self._stream.writeHeaders(sent, endStream)
