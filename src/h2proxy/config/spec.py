@@ -328,6 +328,26 @@ def _split_host_port(text: str, default_port: int | None) -> tuple[str, int]:
     return host, int(port_text)
 
 
+def _existing(
+    value: object, context: Context, noun: str, kind: str, isKind: Callable[[int], bool], access: int
+) -> str:
+    """The absolute path of C{value}, once it names an existing C{noun} that is a
+    C{kind} (its mode passing C{isKind}) the daemon may open with C{access}; else
+    an error naming what is wrong with it."""
+    path = _absolute(value, context)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise OptionError(f"{noun} not found: {path}", show_got=False) from None
+    except OSError as error:
+        raise OptionError(f"cannot read {path}: {error.strerror}", show_got=False) from None
+    if not isKind(mode):
+        raise OptionError(f"not a {kind}: {path}", show_got=False)
+    if not os.access(path, access):
+        raise OptionError(f"permission denied: {path}", show_got=False)
+    return path
+
+
 @dataclass(frozen=True, slots=True)
 class FilePath(Kind):
     """An existing, readable regular file; relative paths are taken from the
@@ -336,18 +356,7 @@ class FilePath(Kind):
     what = "file path"
 
     def convert(self, value: object, context: Context) -> str:
-        path = _absolute(value, context)
-        try:
-            mode = os.stat(path).st_mode
-        except FileNotFoundError:
-            raise OptionError(f"file not found: {path}", show_got=False) from None
-        except OSError as error:
-            raise OptionError(f"cannot read {path}: {error.strerror}", show_got=False) from None
-        if not stat.S_ISREG(mode):
-            raise OptionError(f"not a regular file: {path}", show_got=False)
-        if not os.access(path, os.R_OK):
-            raise OptionError(f"permission denied: {path}", show_got=False)
-        return path
+        return _existing(value, context, "file", "regular file", stat.S_ISREG, os.R_OK)
 
     def bounds(self) -> str:
         return "existing file"
@@ -361,18 +370,7 @@ class DirectoryPath(Kind):
     what = "directory path"
 
     def convert(self, value: object, context: Context) -> str:
-        path = _absolute(value, context)
-        try:
-            mode = os.stat(path).st_mode
-        except FileNotFoundError:
-            raise OptionError(f"directory not found: {path}", show_got=False) from None
-        except OSError as error:
-            raise OptionError(f"cannot read {path}: {error.strerror}", show_got=False) from None
-        if not stat.S_ISDIR(mode):
-            raise OptionError(f"not a directory: {path}", show_got=False)
-        if not os.access(path, os.R_OK | os.X_OK):
-            raise OptionError(f"permission denied: {path}", show_got=False)
-        return path
+        return _existing(value, context, "directory", "directory", stat.S_ISDIR, os.R_OK | os.X_OK)
 
     def bounds(self) -> str:
         return "existing directory"
