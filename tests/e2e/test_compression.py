@@ -208,3 +208,24 @@ def test_the_access_log_names_the_coding(compressing_proxy):
 
     records = poll_until(logged, what="the access log line of /page?logged")
     assert records[0]["coding"] == "br"
+
+
+def test_an_http10_client_gets_a_close_delimited_compressed_body(compressing_proxy):
+    """When an HTTP/1.0 client (no chunking) accepts gzip, the encoded body runs to
+    the connection's close and decodes to the origin's bytes."""
+    fields, body, _ = curl("--compressed", "-H", "accept-encoding: gzip", "--http1.0",
+                                 compressing_proxy.url("h2c", "/page"))
+    assert fields["content-encoding"] == "gzip"
+    assert "content-length" not in fields and "transfer-encoding" not in fields
+    assert body == PAGE
+
+
+def test_keep_alive_serves_the_next_request_after_a_compressed_one(compressing_proxy):
+    """When two compressed responses go over one HTTP/1.1 connection, the first
+    one's chunked end leaves the connection usable for the second."""
+    url = compressing_proxy.url("h2c", "/page")
+    result = run(["curl", "-sS", "-v", "--http1.1", "--compressed", "-o", "/dev/null", "-o", "/dev/null", url, url],
+                 timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert b"Re-using existing connection" in result.stderr or b"Reusing existing" in result.stderr
+
