@@ -15,7 +15,6 @@ passes straight through, so backpressure works as it does without compression.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
 from typing import Any, Protocol
 
 from twisted.internet.interfaces import IAddress
@@ -127,27 +126,31 @@ class CompressingStream:
 
 class NegotiatingStream(CompressingStream):
     """A L{CompressingStream} whose encoder, if any, is chosen by the response head
-    written through it: C{policy} decides from the head, the request's
-    Accept-Encoding values C{acceptEncoding} and whether it answers a HEAD
-    (C{bodyless}), and the head goes out as the policy rewrote it. The encoder
+    written through it: C{policy} decides from the head, the request's fields
+    C{request} (Accept-Encoding; If-None-Match for a 304) and whether it answers a
+    HEAD (C{bodyless}), and the head goes out as the policy rewrote it. The encoder
     comes from the worker's C{budget}; when it is spent, the body goes as it is."""
 
     def __init__(
         self,
         stream: ClientStream,
         policy: CompressionPolicy,
-        acceptEncoding: Sequence[bytes],
+        request: Headers,
         bodyless: bool,
         tally: CodingTally,
         budget: EncoderBudget,
     ) -> None:
         super().__init__(stream, None, tally)
         self._policy = policy
-        self._acceptEncoding = acceptEncoding
+        self._acceptEncoding = _values(request, b"accept-encoding")
+        self._ifNoneMatch = _values(request, b"if-none-match")
         self._bodyless = bodyless
         self._budget = budget
 
     def writeHeaders(self, head: ResponseHead, endStream: bool = False) -> None:
+        if head.status == 304:
+            self._stream.writeHeaders(self._policy.revalidated(head, self._acceptEncoding, self._ifNoneMatch), endStream)
+            return
         if endStream and not self._bodyless:
             # An empty body (a 304, a 204, an empty file) has nothing to encode and
             # must not claim a coding: a zero-length gzip body does not decode.
@@ -164,3 +167,8 @@ class NegotiatingStream(CompressingStream):
         if decision.coding is not None:
             self._tally.coding = decision.coding
         self._stream.writeHeaders(sent, endStream)
+
+
+def _values(headers: Headers, name: bytes) -> tuple[bytes, ...]:
+    """The values of the fields called C{name} (lowercase) in C{headers}."""
+    return tuple(value for field, value in headers if field == name)
