@@ -34,8 +34,8 @@ class Tally:
 
 def negotiating(accept: bytes | None = b"gzip", bodyless: bool = False, budget: EncoderBudget | None = None):
     inner, tally = RecordingStream(), Tally()
-    accepted = (accept,) if accept is not None else ()
-    return inner, tally, NegotiatingStream(inner, POLICY, accepted, bodyless, tally, budget or EncoderBudget())
+    fields = ((b"accept-encoding", accept),) if accept is not None else ()
+    return inner, tally, NegotiatingStream(inner, POLICY, fields, bodyless, tally, budget or EncoderBudget())
 
 
 def test_an_eligible_head_turns_the_encoder_on():
@@ -137,3 +137,15 @@ def test_small_files_ranges_and_plain_clients_are_sent_as_they_are(tmp_path):
     assert (tiny.status, tiny.body, b"content-encoding" in tiny.headers) == (200, b"a{}", False)
     assert (ranged.status, ranged.body, b"content-encoding" in ranged.headers) == (206, PAGE[:10], False)
     assert (plain.status, plain.body, plain.headers[b"vary"]) == (200, PAGE, b"Accept-Encoding")
+
+
+def test_a_304_for_the_encoded_variant_names_its_weak_etag_whoever_writes_it():
+    """A backend's 304 (head, then finish) and a static one (head ending the
+    stream) both carry the ETag and Vary the encoded 200 had."""
+    for endStream in (False, True):
+        inner, tally = RecordingStream(), Tally()
+        fields = ((b"accept-encoding", b"gzip"), (b"if-none-match", b'W/"v1"'))
+        stream = NegotiatingStream(inner, POLICY, fields, False, tally, EncoderBudget())
+        stream.writeHeaders(ResponseHead(304, ((b"etag", b'"v1"'),)), endStream)
+        assert inner.headers[b"etag"] == b'W/"v1"' and inner.headers[b"vary"] == b"Accept-Encoding"
+        assert tally.coding is None

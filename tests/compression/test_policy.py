@@ -122,3 +122,26 @@ def test_a_head_response_gets_the_head_a_get_would_and_nothing_to_encode():
 def test_encoded_headers_keep_the_other_fields_in_order():
     out = encoded_headers(((b"x-a", b"1"), (b"content-length", b"9"), (b"x-b", b"2")), "br")
     assert out == ((b"x-a", b"1"), (b"x-b", b"2"), (b"content-encoding", b"br"), (b"vary", b"Accept-Encoding"))
+
+
+NOT_MODIFIED = ResponseHead(304, ((b"etag", b'"v1"'), (b"cache-control", b"max-age=60")))
+
+
+def test_a_304_revalidating_the_encoded_variant_gets_its_weak_etag_and_vary():
+    sent = POLICY.revalidated(NOT_MODIFIED, GZIP, (b'"other", W/"v1"',))
+    assert fields(sent, b"etag") == [b'W/"v1"'] and fields(sent, b"vary") == [b"Accept-Encoding"]
+    assert fields(sent, b"cache-control") == [b"max-age=60"] and sent.status == 304
+
+
+def test_a_304_for_a_variant_not_encoded_here_is_left_alone():
+    assert POLICY.revalidated(NOT_MODIFIED, GZIP, (b'"v1"',)) is NOT_MODIFIED
+    assert POLICY.revalidated(NOT_MODIFIED, (), (b'W/"v1"',)) is NOT_MODIFIED
+    weak = ResponseHead(304, ((b"etag", b'W/"v1"'),))
+    assert POLICY.revalidated(weak, GZIP, (b'W/"v1"',)) is weak
+    assert POLICY.revalidated(ResponseHead(304), GZIP, (b'W/"v1"',)).headers == ()
+
+
+def test_an_entity_tag_holding_a_comma_is_read_whole():
+    tagged = ResponseHead(304, ((b"etag", b'"a,b"'),))
+    assert fields(POLICY.revalidated(tagged, GZIP, (b'W/"a,b"',)), b"etag") == [b'W/"a,b"']
+    assert POLICY.revalidated(tagged, GZIP, (b'W/"a", "b"',)) is tagged

@@ -182,3 +182,38 @@ def test_metrics_count_bytes_in_and_out_per_coding():
     text = metrics.registry.render()
     assert 'h2proxy_compression_bytes_total{coding="br",side="in"} 1000' in text
     assert 'h2proxy_compression_bytes_total{coding="br",side="out"} 120' in text
+
+
+class Failing:
+    """An encoder whose library fails (zlib, brotli and zstd raise their own error)."""
+
+    coding = "gzip"
+
+    def __init__(self, at: str) -> None:
+        self.at = at
+
+    def compress(self, data: bytes) -> bytes:
+        if self.at == "compress":
+            raise zlib.error("Error -2 while compressing data: inconsistent stream state")
+        return b"enc"
+
+    def finish(self) -> bytes:
+        raise zlib.error("Error -2 while flushing: inconsistent stream state")
+
+
+def test_an_encoder_failing_mid_body_resets_the_stream_with_one_log_line(logged_errors):
+    """A body that cannot be encoded cannot be completed: the stream is reset (no
+    coding end, no end of response), one error line names the coding and the
+    cause, and no traceback escapes to the backend's connection."""
+    for at, end in (("compress", "finish"), ("finish", "finish"), ("finish", "trailers")):
+        inner, _ = FakeStream(), Tally()
+        stream = CompressingStream(inner, Failing(at), Tally())
+        stream.write(b"first")
+        if end == "trailers":
+            stream.writeTrailers(((b"x-checksum", b"1"),))
+        else:
+            stream.finish()
+        assert ("reset", ResetReason.INTERNAL_ERROR) in inner.calls
+        assert not {"finish", "trailers"} & {c[0] for c in inner.calls}
+        lines = logged_errors.take("cannot encode the response body in gzip.*inconsistent stream state")
+        assert len(lines) == 1 and "Traceback" not in lines[0]

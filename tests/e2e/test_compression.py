@@ -58,6 +58,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "/no-transform": (PAGE, "text/html", {"Cache-Control": "public, no-transform"}),
         }
         body, ctype, extra = bodies[self.path.partition("?")[0]]
+        if "ETag" in extra and self.headers.get("If-None-Match", "").removeprefix("W/") == extra["ETag"]:
+            self.send_response(304)
+            self.send_header("ETag", extra["ETag"])
+            self.end_headers()
+            return
         self.send_response(200)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -208,3 +213,34 @@ def test_the_access_log_names_the_coding(compressing_proxy):
 
     records = poll_until(logged, what="the access log line of /page?logged")
     assert records[0]["coding"] == "br"
+
+
+def test_an_http10_client_gets_a_close_delimited_compressed_body(compressing_proxy):
+    """When an HTTP/1.0 client (no chunking) accepts gzip, the encoded body runs to
+    the connection's close and decodes to the origin's bytes."""
+    fields, body, _ = curl("--compressed", "-H", "accept-encoding: gzip", "--http1.0",
+                                 compressing_proxy.url("h2c", "/page"))
+    assert fields["content-encoding"] == "gzip"
+    assert "content-length" not in fields and "transfer-encoding" not in fields
+    assert body == PAGE
+
+
+def test_keep_alive_serves_the_next_request_after_a_compressed_one(compressing_proxy):
+    """When two compressed responses go over one HTTP/1.1 connection, the first
+    one's chunked end leaves the connection usable for the second."""
+    url = compressing_proxy.url("h2c", "/page")
+    result = run(["curl", "-sS", "-v", "--http1.1", "--compressed", "-o", "/dev/null", "-o", "/dev/null", url, url],
+                 timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert b"Re-using existing connection" in result.stderr or b"Reusing existing" in result.stderr
+
+
+@pytest.mark.parametrize("protocol", ["--http2", "--http1.1"])
+def test_a_revalidation_of_the_encoded_variant_names_its_weak_etag_and_vary(compressing_proxy, protocol):
+    """When a client revalidates the gzip variant it holds (If-None-Match with the
+    weak ETag it was given), the 304 carries that ETag and the Vary the 200 had
+    (RFC 9110 15.4.5), so the client's cache can match and refresh it."""
+    fields, body, _ = curl("-H", "accept-encoding: gzip", "-H", 'if-none-match: W/"page-1"', protocol,
+                           compressing_proxy.url("tls", "/page"))
+    assert body == b""
+    assert fields["etag"] == 'W/"page-1"' and fields["vary"] == "Accept-Encoding"

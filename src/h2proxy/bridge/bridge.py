@@ -307,9 +307,8 @@ class StreamBridge:
         self._route = route
         self.record.route, self.record.upstream = route_label(route.config), route.upstream or ""
         if route.compression is not None and not websocket.is_websocket(head):
-            accepted = tuple(v for k, v in head.headers if k == b"accept-encoding")
             self.stream = NegotiatingStream(
-                self.stream, route.compression, accepted, self._bodyless, self.record, self.context.encoders)
+                self.stream, route.compression, head.headers, self._bodyless, self.record, self.context.encoders)
         if route.access is not None or route.limiter is not None:
             client = client_of(facts.peer, head.headers, self.forwarding)
             if route.access is not None and not route.access.permits(client):

@@ -47,6 +47,10 @@ ZSTD_WINDOW_LOG = 18
 #: Responses one worker encodes at once; past it, eligible responses go as they are.
 MAX_LIVE_ENCODERS = 128
 
+#: What the coding libraries raise when they cannot encode (a fault in the library
+#: or its use, not in the data: any bytes can be encoded).
+CODING_ERRORS: tuple[type[Exception], ...] = (zlib.error, brotli.error, zstandard.ZstdError)
+
 
 class Encoder(Protocol):
     """One response body being encoded."""

@@ -12,11 +12,14 @@ request's Accept-Encoding accepts one of the route's codings
 Content-Length and Accept-Ranges (the encoded length is not known in advance, and
 ranges of the encoded body are not offered) and its ETag is weakened (the bytes
 differ from the identity's). A HEAD gets the head a GET would, with nothing to
-encode.
+encode. A 304 that revalidates an encoded variant the client holds (its
+If-None-Match lists the weak form of the 304's strong ETag) gets the weak ETag and
+the Vary the encoded 200 had, as a 304 must (RFC 9110, section 15.4.5).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,6 +28,10 @@ from h2proxy.config.compression import CompressionConfig
 from h2proxy.message import Headers, ResponseHead
 
 _VARY_VALUE = b"Accept-Encoding"
+
+#: An entity tag in an If-None-Match value (RFC 9110, section 8.8.3); its opaque
+#: part may hold commas, so the list is not split on them.
+_ENTITY_TAG = re.compile(rb'(?:W/)?"[^"]*"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +73,22 @@ class CompressionPolicy:
         if coding is None:
             return Decision(ResponseHead(head.status, with_vary(head.headers)), None, False)
         return Decision(ResponseHead(head.status, encoded_headers(head.headers, coding)), coding, not bodyless)
+
+    def revalidated(self, head: ResponseHead, acceptEncoding: Sequence[bytes], ifNoneMatch: Sequence[bytes]) -> ResponseHead:
+        """The head of C{head}, a 304, to send: the backend compared the client's
+        weak tag weakly and answers with its strong ETag, but the 200 the client
+        holds was encoded here, with the weak ETag and Vary: a 304 must carry the
+        ETag and Vary that 200 would (RFC 9110, section 15.4.5), else the client's
+        cache cannot match it to the stored response. Unchanged when the client
+        holds no weakened tag of it or accepts none of the route's codings."""
+        etag = next((value.strip() for name, value in head.headers if name == b"etag"), None)
+        if etag is None or etag.startswith(b"W/") or negotiate(acceptEncoding, self.codings) is None:
+            return head
+        held = {tag for value in ifNoneMatch for tag in _ENTITY_TAG.findall(value)}
+        if weak_etag(etag) not in held:
+            return head
+        fields = tuple((name, weak_etag(value) if name == b"etag" else value) for name, value in head.headers)
+        return ResponseHead(head.status, with_vary(fields))
 
     def eligible(self, head: ResponseHead) -> bool:
         """Whether compressing C{head}'s body keeps its meaning (see the module)."""
