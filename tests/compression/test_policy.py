@@ -106,6 +106,13 @@ def test_a_content_range_forbids_compression():
     assert POLICY.decide(ranged, GZIP, False).head == ranged
 
 
+def test_a_digest_of_the_bytes_forbids_compression():
+    """Encoding would make an RFC 9530 digest describe bytes that were never sent."""
+    for field in (b"content-digest", b"repr-digest"):
+        digested = head(200, (field, b"sha-256=:RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg=:"))
+        assert POLICY.decide(digested, GZIP, False).head == digested
+
+
 def test_a_known_length_below_min_length_is_not_compressed_and_unknown_is():
     assert POLICY.decide(head(length=b"1023"), GZIP, False).coding is None
     assert POLICY.decide(head(length=b"1024"), GZIP, False).coding == "gzip"

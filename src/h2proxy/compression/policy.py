@@ -3,8 +3,9 @@ its head changes. Pure: no I/O, no Twisted.
 
 A response is *eligible* when compressing it cannot change what it means: a final
 200 (not a range, not a revalidation, not an empty 204), of a compressible media
-type, not already encoded, not marked ``Cache-Control: no-transform``, and not known
-to be shorter than the route's ``min_length``. An eligible response gets
+type, not already encoded, not marked ``Cache-Control: no-transform``, without a
+digest of its bytes (RFC 9530 ``Content-Digest``/``Repr-Digest``, which encoding
+would falsify), and not known to be shorter than the route's ``min_length``. An eligible response gets
 ``Vary: Accept-Encoding`` whether or not this client accepts a coding, so that
 caches keep the encoded and the plain variant apart. It is compressed when the
 request's Accept-Encoding accepts one of the route's codings
@@ -28,6 +29,9 @@ from h2proxy.config.compression import CompressionConfig
 from h2proxy.message import Headers, ResponseHead
 
 _VARY_VALUE = b"Accept-Encoding"
+#: Fields whose presence alone keeps a response as it is: a range of the identity,
+#: and digests of the bytes as the backend sent them (RFC 9530).
+_BLOCKING_FIELDS = frozenset({b"content-range", b"content-digest", b"repr-digest"})
 
 #: An entity tag in an If-None-Match value (RFC 9110, section 8.8.3); its opaque
 #: part may hold commas, so the list is not split on them.
@@ -102,7 +106,7 @@ class CompressionPolicy:
                 return False
             elif name == b"cache-control" and b"no-transform" in value.lower():
                 return False
-            elif name == b"content-range":
+            elif name in _BLOCKING_FIELDS:
                 return False
             elif name == b"content-length" and _shorter(value, self.minLength):
                 return False
