@@ -7,9 +7,12 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
+
 from h2proxy.bridge.bridge import BridgeContext, RequestIds, StreamBridge
 from h2proxy.bridge.routing import Router
-from h2proxy.compression.encoders import GzipEncoder
+from h2proxy.compression.encoders import EncoderBudget, GzipEncoder
 from h2proxy.compression.stream import CompressingStream
 from h2proxy.config.compression import CompressionConfig
 from h2proxy.config.model import RouteConfig
@@ -22,8 +25,11 @@ from tests.bridge.test_redirects import Recorder
 
 @dataclass
 class Tally:
+    coding: str | None = None
     codingIn: int = 0
     codingOut: int = 0
+    error: str | None = None
+    reset: bool = False
 
 
 def wrapped():
@@ -206,8 +212,8 @@ def test_an_encoder_failing_mid_body_resets_the_stream_with_one_log_line(logged_
     coding end, no end of response), one error line names the coding and the
     cause, and no traceback escapes to the backend's connection."""
     for at, end in (("compress", "finish"), ("finish", "finish"), ("finish", "trailers")):
-        inner, _ = FakeStream(), Tally()
-        stream = CompressingStream(inner, Failing(at), Tally())
+        inner, tally = FakeStream(), Tally()
+        stream = CompressingStream(inner, Failing(at), tally)
         stream.write(b"first")
         if end == "trailers":
             stream.writeTrailers(((b"x-checksum", b"1"),))
@@ -217,3 +223,35 @@ def test_an_encoder_failing_mid_body_resets_the_stream_with_one_log_line(logged_
         assert not {"finish", "trailers"} & {c[0] for c in inner.calls}
         lines = logged_errors.take("cannot encode the response body in gzip.*inconsistent stream state")
         assert len(lines) == 1 and "Traceback" not in lines[0]
+        assert (tally.error, tally.reset) == ("compression_error", True)
+
+
+class FailingBudget(EncoderBudget):
+    """Hands out encoders that fail on their first chunk."""
+
+    def encoder(self, coding, level):
+        made = super().encoder(coding, level)
+        return (Failing("compress"), made[1]) if made is not None else None
+
+
+def test_an_encoder_failure_through_the_bridge_is_logged_as_such_and_frees_everything(logged_errors):
+    """When the encoder fails mid-body on a real bridge, the stream is reset, the
+    backend exchange is cancelled when the front end reports the reset back, the
+    encoder's place is free again, and the access record blames compression, not
+    the client."""
+    pool, observer, stream = FakePool(), Recorder(), FakeStream()
+    budget = FailingBudget()
+    context = BridgeContext(router=Router(ROUTES), pools={"app": pool}, requestIds=RequestIds(b"0000beef"),
+                            observer=observer, encoders=budget)
+    bridge = StreamBridge(stream, context)
+    bridge.requestReceived(RequestHead(method=b"GET", scheme=b"https", authority=b"a", path=b"/",
+                                       headers=((b"accept-encoding", b"gzip"),), end_stream=False))
+    exchange = pool.exchanges[0]
+    exchange.receiver.responseHeadReceived(HTML)
+    exchange.receiver.responseDataReceived(b"<p>hi</p>" * 400)
+    assert ("reset", ResetReason.INTERNAL_ERROR) in stream.calls
+    bridge.streamAborted(Failure(ConnectionDone("reset by the proxy")))
+    assert exchange.cancelled and budget.live == 0
+    record = observer.finished[0]
+    assert (record.error, record.reset) == ("compression_error", True)
+    assert len(logged_errors.take("cannot encode the response body in gzip")) == 1

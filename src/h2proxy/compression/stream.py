@@ -34,11 +34,18 @@ from h2proxy.message import Headers, ResponseHead
 
 class CodingTally(Protocol):
     """Where the coding and the body's sizes before and after encoding are counted
-    (the request's record, read by the access log and the metrics)."""
+    (the request's record, read by the access log and the metrics), and why the
+    stream was reset, when an encoder failed."""
 
     coding: str | None
     codingIn: int
     codingOut: int
+    error: str | None
+    reset: bool
+
+
+#: The access log's reason for a stream reset because its encoder failed.
+COMPRESSION_FAILED = "compression_error"
 
 
 log = Logger()
@@ -160,6 +167,9 @@ class CompressingStream:
             stream=self._stream.streamID, coding=coding, error=str(error) or type(error).__name__)
         self._body = _Body.BROKEN
         self._letEncoderGo()
+        if not self._tally.error:
+            # The first cause wins: the reset that follows is not the client leaving.
+            self._tally.error, self._tally.reset = COMPRESSION_FAILED, True
         self._stream.reset(ResetReason.INTERNAL_ERROR)
 
     def _send(self, encoded: bytes, plain: int) -> None:
