@@ -89,6 +89,14 @@ def test_directories_missing_files_and_escapes(root, path, status):
     assert b"SECRET" not in stream.body
 
 
+@pytest.mark.parametrize("path", [b"/static/" + b"n" * 300, b"/static/" + b"d/" * 3000 + b"x", b"/static/loop"])
+def test_a_name_too_long_or_a_symlink_loop_is_404_without_a_traceback(root, path):
+    """The file system's own refusals (ENAMETOOLONG, ELOOP) are about the request's
+    path, not the daemon: 404, and nothing logged as a failure."""
+    os.symlink("loop", os.path.join(root, "loop"))
+    assert serve(root, path)[0].status == 404
+
+
 def test_a_directory_without_slash_is_redirected_with_its_query(root):
     stream, *_ = serve(root, b"/static/docs?lang=fr")
     assert (stream.status, stream.headers[b"location"]) == (301, b"/static/docs/?lang=fr")
