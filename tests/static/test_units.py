@@ -38,6 +38,22 @@ def test_a_range_past_the_end_is_unsatisfiable(value, size):
     assert raised.value.content_range() == b"bytes */%d" % size
 
 
+@pytest.mark.parametrize("value, expected", [
+    (b"bytes=0-" + b"9" * 5000, ByteRange(0, 99, 100)),
+    (b"bytes=-" + b"9" * 5000, ByteRange(0, 99, 100)),
+    (b"bytes=" + b"0" * 5000 + b"5-6", ByteRange(5, 6, 100)),
+])
+def test_positions_of_any_length_are_read(value, expected):
+    """Past Python's 4300-digit int conversion limit, a position is still a number
+    larger than any file, not a ValueError."""
+    assert parse_range(value, 100) == expected
+
+
+def test_a_first_position_of_any_length_is_unsatisfiable():
+    with pytest.raises(Unsatisfiable):
+        parse_range(b"bytes=" + b"9" * 5000 + b"-", 100)
+
+
 def test_content_range_names_the_bytes_sent():
     assert ByteRange(10, 19, 100).content_range() == b"bytes 10-19/100"
 
