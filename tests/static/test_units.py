@@ -3,6 +3,8 @@ media types, and the path checks made before the file system is asked."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from h2proxy.static import paths
@@ -77,6 +79,18 @@ def test_the_etag_is_mtime_and_size_in_hex_like_nginx():
 ])
 def test_not_modified_follows_rfc_9110(headers, expected):
     assert not_modified(headers, V) is expected
+
+
+@pytest.mark.parametrize("date", [
+    time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(V.mtime)).encode(),
+    time.strftime("%A, %d-%b-%y %H:%M:%S GMT", time.gmtime(V.mtime)).encode(),
+    time.asctime(time.gmtime(V.mtime)).encode(),
+])
+def test_every_http_date_format_is_understood(date):
+    """RFC 9110 section 5.6.7: IMF-fixdate, rfc850-date and asctime-date, all GMT
+    (asctime has no zone to name it)."""
+    assert not_modified(((b"if-modified-since", date),), V) is True
+    assert range_applies(((b"if-range", date),), V) is True
 
 
 @pytest.mark.parametrize("headers, expected", [

@@ -8,6 +8,7 @@ deploy replaces the file.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 from dataclasses import dataclass
 
@@ -45,13 +46,17 @@ def field_values(headers: Headers, name: bytes) -> list[bytes]:
 
 
 def _http_date(value: bytes) -> int | None:
-    """Seconds since the epoch of an HTTP date; C{None} when it is not one."""
+    """Seconds since the epoch of an HTTP date in any of its three formats; C{None}
+    when it is not one. An HTTP date is always GMT, so one without a zone (asctime,
+    or ``-0000``) is read as UTC."""
     try:
         parsed = email.utils.parsedate_to_datetime(value.decode("latin-1"))
     except (TypeError, ValueError, IndexError):
         return None
-    if parsed is None or parsed.tzinfo is None:
+    if parsed is None:
         return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
     return int(parsed.timestamp())
 
 
