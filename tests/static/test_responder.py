@@ -130,6 +130,32 @@ def test_if_modified_since_gives_304(root):
     assert stream.status == 304
 
 
+@pytest.mark.parametrize("condition, status", [
+    ((b"if-match", b'"other"'), 412),
+    ((b"if-match", b"W/{etag}"), 412),
+    ((b"if-match", b'"x", {etag}'), 200),
+    ((b"if-match", b"*"), 200),
+    ((b"if-unmodified-since", b"Thu, 01 Jan 1970 00:00:00 GMT"), 412),
+    ((b"if-unmodified-since", b"{date}"), 200),
+])
+def test_if_match_and_if_unmodified_since_are_evaluated(root, condition, status):
+    """RFC 9110 section 13.1.1 and 13.1.4: an origin server evaluates them; a failed
+    one is 412 with no body (If-Match compares strongly)."""
+    first, *_ = serve(root, b"/static/css/a.css")
+    value = condition[1].replace(b"{etag}", first.headers[b"etag"]).replace(b"{date}", first.headers[b"last-modified"])
+    stream, *_ = serve(root, b"/static/css/a.css", headers=((condition[0], value),))
+    assert (stream.status, stream.ended) == (status, True)
+    if status == 412:
+        assert (stream.body, stream.headers[b"content-length"]) == (b"", b"0")
+
+
+def test_if_match_takes_precedence_over_if_unmodified_since(root):
+    first, *_ = serve(root, b"/static/css/a.css")
+    stream, *_ = serve(root, b"/static/css/a.css", headers=(
+        (b"if-match", first.headers[b"etag"]), (b"if-unmodified-since", b"Thu, 01 Jan 1970 00:00:00 GMT")))
+    assert stream.status == 200
+
+
 def test_a_range_gets_206_with_the_bytes(root):
     stream, *_ = serve(root, b"/static/big.bin", headers=((b"range", b"bytes=10-19"),))
     assert (stream.status, stream.body) == (206, BODY[10:20])

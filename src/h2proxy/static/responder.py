@@ -27,7 +27,7 @@ from h2proxy.static import paths
 from h2proxy.static.ranges import ByteRange, Unsatisfiable, parse_range
 from h2proxy.static.reader import BlockingIO, FileSender, OpenFile, OpenFiles
 from h2proxy.static.types import content_type
-from h2proxy.static.validators import Validators, field_values, not_modified, range_applies
+from h2proxy.static.validators import Validators, field_values, not_modified, precondition_failed, range_applies
 
 log = Logger()
 
@@ -160,13 +160,16 @@ class StaticResponder:
     # -- internals -----------------------------------------------------------
 
     def _prepared(self, prepared: Prepared) -> None:
-        """The file is open: answer 304, 416, or the head and then the body."""
+        """The file is open: answer 412, 304, 416, or the head and then the body."""
         opened = prepared.opened
         if self.state is ResponderState.OVER:
             opened.close()
             return
         validators = Validators.of(opened.size, opened.mtime, prepared.coding)
         common = self._validatorFields(validators, prepared.vary)
+        if precondition_failed(self._head.headers, validators):
+            self._bodiless(opened, 412, (*common, (b"content-length", b"0")))
+            return
         if not_modified(self._head.headers, validators):
             self._bodiless(opened, 304, common)
             return
@@ -194,7 +197,7 @@ class StaticResponder:
         self._send(opened, first, length)
 
     def _bodiless(self, opened: OpenFile, status: int, fields: Headers) -> None:
-        """Answer with a head alone (304, 416, HEAD, an empty file); the file is not needed."""
+        """Answer with a head alone (412, 304, 416, HEAD, an empty file); the file is not needed."""
         opened.close()
         self._respond(status, fields, endStream=True)
         self._over()

@@ -1,5 +1,6 @@
 """Validators of a file and the conditional requests that use them (RFC 9110
-section 13): ETag and Last-Modified, If-None-Match, If-Modified-Since, If-Range.
+section 13): ETag and Last-Modified, If-Match, If-Unmodified-Since, If-None-Match,
+If-Modified-Since, If-Range.
 
 The ETag is strong and made of the file's modification time and size in hex, as
 nginx makes it (``"5f3a1b2c-1a4"``): cheap (one fstat) and different whenever a
@@ -70,6 +71,23 @@ def _weak_match(values: list[bytes], etag: bytes) -> bool:
             if tag == b"*" or tag.removeprefix(b"W/") == opaque:
                 return True
     return False
+
+
+def precondition_failed(headers: Headers, validators: Validators) -> bool:
+    """Whether the request gets 412 (RFC 9110 section 13.2.2, steps 1 and 2): If-Match
+    when present (strong comparison, or ``*``), else If-Unmodified-Since (the file
+    changed after it). An origin server must evaluate them, so that a client that
+    asks for a representation it already knows gets nothing else."""
+    tags = field_values(headers, b"if-match")
+    if tags:
+        return not any(
+            tag.strip() in (b"*", validators.etag) for value in tags for tag in value.split(b",")
+        )
+    dates = field_values(headers, b"if-unmodified-since")
+    if len(dates) != 1:
+        return False
+    since = _http_date(dates[0])
+    return since is not None and validators.mtime > since
 
 
 def not_modified(headers: Headers, validators: Validators) -> bool:
