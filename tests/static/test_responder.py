@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import gzip
 import os
+import threading
 
 import pytest
 from twisted.python.failure import Failure
 
 from h2proxy.frontend.handler import ResetReason
 from h2proxy.observability.accesslog import NullObserver
-from h2proxy.static.reader import InlineIO
+from h2proxy.static.reader import InlineIO, OpenFiles
 from h2proxy.static.validators import Validators
 from tests.static.support import HeldIO, request, static_context
 
@@ -115,6 +116,30 @@ def test_an_unreadable_file_is_403(root, monkeypatch):
 
     monkeypatch.setattr(OpenFiles, "open", refuse)
     assert serve(root, b"/static/big.bin")[0].status == 403
+
+
+def test_a_fifo_swapped_in_after_the_lookup_is_refused_without_blocking(root):
+    """Between the lookup's stat and the open, a FIFO may take the file's place: the
+    open must not wait for a writer, which would hold one of the few reading
+    threads for ever. The join's bound only keeps a failing run from hanging."""
+    fifo = os.path.join(root, "fifo")
+    os.mkfifo(fifo)
+    outcome: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            OpenFiles().open(fifo.encode())
+        except OSError as error:
+            outcome.append(error)
+
+    opener = threading.Thread(target=open_it)
+    opener.start()
+    opener.join(30)
+    if opener.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY))  # the writer the open waited for
+        opener.join()
+        pytest.fail("opening a FIFO blocked until a writer came")
+    assert len(outcome) == 1 and "not a regular file" in str(outcome[0])
 
 
 def test_if_none_match_gives_304_with_validators_and_no_body(root):
