@@ -103,6 +103,18 @@ def test_a_directory_without_slash_is_redirected_with_its_query(root):
     assert (stream.status, stream.headers[b"location"]) == (301, b"/static/docs/?lang=fr")
 
 
+@pytest.mark.parametrize("path", [b"//evil.example", b"///evil.example?x=1"])
+def test_a_directory_redirect_never_names_another_host(root, path):
+    """On a route at /, //evil.example names the directory evil.example: the 301
+    goes to /evil.example/, not to the protocol-relative //evil.example/ (another
+    host, for a browser)."""
+    os.mkdir(os.path.join(root, "evil.example"))
+    context = static_context(root, InlineIO(), path="/")
+    stream, _ = request(context, path)
+    assert stream.status == 301
+    assert stream.headers[b"location"].startswith(b"/evil.example/")
+
+
 def test_follow_symlinks_serves_links_out_of_the_root(root):
     stream, *_ = serve(root, b"/static/link-out", follow_symlinks=True)
     assert (stream.status, stream.body) == (200, b"SECRET")

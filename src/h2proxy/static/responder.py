@@ -209,8 +209,7 @@ class StaticResponder:
             self._refuse(404, NOT_FOUND)
         elif reason.check(paths.IsDirectory):
             self.state = ResponderState.OVER
-            path, query, rest = self._head.path.partition(b"?")
-            self._answers.redirect(301, path + b"/" + query + rest)
+            self._answers.redirect(301, _with_slash(self._head.path))
         elif reason.check(PermissionError):
             log.info("request {id}: static file not readable: {error}", id=self._requestId, error=reason.value)
             self._refuse(403, FORBIDDEN)
@@ -277,6 +276,14 @@ class StaticResponder:
     def _over(self) -> None:
         self.state = ResponderState.OVER
         self._answers.done()
+
+
+def _with_slash(target: bytes) -> bytes:
+    """The request target C{target} with a slash after its path (query kept). Its
+    leading slashes become one: ``//host/dir`` as a Location is another host's URL
+    to a browser, an open redirect for any directory named like a host."""
+    path, question, query = target.partition(b"?")
+    return b"/" + path.lstrip(b"/") + b"/" + question + query
 
 
 class _Counting:
