@@ -4,6 +4,7 @@ precompressed siblings, backpressure, and the file closed on every path."""
 
 from __future__ import annotations
 
+import email.utils
 import gzip
 import os
 import threading
@@ -67,6 +68,20 @@ def test_a_file_is_sent_with_its_fields(root):
     [record] = observer.records
     assert (record.status, record.responseBytes, record.upstream) == (200, 6, "")
     assert len(io.files) == 0
+
+
+@pytest.mark.parametrize("method, headers, status", [
+    (b"GET", (), 200), (b"HEAD", (), 200), (b"GET", ((b"range", b"bytes=0-0"),), 206),
+    (b"GET", ((b"if-none-match", b"*"),), 304), (b"GET", ((b"range", b"bytes=-0"),), 416),
+    (b"POST", (), 405),
+])
+def test_every_response_has_a_date(root, method, headers, status):
+    """RFC 9110 section 6.6.1: an origin server with a clock sends Date; without it
+    a client cannot tell a strong Last-Modified (for If-Range) from a weak one."""
+    stream, *_ = serve(root, b"/static/css/a.css", method=method, headers=headers)
+    assert stream.status == status
+    date = stream.headers[b"date"]
+    assert date.endswith(b" GMT") and email.utils.parsedate_to_datetime(date.decode()).tzinfo is not None
 
 
 def test_head_has_the_fields_and_no_body(root):

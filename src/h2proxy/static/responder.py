@@ -10,6 +10,7 @@ blocking call run through the L{BlockingIO}; reading the body is the sender's.
 
 from __future__ import annotations
 
+import email.utils
 import enum
 import os
 from collections.abc import Callable
@@ -237,9 +238,13 @@ class StaticResponder:
         )
 
     def _respond(self, status: int, fields: Headers, endStream: bool = False) -> None:
+        """Send the head. The route is the origin server here, so it adds Date (RFC
+        9110 section 6.6.1), which clients compare with Last-Modified."""
         self._record.status = status  # no backend: no first-byte time to record
+        date = email.utils.formatdate(usegmt=True).encode("ascii")
         self._stream.writeHeaders(
-            ResponseHead(status=status, headers=(*fields, (b"x-request-id", self._requestId))), endStream=endStream
+            ResponseHead(status=status, headers=(*fields, (b"date", date), (b"x-request-id", self._requestId))),
+            endStream=endStream,
         )
 
     def _send(self, opened: OpenFile, offset: int, length: int) -> None:
