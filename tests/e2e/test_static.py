@@ -35,6 +35,7 @@ def site(workdir) -> Path:
         for _ in range(BIG // (1024 * 1024)):
             f.write(os.urandom(1024 * 1024))
     (workdir / "secret").write_bytes(b"TOP-SECRET\n")
+    os.mkfifo(root / "fifo")
     return root
 
 
@@ -87,6 +88,21 @@ def test_if_none_match_gets_304_and_head_gets_no_body(daemon, workdir, protocol)
     status, head, output = curl(daemon, workdir, "/static/hello.txt", "-I")  # -I writes the head as the output
     assert (status, head["content-length"]) == (200, "37")
     assert output.endswith(b"\r\n\r\n") and b"0123456789" not in output
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_hostile_conditionals_ranges_and_files(daemon, workdir, protocol):
+    """A failed If-Match is 412; a Range position of 5000 digits is read as larger
+    than the file (206 of all of it), not an error; a FIFO under the root is 404
+    without blocking; every answer carries Date; the log stays clean."""
+    status, fields, body = curl(daemon, workdir, "/static/hello.txt", "-H", 'If-Match: "nope"', protocol=protocol)
+    assert (status, body) == (412, b"") and "date" in fields
+    status, fields, body = curl(daemon, workdir, "/static/hello.txt", "-H", "Range: bytes=0-" + "9" * 5000,
+                                protocol=protocol)
+    assert (status, fields["content-range"], len(body)) == (206, "bytes 0-36/37", 37)
+    assert curl(daemon, workdir, "/static/fifo", protocol=protocol)[0] == 404
+    assert curl(daemon, workdir, "/static/" + "n" * 300, protocol=protocol)[0] == 404
+    daemon.check_log()
 
 
 def test_a_precompressed_sibling(daemon, workdir, site):
