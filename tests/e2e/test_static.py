@@ -93,13 +93,17 @@ def test_if_none_match_gets_304_and_head_gets_no_body(daemon, workdir, protocol)
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_hostile_conditionals_ranges_and_files(daemon, workdir, protocol):
     """A failed If-Match is 412; a Range position of 5000 digits is read as larger
-    than the file (206 of all of it), not an error; a FIFO under the root is 404
+    than the file (206 of all of it), not an error; a date that overflows is
+    ignored; a FIFO under the root is 404
     without blocking; every answer carries Date; the log stays clean."""
     status, fields, body = curl(daemon, workdir, "/static/hello.txt", "-H", 'If-Match: "nope"', protocol=protocol)
     assert (status, body) == (412, b"") and "date" in fields
     status, fields, body = curl(daemon, workdir, "/static/hello.txt", "-H", "Range: bytes=0-" + "9" * 5000,
                                 protocol=protocol)
     assert (status, fields["content-range"], len(body)) == (206, "bytes 0-36/37", 37)
+    status, _, body = curl(daemon, workdir, "/static/hello.txt", "-H",
+                           "If-Modified-Since: Sun, 06 Nov 99999999999 08:49:37 GMT", protocol=protocol)
+    assert (status, len(body)) == (200, 37)
     assert curl(daemon, workdir, "/static/fifo", protocol=protocol)[0] == 404
     assert curl(daemon, workdir, "/static/" + "n" * 300, protocol=protocol)[0] == 404
     daemon.check_log()

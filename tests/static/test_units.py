@@ -10,7 +10,7 @@ import pytest
 from h2proxy.static import paths
 from h2proxy.static.ranges import ByteRange, Unsatisfiable, parse_range
 from h2proxy.static.types import DEFAULT_TYPE, content_type
-from h2proxy.static.validators import Validators, not_modified, range_applies
+from h2proxy.static.validators import Validators, not_modified, precondition_failed, range_applies
 
 V = Validators.of(size=0x1A4, mtime=0x5F3A1B2C)
 DATE = V.last_modified
@@ -79,6 +79,19 @@ def test_the_etag_is_mtime_and_size_in_hex_like_nginx():
 ])
 def test_not_modified_follows_rfc_9110(headers, expected):
     assert not_modified(headers, V) is expected
+
+
+@pytest.mark.parametrize("field", [b"if-modified-since", b"if-unmodified-since", b"if-range"])
+@pytest.mark.parametrize("date", [
+    b"Sun, 06 Nov 99999999999 08:49:37 GMT", b"Sun, 06 Nov 1994 99999999999:49:37 GMT",
+    b"Sun, 99999999999 Nov 1994 08:49:37 GMT",
+])
+def test_a_date_out_of_range_is_ignored_not_raised(field, date):
+    """A date whose numbers overflow a C int is not an HTTP date: the condition is
+    ignored (or, for If-Range, fails), instead of an OverflowError."""
+    assert not_modified(((field, date),), V) is False
+    assert precondition_failed(((field, date),), V) is False
+    assert range_applies(((field, date),), V) is (field != b"if-range")
 
 
 @pytest.mark.parametrize("date", [

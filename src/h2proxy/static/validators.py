@@ -52,7 +52,7 @@ def _http_date(value: bytes) -> int | None:
     or ``-0000``) is read as UTC."""
     try:
         parsed = email.utils.parsedate_to_datetime(value.decode("latin-1"))
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # OverflowError: numbers past a C int
         return None
     if parsed is None:
         return None
