@@ -192,3 +192,18 @@ def test_a_reload_serves_the_new_root_and_check_names_a_missing_one(workdir, ori
     errors = result.stderr.decode()
     assert result.returncode == 1, errors
     assert f"{path}:" in errors and f"routes[0].static.root: directory not found: {directory}/three" in errors, errors
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_directory_redirect_stays_on_this_host(workdir, origin, certificate, protocol):
+    """On a route at /, //evil.example (a directory under the root) is redirected
+    to /evil.example/, never to //evil.example/, which a browser reads as a host."""
+    directory = workdir / f"redirect-{protocol.replace('/', '')}"
+    (directory / "site" / "evil.example").mkdir(parents=True)
+    config = base_config(origin.port, certificate, routes=[{"path": "/", "static": {"root": "site"}}])
+    proxy = start_proxy(write_config(directory, config), ["tls", "h2c"])
+    try:
+        status, fields, _ = curl(proxy, directory, "//evil.example?x=1", "--path-as-is", protocol=protocol)
+    finally:
+        proxy.stop()
+    assert (status, fields["location"]) == (301, "/evil.example/?x=1")
