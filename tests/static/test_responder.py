@@ -84,6 +84,27 @@ def test_every_response_has_a_date(root, method, headers, status):
     assert date.endswith(b" GMT") and email.utils.parsedate_to_datetime(date.decode()).tzinfo is not None
 
 
+@pytest.mark.parametrize("ahead", [24 * 3600, 10**13])
+def test_a_modification_time_in_the_future_is_sent_as_now(root, monkeypatch, ahead):
+    """RFC 9110 section 8.8.2.1: Last-Modified is never later than Date; a file
+    stamped in the future (a build host's clock ahead, or a year past 9999 that no
+    HTTP date can spell) says the response's time instead."""
+    path = os.path.join(root, "css", "a.css")
+    future = os.stat(path).st_mtime + ahead
+    real_fstat = os.fstat
+
+    def fstat(fd):  # ext4 caps times at 2446: report the far future as btrfs would
+        found = real_fstat(fd)
+        return os.stat_result((*found[:8], int(future), int(future)))
+
+    monkeypatch.setattr("h2proxy.static.reader.os.fstat", fstat)
+    stream, *_ = serve(root, b"/static/css/a.css")
+    assert stream.status == 200
+    sent = email.utils.parsedate_to_datetime(stream.headers[b"last-modified"].decode())
+    assert sent <= email.utils.parsedate_to_datetime(stream.headers[b"date"].decode())
+    assert stream.headers[b"etag"] == Validators.of(6, future, now=future).etag
+
+
 def test_head_has_the_fields_and_no_body(root):
     stream, *_ = serve(root, b"/static/big.bin", method=b"HEAD")
     assert (stream.status, stream.body, stream.ended) == (200, b"", True)

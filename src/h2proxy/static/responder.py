@@ -13,6 +13,7 @@ from __future__ import annotations
 import email.utils
 import enum
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -166,7 +167,7 @@ class StaticResponder:
         if self.state is ResponderState.OVER:
             opened.close()
             return
-        validators = Validators.of(opened.size, opened.mtime, prepared.coding)
+        validators = Validators.of(opened.size, opened.mtime, prepared.coding, now=time.time())
         common = self._validatorFields(validators, prepared.vary)
         if precondition_failed(self._head.headers, validators):
             self._bodiless(opened, 412, (*common, (b"content-length", b"0")))

@@ -21,20 +21,25 @@ class Validators:
     """The validators of one representation.
 
     @ivar etag: the strong entity tag, quotes included.
-    @ivar mtime: the modification time in whole seconds (what Last-Modified says).
+    @ivar mtime: the modification time in whole seconds (what Last-Modified says),
+        never later than the response's time.
     """
 
     etag: bytes
     mtime: int
 
     @classmethod
-    def of(cls, size: int, mtime: float, coding: str | None = None) -> "Validators":
+    def of(cls, size: int, mtime: float, coding: str | None = None, now: float | None = None) -> "Validators":
         """The validators of a file of C{size} bytes changed at C{mtime}; a
         precompressed sibling's tag names its C{coding} too, so that it can never
-        equal the tag of another variant."""
+        equal the tag of another variant. A C{mtime} after C{now} (the response's
+        time) is dated C{now}: RFC 9110 section 8.8.2.1 forbids a Last-Modified in
+        the future, and a year past 9999 has no HTTP date at all. The tag keeps
+        the file's own time, so that it still changes with the file."""
         seconds = int(mtime)
         suffix = b"-" + coding.encode("ascii") if coding else b""
-        return cls(etag=b'"%x-%x%s"' % (seconds, size, suffix), mtime=seconds)
+        dated = seconds if now is None else min(seconds, int(now))
+        return cls(etag=b'"%x-%x%s"' % (seconds, size, suffix), mtime=dated)
 
     @property
     def last_modified(self) -> bytes:
