@@ -35,6 +35,7 @@ def site(workdir) -> Path:
         for _ in range(BIG // (1024 * 1024)):
             f.write(os.urandom(1024 * 1024))
     (workdir / "secret").write_bytes(b"TOP-SECRET\n")
+    os.mkfifo(root / "fifo")
     return root
 
 
@@ -87,6 +88,25 @@ def test_if_none_match_gets_304_and_head_gets_no_body(daemon, workdir, protocol)
     status, head, output = curl(daemon, workdir, "/static/hello.txt", "-I")  # -I writes the head as the output
     assert (status, head["content-length"]) == (200, "37")
     assert output.endswith(b"\r\n\r\n") and b"0123456789" not in output
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_hostile_conditionals_ranges_and_files(daemon, workdir, protocol):
+    """A failed If-Match is 412; a Range position of 5000 digits is read as larger
+    than the file (206 of all of it), not an error; a date that overflows is
+    ignored; a FIFO under the root is 404
+    without blocking; every answer carries Date; the log stays clean."""
+    status, fields, body = curl(daemon, workdir, "/static/hello.txt", "-H", 'If-Match: "nope"', protocol=protocol)
+    assert (status, body) == (412, b"") and "date" in fields
+    status, fields, body = curl(daemon, workdir, "/static/hello.txt", "-H", "Range: bytes=0-" + "9" * 5000,
+                                protocol=protocol)
+    assert (status, fields["content-range"], len(body)) == (206, "bytes 0-36/37", 37)
+    status, _, body = curl(daemon, workdir, "/static/hello.txt", "-H",
+                           "If-Modified-Since: Sun, 06 Nov 99999999999 08:49:37 GMT", protocol=protocol)
+    assert (status, len(body)) == (200, 37)
+    assert curl(daemon, workdir, "/static/fifo", protocol=protocol)[0] == 404
+    assert curl(daemon, workdir, "/static/" + "n" * 300, protocol=protocol)[0] == 404
+    daemon.check_log()
 
 
 def test_a_precompressed_sibling(daemon, workdir, site):
@@ -172,3 +192,18 @@ def test_a_reload_serves_the_new_root_and_check_names_a_missing_one(workdir, ori
     errors = result.stderr.decode()
     assert result.returncode == 1, errors
     assert f"{path}:" in errors and f"routes[0].static.root: directory not found: {directory}/three" in errors, errors
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_directory_redirect_stays_on_this_host(workdir, origin, certificate, protocol):
+    """On a route at /, //evil.example (a directory under the root) is redirected
+    to /evil.example/, never to //evil.example/, which a browser reads as a host."""
+    directory = workdir / f"redirect-{protocol.replace('/', '')}"
+    (directory / "site" / "evil.example").mkdir(parents=True)
+    config = base_config(origin.port, certificate, routes=[{"path": "/", "static": {"root": "site"}}])
+    proxy = start_proxy(write_config(directory, config), ["tls", "h2c"])
+    try:
+        status, fields, _ = curl(proxy, directory, "//evil.example?x=1", "--path-as-is", protocol=protocol)
+    finally:
+        proxy.stop()
+    assert (status, fields["location"]) == (301, "/evil.example/?x=1")

@@ -93,8 +93,8 @@ class HeldIO:
             self.runOne()
 
 
-def static_context(root: str, io, **options: Any) -> BridgeContext:
-    route = RouteConfig(path="/static", static=StaticConfig(root=root, **options))
+def static_context(root: str, io, path: str = "/static", **options: Any) -> BridgeContext:
+    route = RouteConfig(path=path, static=StaticConfig(root=root, **options))
     return BridgeContext(router=Router((route,)), pools={}, staticIO=io)
 
 

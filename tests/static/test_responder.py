@@ -4,15 +4,17 @@ precompressed siblings, backpressure, and the file closed on every path."""
 
 from __future__ import annotations
 
+import email.utils
 import gzip
 import os
+import threading
 
 import pytest
 from twisted.python.failure import Failure
 
 from h2proxy.frontend.handler import ResetReason
 from h2proxy.observability.accesslog import NullObserver
-from h2proxy.static.reader import InlineIO
+from h2proxy.static.reader import InlineIO, OpenFiles
 from h2proxy.static.validators import Validators
 from tests.static.support import HeldIO, request, static_context
 
@@ -68,6 +70,41 @@ def test_a_file_is_sent_with_its_fields(root):
     assert len(io.files) == 0
 
 
+@pytest.mark.parametrize("method, headers, status", [
+    (b"GET", (), 200), (b"HEAD", (), 200), (b"GET", ((b"range", b"bytes=0-0"),), 206),
+    (b"GET", ((b"if-none-match", b"*"),), 304), (b"GET", ((b"range", b"bytes=-0"),), 416),
+    (b"POST", (), 405),
+])
+def test_every_response_has_a_date(root, method, headers, status):
+    """RFC 9110 section 6.6.1: an origin server with a clock sends Date; without it
+    a client cannot tell a strong Last-Modified (for If-Range) from a weak one."""
+    stream, *_ = serve(root, b"/static/css/a.css", method=method, headers=headers)
+    assert stream.status == status
+    date = stream.headers[b"date"]
+    assert date.endswith(b" GMT") and email.utils.parsedate_to_datetime(date.decode()).tzinfo is not None
+
+
+@pytest.mark.parametrize("ahead", [24 * 3600, 10**13])
+def test_a_modification_time_in_the_future_is_sent_as_now(root, monkeypatch, ahead):
+    """RFC 9110 section 8.8.2.1: Last-Modified is never later than Date; a file
+    stamped in the future (a build host's clock ahead, or a year past 9999 that no
+    HTTP date can spell) says the response's time instead."""
+    path = os.path.join(root, "css", "a.css")
+    future = os.stat(path).st_mtime + ahead
+    real_fstat = os.fstat
+
+    def fstat(fd):  # ext4 caps times at 2446: report the far future as btrfs would
+        found = real_fstat(fd)
+        return os.stat_result((*found[:8], int(future), int(future)))
+
+    monkeypatch.setattr("h2proxy.static.reader.os.fstat", fstat)
+    stream, *_ = serve(root, b"/static/css/a.css")
+    assert stream.status == 200
+    sent = email.utils.parsedate_to_datetime(stream.headers[b"last-modified"].decode())
+    assert sent <= email.utils.parsedate_to_datetime(stream.headers[b"date"].decode())
+    assert stream.headers[b"etag"] == Validators.of(6, future, now=future).etag
+
+
 def test_head_has_the_fields_and_no_body(root):
     stream, *_ = serve(root, b"/static/big.bin", method=b"HEAD")
     assert (stream.status, stream.body, stream.ended) == (200, b"", True)
@@ -89,9 +126,29 @@ def test_directories_missing_files_and_escapes(root, path, status):
     assert b"SECRET" not in stream.body
 
 
+@pytest.mark.parametrize("path", [b"/static/" + b"n" * 300, b"/static/" + b"d/" * 3000 + b"x", b"/static/loop"])
+def test_a_name_too_long_or_a_symlink_loop_is_404_without_a_traceback(root, path):
+    """The file system's own refusals (ENAMETOOLONG, ELOOP) are about the request's
+    path, not the daemon: 404, and nothing logged as a failure."""
+    os.symlink("loop", os.path.join(root, "loop"))
+    assert serve(root, path)[0].status == 404
+
+
 def test_a_directory_without_slash_is_redirected_with_its_query(root):
     stream, *_ = serve(root, b"/static/docs?lang=fr")
     assert (stream.status, stream.headers[b"location"]) == (301, b"/static/docs/?lang=fr")
+
+
+@pytest.mark.parametrize("path", [b"//evil.example", b"///evil.example?x=1"])
+def test_a_directory_redirect_never_names_another_host(root, path):
+    """On a route at /, //evil.example names the directory evil.example: the 301
+    goes to /evil.example/, not to the protocol-relative //evil.example/ (another
+    host, for a browser)."""
+    os.mkdir(os.path.join(root, "evil.example"))
+    context = static_context(root, InlineIO(), path="/")
+    stream, _ = request(context, path)
+    assert stream.status == 301
+    assert stream.headers[b"location"].startswith(b"/evil.example/")
 
 
 def test_follow_symlinks_serves_links_out_of_the_root(root):
@@ -109,6 +166,30 @@ def test_an_unreadable_file_is_403(root, monkeypatch):
     assert serve(root, b"/static/big.bin")[0].status == 403
 
 
+def test_a_fifo_swapped_in_after_the_lookup_is_refused_without_blocking(root):
+    """Between the lookup's stat and the open, a FIFO may take the file's place: the
+    open must not wait for a writer, which would hold one of the few reading
+    threads for ever. The join's bound only keeps a failing run from hanging."""
+    fifo = os.path.join(root, "fifo")
+    os.mkfifo(fifo)
+    outcome: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            OpenFiles().open(fifo.encode())
+        except OSError as error:
+            outcome.append(error)
+
+    opener = threading.Thread(target=open_it)
+    opener.start()
+    opener.join(30)
+    if opener.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY))  # the writer the open waited for
+        opener.join()
+        pytest.fail("opening a FIFO blocked until a writer came")
+    assert len(outcome) == 1 and "not a regular file" in str(outcome[0])
+
+
 def test_if_none_match_gives_304_with_validators_and_no_body(root):
     first, *_ = serve(root, b"/static/css/a.css")
     stream, *_ = serve(root, b"/static/css/a.css", headers=((b"if-none-match", first.headers[b"etag"]),))
@@ -120,6 +201,32 @@ def test_if_modified_since_gives_304(root):
     first, *_ = serve(root, b"/static/css/a.css")
     stream, *_ = serve(root, b"/static/css/a.css", headers=((b"if-modified-since", first.headers[b"last-modified"]),))
     assert stream.status == 304
+
+
+@pytest.mark.parametrize("condition, status", [
+    ((b"if-match", b'"other"'), 412),
+    ((b"if-match", b"W/{etag}"), 412),
+    ((b"if-match", b'"x", {etag}'), 200),
+    ((b"if-match", b"*"), 200),
+    ((b"if-unmodified-since", b"Thu, 01 Jan 1970 00:00:00 GMT"), 412),
+    ((b"if-unmodified-since", b"{date}"), 200),
+])
+def test_if_match_and_if_unmodified_since_are_evaluated(root, condition, status):
+    """RFC 9110 section 13.1.1 and 13.1.4: an origin server evaluates them; a failed
+    one is 412 with no body (If-Match compares strongly)."""
+    first, *_ = serve(root, b"/static/css/a.css")
+    value = condition[1].replace(b"{etag}", first.headers[b"etag"]).replace(b"{date}", first.headers[b"last-modified"])
+    stream, *_ = serve(root, b"/static/css/a.css", headers=((condition[0], value),))
+    assert (stream.status, stream.ended) == (status, True)
+    if status == 412:
+        assert (stream.body, stream.headers[b"content-length"]) == (b"", b"0")
+
+
+def test_if_match_takes_precedence_over_if_unmodified_since(root):
+    first, *_ = serve(root, b"/static/css/a.css")
+    stream, *_ = serve(root, b"/static/css/a.css", headers=(
+        (b"if-match", first.headers[b"etag"]), (b"if-unmodified-since", b"Thu, 01 Jan 1970 00:00:00 GMT")))
+    assert stream.status == 200
 
 
 def test_a_range_gets_206_with_the_bytes(root):

@@ -3,12 +3,14 @@ media types, and the path checks made before the file system is asked."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from h2proxy.static import paths
 from h2proxy.static.ranges import ByteRange, Unsatisfiable, parse_range
 from h2proxy.static.types import DEFAULT_TYPE, content_type
-from h2proxy.static.validators import Validators, not_modified, range_applies
+from h2proxy.static.validators import Validators, not_modified, precondition_failed, range_applies
 
 V = Validators.of(size=0x1A4, mtime=0x5F3A1B2C)
 DATE = V.last_modified
@@ -38,6 +40,22 @@ def test_a_range_past_the_end_is_unsatisfiable(value, size):
     assert raised.value.content_range() == b"bytes */%d" % size
 
 
+@pytest.mark.parametrize("value, expected", [
+    (b"bytes=0-" + b"9" * 5000, ByteRange(0, 99, 100)),
+    (b"bytes=-" + b"9" * 5000, ByteRange(0, 99, 100)),
+    (b"bytes=" + b"0" * 5000 + b"5-6", ByteRange(5, 6, 100)),
+])
+def test_positions_of_any_length_are_read(value, expected):
+    """Past Python's 4300-digit int conversion limit, a position is still a number
+    larger than any file, not a ValueError."""
+    assert parse_range(value, 100) == expected
+
+
+def test_a_first_position_of_any_length_is_unsatisfiable():
+    with pytest.raises(Unsatisfiable):
+        parse_range(b"bytes=" + b"9" * 5000 + b"-", 100)
+
+
 def test_content_range_names_the_bytes_sent():
     assert ByteRange(10, 19, 100).content_range() == b"bytes 10-19/100"
 
@@ -61,6 +79,31 @@ def test_the_etag_is_mtime_and_size_in_hex_like_nginx():
 ])
 def test_not_modified_follows_rfc_9110(headers, expected):
     assert not_modified(headers, V) is expected
+
+
+@pytest.mark.parametrize("field", [b"if-modified-since", b"if-unmodified-since", b"if-range"])
+@pytest.mark.parametrize("date", [
+    b"Sun, 06 Nov 99999999999 08:49:37 GMT", b"Sun, 06 Nov 1994 99999999999:49:37 GMT",
+    b"Sun, 99999999999 Nov 1994 08:49:37 GMT",
+])
+def test_a_date_out_of_range_is_ignored_not_raised(field, date):
+    """A date whose numbers overflow a C int is not an HTTP date: the condition is
+    ignored (or, for If-Range, fails), instead of an OverflowError."""
+    assert not_modified(((field, date),), V) is False
+    assert precondition_failed(((field, date),), V) is False
+    assert range_applies(((field, date),), V) is (field != b"if-range")
+
+
+@pytest.mark.parametrize("date", [
+    time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(V.mtime)).encode(),
+    time.strftime("%A, %d-%b-%y %H:%M:%S GMT", time.gmtime(V.mtime)).encode(),
+    time.asctime(time.gmtime(V.mtime)).encode(),
+])
+def test_every_http_date_format_is_understood(date):
+    """RFC 9110 section 5.6.7: IMF-fixdate, rfc850-date and asctime-date, all GMT
+    (asctime has no zone to name it)."""
+    assert not_modified(((b"if-modified-since", date),), V) is True
+    assert range_applies(((b"if-range", date),), V) is True
 
 
 @pytest.mark.parametrize("headers, expected", [

@@ -11,10 +11,15 @@ real path, unless the route follows symbolic links. Hidden files are served.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
+
+#: What the file system answers for a path that names nothing it can reach: a name
+#: too long, or a loop of symbolic links. About the request, not the daemon: 404.
+UNREACHABLE = (errno.ENAMETOOLONG, errno.ELOOP)
 
 #: Precompressed siblings tried, by content coding, and their file name suffix.
 SIBLINGS = (("br", b".br"), ("gzip", b".gz"))
@@ -97,6 +102,10 @@ def locate(site: Site, wanted: Requested) -> bytes:
         mode = os.stat(real).st_mode
     except (FileNotFoundError, NotADirectoryError):
         raise Refused("no such file") from None
+    except OSError as error:
+        if error.errno in UNREACHABLE:
+            raise Refused("a name too long or a loop of symbolic links") from None
+        raise
     if stat.S_ISDIR(mode):
         if not wanted.directory:
             raise IsDirectory(real)

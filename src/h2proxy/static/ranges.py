@@ -7,6 +7,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+#: Digits of a position past which it is larger than any file (2**63 has 19): read
+#: as L{_BEYOND}, since Python refuses to convert more than 4300 digits.
+_MAX_DIGITS = 19
+_BEYOND = 10**_MAX_DIGITS
+
 #: One byte range: ``first-last``, ``first-`` or ``-suffix``.
 _SPEC = re.compile(rb"\s*(\d*)\s*-\s*(\d*)\s*")
 
@@ -25,6 +30,13 @@ class ByteRange:
 
     def content_range(self) -> bytes:
         return b"bytes %d-%d/%d" % (self.first, self.last, self.size)
+
+
+def _position(digits: bytes) -> int:
+    """The number C{digits} spell, or L{_BEYOND} when it has more digits than any
+    file size, so that a client's thousand-digit position cannot raise."""
+    significant = digits.lstrip(b"0") or b"0"
+    return int(significant) if len(significant) <= _MAX_DIGITS else _BEYOND
 
 
 class Unsatisfiable(Exception):
@@ -53,8 +65,8 @@ def parse_range(value: bytes, size: int) -> ByteRange | None:
         return None
     first_text, last_text = match.groups()
     if first_text:
-        first = int(first_text)
-        last = int(last_text) if last_text else size - 1
+        first = _position(first_text)
+        last = _position(last_text) if last_text else size - 1
         if last_text and last < first:
             return None
         if first >= size:
@@ -62,7 +74,7 @@ def parse_range(value: bytes, size: int) -> ByteRange | None:
         return ByteRange(first, min(last, size - 1), size)
     if not last_text:
         return None
-    suffix = int(last_text)
+    suffix = _position(last_text)
     if suffix == 0 or size == 0:
         raise Unsatisfiable(size)
     return ByteRange(max(0, size - suffix), size - 1, size)

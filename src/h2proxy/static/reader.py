@@ -83,8 +83,10 @@ class OpenFiles:
 
     def open(self, path: bytes) -> OpenFile:
         """Open C{path} for reading (blocking); C{OSError} when it cannot be, or is
-        not a regular file any more."""
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        not a regular file any more. Non-blocking, so that a FIFO put in the file's
+        place after the lookup is refused at once rather than waiting for a writer
+        (reads of a regular file ignore the flag)."""
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         try:
             status = os.fstat(fd)
             if not stat.S_ISREG(status.st_mode):

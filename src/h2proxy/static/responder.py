@@ -10,8 +10,10 @@ blocking call run through the L{BlockingIO}; reading the body is the sender's.
 
 from __future__ import annotations
 
+import email.utils
 import enum
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,7 +29,7 @@ from h2proxy.static import paths
 from h2proxy.static.ranges import ByteRange, Unsatisfiable, parse_range
 from h2proxy.static.reader import BlockingIO, FileSender, OpenFile, OpenFiles
 from h2proxy.static.types import content_type
-from h2proxy.static.validators import Validators, field_values, not_modified, range_applies
+from h2proxy.static.validators import Validators, field_values, not_modified, precondition_failed, range_applies
 
 log = Logger()
 
@@ -160,13 +162,16 @@ class StaticResponder:
     # -- internals -----------------------------------------------------------
 
     def _prepared(self, prepared: Prepared) -> None:
-        """The file is open: answer 304, 416, or the head and then the body."""
+        """The file is open: answer 412, 304, 416, or the head and then the body."""
         opened = prepared.opened
         if self.state is ResponderState.OVER:
             opened.close()
             return
-        validators = Validators.of(opened.size, opened.mtime, prepared.coding)
+        validators = Validators.of(opened.size, opened.mtime, prepared.coding, now=time.time())
         common = self._validatorFields(validators, prepared.vary)
+        if precondition_failed(self._head.headers, validators):
+            self._bodiless(opened, 412, (*common, (b"content-length", b"0")))
+            return
         if not_modified(self._head.headers, validators):
             self._bodiless(opened, 304, common)
             return
@@ -194,7 +199,7 @@ class StaticResponder:
         self._send(opened, first, length)
 
     def _bodiless(self, opened: OpenFile, status: int, fields: Headers) -> None:
-        """Answer with a head alone (304, 416, HEAD, an empty file); the file is not needed."""
+        """Answer with a head alone (412, 304, 416, HEAD, an empty file); the file is not needed."""
         opened.close()
         self._respond(status, fields, endStream=True)
         self._over()
@@ -206,8 +211,7 @@ class StaticResponder:
             self._refuse(404, NOT_FOUND)
         elif reason.check(paths.IsDirectory):
             self.state = ResponderState.OVER
-            path, query, rest = self._head.path.partition(b"?")
-            self._answers.redirect(301, path + b"/" + query + rest)
+            self._answers.redirect(301, _with_slash(self._head.path))
         elif reason.check(PermissionError):
             log.info("request {id}: static file not readable: {error}", id=self._requestId, error=reason.value)
             self._refuse(403, FORBIDDEN)
@@ -235,9 +239,13 @@ class StaticResponder:
         )
 
     def _respond(self, status: int, fields: Headers, endStream: bool = False) -> None:
+        """Send the head. The route is the origin server here, so it adds Date (RFC
+        9110 section 6.6.1), which clients compare with Last-Modified."""
         self._record.status = status  # no backend: no first-byte time to record
+        date = email.utils.formatdate(usegmt=True).encode("ascii")
         self._stream.writeHeaders(
-            ResponseHead(status=status, headers=(*fields, (b"x-request-id", self._requestId))), endStream=endStream
+            ResponseHead(status=status, headers=(*fields, (b"date", date), (b"x-request-id", self._requestId))),
+            endStream=endStream,
         )
 
     def _send(self, opened: OpenFile, offset: int, length: int) -> None:
@@ -274,6 +282,14 @@ class StaticResponder:
     def _over(self) -> None:
         self.state = ResponderState.OVER
         self._answers.done()
+
+
+def _with_slash(target: bytes) -> bytes:
+    """The request target C{target} with a slash after its path (query kept). Its
+    leading slashes become one: ``//host/dir`` as a Location is another host's URL
+    to a browser, an open redirect for any directory named like a host."""
+    path, question, query = target.partition(b"?")
+    return b"/" + path.lstrip(b"/") + b"/" + question + query
 
 
 class _Counting:

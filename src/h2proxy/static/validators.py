@@ -1,5 +1,6 @@
 """Validators of a file and the conditional requests that use them (RFC 9110
-section 13): ETag and Last-Modified, If-None-Match, If-Modified-Since, If-Range.
+section 13): ETag and Last-Modified, If-Match, If-Unmodified-Since, If-None-Match,
+If-Modified-Since, If-Range.
 
 The ETag is strong and made of the file's modification time and size in hex, as
 nginx makes it (``"5f3a1b2c-1a4"``): cheap (one fstat) and different whenever a
@@ -8,6 +9,7 @@ deploy replaces the file.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 from dataclasses import dataclass
 
@@ -19,20 +21,25 @@ class Validators:
     """The validators of one representation.
 
     @ivar etag: the strong entity tag, quotes included.
-    @ivar mtime: the modification time in whole seconds (what Last-Modified says).
+    @ivar mtime: the modification time in whole seconds (what Last-Modified says),
+        never later than the response's time.
     """
 
     etag: bytes
     mtime: int
 
     @classmethod
-    def of(cls, size: int, mtime: float, coding: str | None = None) -> "Validators":
+    def of(cls, size: int, mtime: float, coding: str | None = None, now: float | None = None) -> "Validators":
         """The validators of a file of C{size} bytes changed at C{mtime}; a
         precompressed sibling's tag names its C{coding} too, so that it can never
-        equal the tag of another variant."""
+        equal the tag of another variant. A C{mtime} after C{now} (the response's
+        time) is dated C{now}: RFC 9110 section 8.8.2.1 forbids a Last-Modified in
+        the future, and a year past 9999 has no HTTP date at all. The tag keeps
+        the file's own time, so that it still changes with the file."""
         seconds = int(mtime)
         suffix = b"-" + coding.encode("ascii") if coding else b""
-        return cls(etag=b'"%x-%x%s"' % (seconds, size, suffix), mtime=seconds)
+        dated = seconds if now is None else min(seconds, int(now))
+        return cls(etag=b'"%x-%x%s"' % (seconds, size, suffix), mtime=dated)
 
     @property
     def last_modified(self) -> bytes:
@@ -45,13 +52,17 @@ def field_values(headers: Headers, name: bytes) -> list[bytes]:
 
 
 def _http_date(value: bytes) -> int | None:
-    """Seconds since the epoch of an HTTP date; C{None} when it is not one."""
+    """Seconds since the epoch of an HTTP date in any of its three formats; C{None}
+    when it is not one. An HTTP date is always GMT, so one without a zone (asctime,
+    or ``-0000``) is read as UTC."""
     try:
         parsed = email.utils.parsedate_to_datetime(value.decode("latin-1"))
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # OverflowError: numbers past a C int
         return None
-    if parsed is None or parsed.tzinfo is None:
+    if parsed is None:
         return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
     return int(parsed.timestamp())
 
 
@@ -65,6 +76,23 @@ def _weak_match(values: list[bytes], etag: bytes) -> bool:
             if tag == b"*" or tag.removeprefix(b"W/") == opaque:
                 return True
     return False
+
+
+def precondition_failed(headers: Headers, validators: Validators) -> bool:
+    """Whether the request gets 412 (RFC 9110 section 13.2.2, steps 1 and 2): If-Match
+    when present (strong comparison, or ``*``), else If-Unmodified-Since (the file
+    changed after it). An origin server must evaluate them, so that a client that
+    asks for a representation it already knows gets nothing else."""
+    tags = field_values(headers, b"if-match")
+    if tags:
+        return not any(
+            tag.strip() in (b"*", validators.etag) for value in tags for tag in value.split(b",")
+        )
+    dates = field_values(headers, b"if-unmodified-since")
+    if len(dates) != 1:
+        return False
+    since = _http_date(dates[0])
+    return since is not None and validators.mtime > since
 
 
 def not_modified(headers: Headers, validators: Validators) -> bool:
