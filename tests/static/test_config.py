@@ -124,3 +124,18 @@ def test_a_config_of_static_routes_needs_no_upstream(tmp_path):
           - {path: /, static: {root: .}}
         """), str(tmp_path))
     assert config.upstreams == {} and config.routes[0].static.root == str(tmp_path)
+
+
+def test_exact_on_a_static_route_is_refused_at_its_line(tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        load(route("""\
+            - path: /static
+              exact: true
+              static:
+                root: .
+            """), str(tmp_path))
+    assert [str(p) for p in raised.value.problems] == [
+        f"{tmp_path}/conf.yaml:12:12: routes[1].exact: a static route serves the files under its path, and exact: "
+        "true matches the path alone (the root directory itself); remove exact, or give the route the path of the "
+        "directory that holds the file"
+    ]

@@ -5,6 +5,7 @@ precompressed siblings, backpressure, and the file closed on every path."""
 from __future__ import annotations
 
 import email.utils
+import errno
 import gzip
 import os
 import threading
@@ -343,3 +344,40 @@ def test_static_requests_count_in_the_metrics_under_their_route(root):
     snapshot = metrics.registry.snapshot()
     assert sorted(snapshot["h2proxy_requests_total"]) == [[["*/static", "", "2xx"], 1], [["*/static", "", "4xx"], 1]]
     assert snapshot["h2proxy_upstream_first_byte_seconds"] == []
+
+
+@pytest.mark.parametrize("where", ["content_type", "_send"])
+def test_a_failure_while_answering_is_contained(root, monkeypatch, logged_errors, where):
+    """Should deciding the answer for an open file fail (a bug), the client still
+    gets an answer (500 before the head, a reset after it), the file is closed, and
+    the failure is one logged error, not a hanging stream."""
+    import h2proxy.static.responder as responder
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    if where == "content_type":
+        monkeypatch.setattr(responder, "content_type", broken)
+    else:
+        monkeypatch.setattr(responder.StaticResponder, "_send", broken)
+    stream, _, observer, io = serve(root, b"/static/big.bin")
+    assert len(logged_errors.flush(RuntimeError)) == 1
+    if where == "content_type":
+        assert stream.status == 500 and stream.ended
+    else:
+        assert stream.status == 200 and stream.resetWith is ResetReason.INTERNAL_ERROR
+    assert len(io.files) == 0 and len(observer.records) == 1
+
+
+def test_a_worker_out_of_file_descriptors_answers_503_without_a_traceback(root, monkeypatch, logged_errors):
+    """Out of descriptors is a capacity problem, not a bug: 503 and one warning
+    naming the limit to raise, for every request that meets it."""
+    from h2proxy.static.reader import OpenFiles
+
+    def exhausted(self, path):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(OpenFiles, "open", exhausted)
+    stream = serve(root, b"/static/big.bin")[0]
+    assert stream.status == 503
+    assert logged_errors.flush() == []

@@ -123,6 +123,13 @@ def _route(route: RouteConfig, path: str, report: Report, now: datetime.datetime
     if not targets:
         report.error(path, "a route needs an upstream (to forward to), a redirect (to answer with) or static (files to serve)")
         return
+    if route.static is not None and route.exact:
+        report.error(
+            child(path, "exact"),
+            "a static route serves the files under its path, and exact: true matches the path alone (the root "
+            "directory itself); remove exact, or give the route the path of the directory that holds the file",
+        )
+        return
     if route.redirect is not None or route.static is not None:
         doing = "redirects" if route.redirect is not None else "serves static files"
         for key in _FORWARDING_ONLY:

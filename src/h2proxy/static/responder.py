@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email.utils
 import enum
+import errno
 import os
 import time
 from collections.abc import Callable
@@ -42,6 +43,8 @@ NOT_FOUND = "destination_not_found"
 #: ... of a file the daemon may not read (403), and of any other file system failure (500).
 FORBIDDEN = "http_request_denied"
 INTERNAL = "proxy_internal_error"
+#: Errors of a worker out of file descriptors: its own limit, or the system's.
+_OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +105,8 @@ def prepare(site: paths.Site, wanted: paths.Requested, accepted: list[bytes] | N
 
 
 class ResponderState(enum.Enum):
-    """Finding the file (a blocking call in flight), sending it, or over."""
+    """Finding the file (a blocking call in flight), answering (the head is out,
+    the body may follow), or over."""
 
     PREPARING = "preparing"
     SENDING = "sending"
@@ -162,11 +166,36 @@ class StaticResponder:
     # -- internals -----------------------------------------------------------
 
     def _prepared(self, prepared: Prepared) -> None:
-        """The file is open: answer 412, 304, 416, or the head and then the body."""
-        opened = prepared.opened
+        """The file is open: answer it. Should deciding the answer fail (a bug),
+        the failure is contained: one error line, the file closed, and the client
+        answered 500, or reset once the head is out; never a stream left hanging."""
         if self.state is ResponderState.OVER:
-            opened.close()
+            prepared.opened.close()
             return
+        try:
+            self._answer(prepared)
+        except Exception:
+            log.failure("request {id}: cannot answer with a static file", id=self._requestId)
+            self._contain(prepared.opened)
+
+    def _contain(self, opened: OpenFile) -> None:
+        """End a response whose answer failed half-way (see L{_prepared})."""
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            sender.stopProducing()
+        opened.close()
+        if self.state is ResponderState.PREPARING:
+            self._refuse(500, INTERNAL)
+        elif self.state is ResponderState.SENDING:
+            if not self._record.error:
+                self._record.error, self._record.reset = INTERNAL, True
+            self._stream.unregisterProducer()
+            self._stream.reset(ResetReason.INTERNAL_ERROR)
+            self._over()
+
+    def _answer(self, prepared: Prepared) -> None:
+        """Answer 412, 304, 416, or the head and then the body."""
+        opened = prepared.opened
         validators = Validators.of(opened.size, opened.mtime, prepared.coding, now=time.time())
         common = self._validatorFields(validators, prepared.vary)
         if precondition_failed(self._head.headers, validators):
@@ -217,6 +246,11 @@ class StaticResponder:
             self._refuse(403, FORBIDDEN)
         elif reason.check(FileNotFoundError, NotADirectoryError, IsADirectoryError):
             self._refuse(404, NOT_FOUND)
+        elif reason.check(OSError) and reason.value.errno in _OUT_OF_DESCRIPTORS:
+            log.warn("request {id}: cannot open a static file: {error}; raise the worker's open-file limit "
+                     "(LimitNOFILE in the systemd unit) or lower limits.max_connections",
+                     id=self._requestId, error=reason.value.strerror)
+            self._refuse(503, INTERNAL)
         else:
             log.failure("request {id}: cannot open a static file", reason, id=self._requestId)
             self._refuse(500, INTERNAL)
@@ -241,6 +275,7 @@ class StaticResponder:
     def _respond(self, status: int, fields: Headers, endStream: bool = False) -> None:
         """Send the head. The route is the origin server here, so it adds Date (RFC
         9110 section 6.6.1), which clients compare with Last-Modified."""
+        self.state = ResponderState.SENDING
         self._record.status = status  # no backend: no first-byte time to record
         date = email.utils.formatdate(usegmt=True).encode("ascii")
         self._stream.writeHeaders(
