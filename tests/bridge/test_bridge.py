@@ -16,7 +16,12 @@ from h2proxy.bridge.routing import Router
 from h2proxy.config.model import ForwardingConfig, ResponseHeadersConfig, RouteConfig
 from h2proxy.errors import BackendClosed, BackendConnectTimeout, BackendRefused, BackendTimeout, NoHealthyBackend
 from h2proxy.frontend.handler import ResetReason
+from h2proxy.httpdate import DateField
 from h2proxy.message import RequestHead, ResponseHead
+
+#: A fixed clock for the Date field: RFC 9110's own example date.
+DATE_SECOND = 784111777
+DATE = b"Sun, 06 Nov 1994 08:49:37 GMT"
 
 
 class FakeStream:
@@ -148,6 +153,7 @@ def setup(max_body: int = 0, forwarding: ForwardingPolicy | None = None, peer=No
         requestIds=RequestIds(b"feedf00d"),
         openFile=TrackedFile,
         bufferInMemory=1024,
+        dates=DateField(clock=lambda: DATE_SECOND),
     )
     stream = FakeStream(peer)
     return context, context.handlerFactory(stream), stream, pool
@@ -178,7 +184,7 @@ def test_streaming_request_and_response():
     bridge.responseEnded(((b"grpc-status", b"0"),))
     assert stream.calls == [
         ("informational", 103),
-        ("headers", 200, {b"x-a": b"1"}),
+        ("headers", 200, {b"x-a": b"1", b"date": DATE}),
         ("data", b"hello"),
         ("trailers", ((b"grpc-status", b"0"),)),
     ]
@@ -288,7 +294,7 @@ def test_configured_policy_marks_requests_and_responses():
     assert sent[b"via"] == b"1.1 h2proxy" and sent[b"x-request-id"] == bridge.requestId
     assert sent[b"x-forwarded-host"] == b"example.org"
     bridge.responseHeadReceived(ResponseHead(200))
-    assert stream.calls[0][2] == {b"via": b"1.1 h2proxy", b"x-request-id": bridge.requestId}
+    assert stream.calls[0][2] == {b"via": b"1.1 h2proxy", b"x-request-id": bridge.requestId, b"date": DATE}
 
 
 def test_trusted_proxy_request_id_is_reused():
@@ -316,7 +322,7 @@ def test_buffered_body_gets_a_content_length():
     assert b"".join(exchange.written) == b"a" * 1000 + b"b" * 1000 and exchange.finished == ()
     exchange.receiver.responseHeadReceived(ResponseHead(201))
     exchange.receiver.responseEnded(())
-    assert stream.calls[0][:3] == ("headers", 201, {b"x-route": b"wsgi"})
+    assert stream.calls[0][:3] == ("headers", 201, {b"x-route": b"wsgi", b"date": DATE})
     assert context.active == set()
 
 
@@ -424,3 +430,15 @@ def test_priority_field_sets_the_upstream_urgency():
     context, bridge, stream, pool = setup()
     bridge.requestReceived(request(end_stream=True, method=b"GET"))
     assert pool.exchanges[0].request.urgency == 3
+
+
+def test_date_is_added_to_responses_without_one_and_a_backends_own_is_kept():
+    """RFC 9110 6.6.1: a proxy forwarding a response without Date adds one, and is the
+    origin (so sends Date) of the errors it makes itself; a backend's Date stays."""
+    _, bridge, stream, pool = setup()
+    bridge.requestReceived(request(method=b"GET", end_stream=True))
+    pool.exchanges[0].receiver.responseHeadReceived(ResponseHead(200, ((b"date", b"Mon, 07 Nov 1994 00:00:00 GMT"),)))
+    assert stream.calls[0][2][b"date"] == b"Mon, 07 Nov 1994 00:00:00 GMT"
+    _, bridge, stream, _ = setup()
+    bridge.requestReceived(request(authority=b"unrouted.example", end_stream=True))
+    assert stream.calls[0][1] == 404 and stream.calls[0][2][b"date"] == DATE

@@ -11,9 +11,10 @@ from h2proxy.bridge.headers import ForwardingPolicy
 from h2proxy.bridge.redirects import https_location
 from h2proxy.bridge.routing import Router
 from h2proxy.config.model import RedirectConfig, RouteConfig
+from h2proxy.httpdate import DateField
 from h2proxy.message import RequestHead
 from h2proxy.observability.accesslog import NullObserver, RequestRecord, format_combined
-from tests.bridge.test_bridge import FakePool, FakeStream
+from tests.bridge.test_bridge import DATE, DATE_SECOND, FakePool, FakeStream
 
 ROUTES = (
     RouteConfig(upstream="app", host="example.org", path="/"),
@@ -37,7 +38,8 @@ class Recorder(NullObserver):
 def setup(redirectHttps: int | None = None):
     pool, observer = FakePool(), Recorder()
     context = BridgeContext(
-        router=Router(ROUTES), pools={"app": pool}, requestIds=RequestIds(b"feedf00d"), observer=observer
+        router=Router(ROUTES), pools={"app": pool}, requestIds=RequestIds(b"feedf00d"), observer=observer,
+        dates=DateField(clock=lambda: DATE_SECOND),
     )
     stream = FakeStream()
     bridge = context.handlersFor(ForwardingPolicy(), HTTP2, redirectHttps).handlerFactory(stream)
@@ -98,7 +100,7 @@ def test_a_redirecting_listener_answers_308_without_asking_a_backend():
     context, bridge, stream, pool, observer = setup(redirectHttps=443)
     bridge.requestReceived(request(authority=b"example.org:80", path=b"/a%2Fb?q=%20x"))
     assert stream.calls == [
-        ("headers", 308, {b"location": b"https://example.org/a%2Fb?q=%20x", b"x-request-id": b"feedf00d00000001"}, "end"),
+        ("headers", 308, {b"location": b"https://example.org/a%2Fb?q=%20x", b"x-request-id": b"feedf00d00000001", b"date": DATE}, "end"),
     ]
     assert pool.exchanges == []
     assert context.active == set()
@@ -150,7 +152,7 @@ def test_a_redirect_route_answers_with_its_status_and_location():
     context, bridge, stream, pool, observer = setup()
     bridge.requestReceived(request(path=b"/old/page?x=1"))
     assert stream.calls == [
-        ("headers", 301, {b"location": b"https://example.net/new", b"x-request-id": b"feedf00d00000001"}, "end"),
+        ("headers", 301, {b"location": b"https://example.net/new", b"x-request-id": b"feedf00d00000001", b"date": DATE}, "end"),
     ]
     assert pool.exchanges == [] and context.active == set()
     (record,) = observer.finished
@@ -161,7 +163,7 @@ def test_a_redirect_route_with_its_own_status():
     """When the route says 307, the answer is 307, to a HEAD as to a GET."""
     _, bridge, stream, _, _ = setup()
     bridge.requestReceived(request(method=b"HEAD", path=b"/moved"))
-    assert stream.calls == [("headers", 307, {b"location": b"/here", b"x-request-id": b"feedf00d00000001"}, "end")]
+    assert stream.calls == [("headers", 307, {b"location": b"/here", b"x-request-id": b"feedf00d00000001", b"date": DATE}, "end")]
 
 
 def test_routes_beside_a_redirect_still_forward():

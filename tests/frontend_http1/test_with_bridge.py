@@ -12,6 +12,7 @@ from h2proxy.bridge.routing import Router
 from h2proxy.config.model import RouteConfig
 from h2proxy.errors import BackendClosed
 from h2proxy.frontend.http1.factory import HTTP1Factory
+from h2proxy.httpdate import DateField
 from h2proxy.message import ResponseHead
 
 
@@ -72,7 +73,8 @@ class FakePool:
 def setup():
     pool = FakePool()
     context = BridgeContext(
-        router=Router((RouteConfig(upstream="app", host="example.org", path="/"),)), pools={"app": pool}
+        router=Router((RouteConfig(upstream="app", host="example.org", path="/"),)), pools={"app": pool},
+        dates=DateField(clock=lambda: 784111777),
     )
     factory = HTTP1Factory(reactor=MemoryReactorClock(), handlerFactory=context.handlerFactory, idleTimeout=30, secure=True)
     protocol = factory.buildProtocol(None)
@@ -105,7 +107,8 @@ def test_streaming_upload_with_expect_continue_through_the_bridge():
     exchange.receiver.responseDataReceived(b"done")
     exchange.receiver.responseEnded(((b"x-t", b"1"),))
     assert transport.value() == (
-        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ndate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+        b"transfer-encoding: chunked\r\n\r\n"
         b"4\r\ndone\r\n0\r\nx-t: 1\r\n\r\n"
     )
     assert context.active == set() and not transport.disconnecting

@@ -19,6 +19,7 @@ from h2proxy.bridge.routing import Router
 from h2proxy.config.model import RouteConfig
 from h2proxy.config.upstreams import ServerConfig, UpstreamConfig
 from h2proxy.frontend.http1.factory import HTTP1Factory
+from h2proxy.httpdate import DateField
 from h2proxy.upstream.pool import UpstreamPool
 from tests.frontend.support import Client, Server
 from tests.integration.test_proxy_inmemory import BackendEndpoint
@@ -83,7 +84,8 @@ def _context(clock: MemoryReactorClock, endpoint: BackendEndpoint) -> BridgeCont
         responseTimeout=30.0,
         endpointFactory=lambda server: endpoint,
     )
-    return BridgeContext(router=Router((RouteConfig(upstream="app"),)), pools={"app": pool})
+    return BridgeContext(router=Router((RouteConfig(upstream="app"),)), pools={"app": pool},
+                         dates=DateField(clock=lambda: 784111777))
 
 
 class ViaHTTP2:
@@ -169,6 +171,7 @@ def test_both_front_ends_give_the_client_the_same_response_fields():
         (b"set-cookie", b"b=2"),
         (b"x-odd-case", b"v"),
         (b"via", b"1.1 origin"),
+        (b"date", b"Sun, 06 Nov 1994 08:49:37 GMT"),
     ]
     assert [field for field in fieldsH2 if field[0] != b"content-length"] == expected
     assert [field for field in fieldsH1 if field[0] != b"content-length"] == expected

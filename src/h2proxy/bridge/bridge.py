@@ -49,6 +49,7 @@ from h2proxy.compression.stream import NegotiatingStream
 from h2proxy.errors import UpstreamError
 from h2proxy.frontend.clientcert import ClientCertificate
 from h2proxy.frontend.handler import REQUEST_ERROR, ClientStream, ResetReason, StreamCut
+from h2proxy.httpdate import DateField
 from h2proxy.message import Headers, RequestHead, ResponseHead, UpstreamRequest
 from h2proxy.observability.metrics import route_label
 from h2proxy.static.reader import BlockingIO, InlineIO
@@ -135,6 +136,8 @@ class BridgeContext:
     @ivar staticIO: where static routes' blocking file calls run (the worker's
         thread pool; inline by default, for tests).
     @ivar encoders: how many responses the worker compresses at once.
+    @ivar dates: the Date value the proxy's own responses carry, and forwarded ones
+        that came without one.
     @ivar active: the live bridges (for drain bookkeeping, metrics and leak tests).
     """
 
@@ -151,6 +154,7 @@ class BridgeContext:
         observer: NullObserver = NO_OBSERVER,
         staticIO: BlockingIO | None = None,
         encoders: EncoderBudget | None = None,
+        dates: DateField | None = None,
     ) -> None:
         self.router = router
         self.pools = pools
@@ -162,6 +166,7 @@ class BridgeContext:
         self.observer = observer
         self.staticIO = staticIO if staticIO is not None else InlineIO()
         self.encoders = encoders if encoders is not None else EncoderBudget()
+        self.dates = dates if dates is not None else DateField()
         self.active: set[StreamBridge] = set()
 
     def handlerFactory(self, stream: ClientStream) -> "StreamBridge":
@@ -201,10 +206,12 @@ def error_response(
     *,
     bodyless: bool = False,
     retryAfter: int | None = None,
+    date: bytes = b"",
 ) -> None:
     """Answer a request with a proxy-generated error: a short text body, the request
-    id, and an RFC 9209 ``Proxy-Status`` field naming the reason. C{bodyless} (a HEAD
-    request) sends the same head without the body."""
+    id, the C{date} (the proxy is this response's origin), and an RFC 9209
+    ``Proxy-Status`` field naming the reason. C{bodyless} (a HEAD request) sends the
+    same head without the body."""
     rid = requestId.decode("ascii")
     body = f"{status} {_STATUS_MESSAGES.get(status, 'error')} (request id {rid})\n".encode()
     head = ResponseHead(
@@ -215,6 +222,7 @@ def error_response(
             (b"proxy-status", f'h2proxy; error={reason}; details="request id {rid}"'.encode()),
             (b"x-request-id", requestId),
             *(((b"retry-after", b"%d" % retryAfter),) if retryAfter is not None else ()),
+            *(((b"date", date),) if date else ()),
         ),
     )
     if bodyless:
@@ -225,14 +233,14 @@ def error_response(
     stream.finish()
 
 
-def redirect_response(stream: ClientStream, status: int, location: bytes, requestId: bytes) -> None:
+def redirect_response(
+    stream: ClientStream, status: int, location: bytes, requestId: bytes, date: bytes = b""
+) -> None:
     """Answer a request with a redirect the proxy makes itself: the status, the
-    Location and the request id, without a body (clients follow the Location; the
-    HTTP/1.1 front end frames it with ``Content-Length: 0``)."""
-    stream.writeHeaders(
-        ResponseHead(status=status, headers=((b"location", location), (b"x-request-id", requestId))),
-        endStream=True,
-    )
+    Location, the request id and the C{date}, without a body (clients follow the
+    Location; the HTTP/1.1 front end frames it with ``Content-Length: 0``)."""
+    fields = ((b"location", location), (b"x-request-id", requestId), *(((b"date", date),) if date else ()))
+    stream.writeHeaders(ResponseHead(status=status, headers=fields), endStream=True)
 
 
 class StreamBridge:
@@ -437,6 +445,7 @@ class StreamBridge:
             policy=self.forwarding,
             edits=route.responseEdits if route is not None else translate.NO_EDITS,
             requestId=self.requestId,
+            date=self.context.dates.value(),
         )
         self.stream.writeHeaders(clientHead)
         if self._exchange is not None:
@@ -586,7 +595,7 @@ class StreamBridge:
         """Answer with a redirect the proxy makes itself; no backend is asked."""
         self.record.status = status
         self._finish()
-        redirect_response(self.stream, status, location, self.requestId)
+        redirect_response(self.stream, status, location, self.requestId, self.context.dates.value())
 
     def _fail(self, status: int, reason: str, retryAfter: int | None = None) -> None:
         """Answer with a proxy-generated error and stop the exchange, if any.
@@ -600,7 +609,8 @@ class StreamBridge:
             self.record.status, self.record.error = status, reason
         self._finish()
         error_response(
-            self.stream, status, reason, self.requestId, bodyless=self._bodyless, retryAfter=retryAfter
+            self.stream, status, reason, self.requestId, bodyless=self._bodyless, retryAfter=retryAfter,
+            date=self.context.dates.value(),
         )
 
     def _abandon(self) -> None:

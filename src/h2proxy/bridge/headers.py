@@ -362,10 +362,12 @@ def to_client(
     policy: ForwardingPolicy | None = None,
     edits: HeaderEdits = NO_EDITS,
     requestId: bytes = b"",
+    date: bytes = b"",
 ) -> ResponseHead:
     """The response head the client gets: names lowercased (HTTP/2 requires it),
-    connection-specific fields dropped, then the route's edits, Via and X-Request-Id
-    (unless the backend sent one). Without a policy (1xx heads) only the cleaning is
+    connection-specific fields dropped, then the route's edits, Via, X-Request-Id
+    (unless the backend sent one) and Date (unless the backend sent one: RFC 9110
+    6.6.1 has a proxy add it). Without a policy (1xx heads) only the cleaning is
     done, and C{head} itself comes back when it was already clean."""
     kept = [(name.lower(), value) for name, value in head.headers]
     kept = [item for item in kept if item[0] not in HOP_BY_HOP]
@@ -378,6 +380,8 @@ def to_client(
             kept.append((b"via", b"1.1 " + VIA_PSEUDONYM))
         if policy.requestId and requestId and not _has(kept, b"x-request-id"):
             kept.append((b"x-request-id", requestId))
+        if date and not _has(kept, b"date"):
+            kept.append((b"date", date))
     return ResponseHead(status=head.status, headers=tuple(kept))
 
 
