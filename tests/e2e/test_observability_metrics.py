@@ -91,6 +91,10 @@ def test_counters_follow_a_workload_across_a_reload(tmp_path, origin, certificat
         mark = proxy.mark()
         assert proxy.reload().group(1) == "2"
         proxy.wait_for(r"reload: no setting changed", start=mark)
+        # Both old workers have stopped accepting: the next connections reach the new
+        # generation (one an old worker took in its last moment would get GOAWAY).
+        first_drain = proxy.wait_for(r"draining: stop accepting", start=mark)
+        proxy.wait_for(r"draining: stop accepting", start=proxy.output.lines.index(first_drain.string) + 1)
         during = scrape(port)
         assert requests_done(during) >= 20
         assert fetch(f"http://127.0.0.1:{port}/healthz") == (200, "ok\n")
