@@ -134,3 +134,8 @@ def test_error_response_is_short_text_and_closes():
     assert data.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
     assert b"connection: close\r\n" in data
     assert data.endswith(b"\r\n\r\n431 request head too large\n")
+
+
+def test_error_response_carries_date():
+    """The front end is the origin of its own error responses, so they carry Date (RFC 9110 6.6.1)."""
+    assert b"date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" in error_response(400, "bad request", now=784111777)

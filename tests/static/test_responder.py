@@ -381,3 +381,15 @@ def test_a_worker_out_of_file_descriptors_answers_503_without_a_traceback(root, 
     stream = serve(root, b"/static/big.bin")[0]
     assert stream.status == 503
     assert logged_errors.flush() == []
+
+
+def test_the_type_comes_from_the_name_asked_for_not_a_links_target(root):
+    """A symbolic link app.js to a file named app.js.txt is served as JavaScript, the
+    name the client asked for (nginx's rule); a directory's index gives its own type."""
+    site = os.path.dirname(os.path.join(root, "big.bin"))
+    with open(os.path.join(site, "build-output.txt"), "wb") as out:
+        out.write(b"window.x = 1;")
+    os.symlink(os.path.join(site, "build-output.txt"), os.path.join(site, "app.js"))
+    stream = serve(root, b"/static/app.js")[0]
+    assert stream.headers[b"content-type"].startswith(b"text/javascript") and stream.body == b"window.x = 1;"
+    assert serve(root, b"/static/docs/")[0].headers[b"content-type"].startswith(b"text/html")

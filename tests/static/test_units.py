@@ -118,6 +118,19 @@ def test_if_range_needs_a_strong_etag_or_the_exact_date(headers, expected):
     assert range_applies(headers, V) is expected
 
 
+def test_if_range_with_a_date_of_this_very_second_sends_the_whole_file():
+    """A Last-Modified within the response's own second is weak (RFC 9110 8.8.2.2):
+    the file may change again within it, so an If-Range date cannot vouch for it;
+    the strong ETag still can."""
+    fresh = Validators.of(10, 1_000_000.5, now=1_000_000.9)
+    aged = Validators.of(10, 1_000_000.5, now=1_000_001.0)
+    date = fresh.last_modified
+    assert (fresh.strongDate, aged.strongDate) == (False, True)
+    assert range_applies(((b"if-range", date),), fresh) is False
+    assert range_applies(((b"if-range", date),), aged) is True
+    assert range_applies(((b"if-range", fresh.etag),), fresh) is True
+
+
 @pytest.mark.parametrize("name, expected", [
     (b"/a/b.CSS", b"text/css; charset=utf-8"),
     (b"app.mjs", b"text/javascript; charset=utf-8"),

@@ -83,7 +83,9 @@ class Prepared:
     """The file chosen for a request, opened: the original or a precompressed sibling.
 
     @ivar opened: the open file.
-    @ivar name: the original file's path (its extension gives the type).
+    @ivar name: the name the type is taken from: the path the client asked for (a
+        symbolic link's own name, not its target's, as nginx does), or the index
+        file's for a directory.
     @ivar coding: the sibling's content coding, or C{None} for the original.
     @ivar vary: a sibling exists, so the response depends on Accept-Encoding.
     """
@@ -101,7 +103,8 @@ def prepare(site: paths.Site, wanted: paths.Requested, accepted: list[bytes] | N
     available = paths.siblings(site, real) if accepted is not None else {}
     coding = negotiate(accepted, tuple(available)) if accepted else None
     opened = files.open(available[coding] if coding in available else real)
-    return Prepared(opened=opened, name=real, coding=coding if coding in available else None, vary=bool(available))
+    name = real if wanted.directory else wanted.relative
+    return Prepared(opened=opened, name=name, coding=coding if coding in available else None, vary=bool(available))
 
 
 class ResponderState(enum.Enum):

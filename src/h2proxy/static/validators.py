@@ -23,10 +23,14 @@ class Validators:
     @ivar etag: the strong entity tag, quotes included.
     @ivar mtime: the modification time in whole seconds (what Last-Modified says),
         never later than the response's time.
+    @ivar strongDate: Last-Modified is a strong validator: at least a second before
+        the response's time (RFC 9110 section 8.8.2.2), so the file cannot have
+        changed again within the second it names.
     """
 
     etag: bytes
     mtime: int
+    strongDate: bool = True
 
     @classmethod
     def of(cls, size: int, mtime: float, coding: str | None = None, now: float | None = None) -> "Validators":
@@ -39,7 +43,8 @@ class Validators:
         seconds = int(mtime)
         suffix = b"-" + coding.encode("ascii") if coding else b""
         dated = seconds if now is None else min(seconds, int(now))
-        return cls(etag=b'"%x-%x%s"' % (seconds, size, suffix), mtime=dated)
+        strong = now is None or seconds < int(now)
+        return cls(etag=b'"%x-%x%s"' % (seconds, size, suffix), mtime=dated, strongDate=strong)
 
     @property
     def last_modified(self) -> bytes:
@@ -110,8 +115,9 @@ def not_modified(headers: Headers, validators: Validators) -> bool:
 
 def range_applies(headers: Headers, validators: Validators) -> bool:
     """Whether a Range field may be honoured: yes without If-Range; with it, only
-    when it names the current representation by its strong ETag or its exact
-    Last-Modified date (otherwise the whole, changed, file is sent)."""
+    when it names the current representation by its strong ETag or by its exact
+    Last-Modified date, when that date is a strong validator (otherwise the whole,
+    maybe changed, file is sent: RFC 9110 section 13.1.5)."""
     conditions = field_values(headers, b"if-range")
     if not conditions:
         return True
@@ -122,4 +128,4 @@ def range_applies(headers: Headers, validators: Validators) -> bool:
         return condition == validators.etag
     if condition.startswith(b"W/"):
         return False
-    return _http_date(condition) == validators.mtime
+    return validators.strongDate and _http_date(condition) == validators.mtime

@@ -10,6 +10,7 @@ so the caller can log it.
 
 from __future__ import annotations
 
+import email.utils
 import enum
 import re
 from dataclasses import dataclass
@@ -181,14 +182,17 @@ def last_chunk(trailers: Headers) -> tuple[bytes, tuple[bytes, ...]]:
     return b"".join(lines), tuple(dropped)
 
 
-def error_response(status: int, message: str) -> bytes:
-    """A response the front end makes itself: short text body, then the connection closes."""
+def error_response(status: int, message: str, now: float | None = None) -> bytes:
+    """A response the front end makes itself: short text body, Date (the proxy is
+    this response's origin: RFC 9110 6.6.1; C{now} in seconds, the current time by
+    default), then the connection closes."""
     body = f"{status} {message}\n".encode("utf-8", "replace")
     return b"".join(
         [
             _status_line(status),
             b"content-type: text/plain; charset=utf-8\r\n",
             b"content-length: %d\r\n" % len(body),
+            b"date: " + email.utils.formatdate(now, usegmt=True).encode("ascii") + b"\r\n",
             b"connection: close\r\n\r\n",
             body,
         ]
