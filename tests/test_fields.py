@@ -62,3 +62,11 @@ def test_both_front_ends_hand_a_handler_the_same_fields() -> None:
 def test_unsafe_value_set_and_pattern_agree() -> None:
     """When a check uses the byte set instead of the pattern, it refuses the same bytes."""
     assert UNSAFE_VALUE_BYTES == {b for b in range(256) if UNSAFE_VALUE.search(bytes([b]))}
+
+
+def test_entity_tags_keep_commas_inside_quotes_and_name_the_wildcard():
+    from h2proxy.fields import entity_tags, field_values
+
+    values = field_values(((b"if-none-match", b'"a,b", W/"c"'), (b"x", b'"no"'), (b"if-none-match", b" * ")),
+                          b"if-none-match")
+    assert entity_tags(values) == [b'"a,b"', b'W/"c"', b"*"]

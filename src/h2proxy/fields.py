@@ -10,7 +10,7 @@ patterns; no I/O, no Twisted.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 #: RFC 9110 5.6.2 ``tchar``: the characters of a token (field names, methods,
 #: transfer codings, Connection options).
@@ -50,6 +50,28 @@ HOP_BY_HOP = frozenset(
 CONNECTION_SPECIFIC = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
+
+
+#: An entity tag (RFC 9110 8.8.3), weak or strong, quotes included; a comma inside
+#: the quotes belongs to the tag.
+ENTITY_TAG = re.compile(rb'(?:W/)?"[^"]*"')
+
+
+def field_values(fields: Iterable[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
+    """The values of every field called C{name} (lowercase) among C{fields}, in order."""
+    return [value for key, value in fields if key == name]
+
+
+def entity_tags(values: Iterable[bytes]) -> list[bytes]:
+    """The entity tags an If-Match or If-None-Match field lists (RFC 9110 13.1.1,
+    13.1.2), in order, with C{b"*"} for a field that is the wildcard."""
+    tags: list[bytes] = []
+    for value in values:
+        if value.strip() == b"*":
+            tags.append(b"*")
+        else:
+            tags.extend(ENTITY_TAG.findall(value))
+    return tags
 
 
 def list_items(value: bytes) -> Iterator[bytes]:

@@ -20,23 +20,18 @@ the Vary the encoded 200 had, as a 304 must (RFC 9110, section 15.4.5).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from h2proxy.compression.negotiate import negotiate
 from h2proxy.config.compression import CompressionConfig
+from h2proxy.fields import entity_tags
 from h2proxy.message import Headers, ResponseHead
 
 _VARY_VALUE = b"Accept-Encoding"
 #: Fields whose presence alone keeps a response as it is: a range of the identity,
 #: and digests of the bytes as the backend sent them (RFC 9530).
 _BLOCKING_FIELDS = frozenset({b"content-range", b"content-digest", b"repr-digest"})
-
-#: An entity tag in an If-None-Match value (RFC 9110, section 8.8.3); its opaque
-#: part may hold commas, so the list is not split on them.
-_ENTITY_TAG = re.compile(rb'(?:W/)?"[^"]*"')
-
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -88,7 +83,7 @@ class CompressionPolicy:
         etag = next((value.strip() for name, value in head.headers if name == b"etag"), None)
         if etag is None or etag.startswith(b"W/") or negotiate(acceptEncoding, self.codings) is None:
             return head
-        held = {tag for value in ifNoneMatch for tag in _ENTITY_TAG.findall(value)}
+        held = set(entity_tags(ifNoneMatch))
         if weak_etag(etag) not in held:
             return head
         fields = tuple((name, weak_etag(value) if name == b"etag" else value) for name, value in head.headers)

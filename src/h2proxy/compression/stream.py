@@ -27,6 +27,7 @@ from twisted.logger import Logger
 
 from h2proxy.compression.encoders import CODING_ERRORS, Encoder, EncoderBudget
 from h2proxy.compression.policy import CompressionPolicy, with_vary
+from h2proxy.fields import field_values
 from h2proxy.frontend.clientcert import ClientCertificate
 from h2proxy.frontend.handler import ClientStream, ResetReason
 from h2proxy.message import Headers, ResponseHead
@@ -199,8 +200,8 @@ class NegotiatingStream(CompressingStream):
     ) -> None:
         super().__init__(stream, None, tally)
         self._policy = policy
-        self._acceptEncoding = _values(request, b"accept-encoding")
-        self._ifNoneMatch = _values(request, b"if-none-match")
+        self._acceptEncoding = field_values(request, b"accept-encoding")
+        self._ifNoneMatch = field_values(request, b"if-none-match")
         self._bodyless = bodyless
         self._budget = budget
 
@@ -225,7 +226,3 @@ class NegotiatingStream(CompressingStream):
             self._tally.coding = decision.coding
         self._stream.writeHeaders(sent, endStream)
 
-
-def _values(headers: Headers, name: bytes) -> tuple[bytes, ...]:
-    """The values of the fields called C{name} (lowercase) in C{headers}."""
-    return tuple(value for field, value in headers if field == name)

@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 
 from h2proxy.compression.negotiate import negotiate
 from h2proxy.config.static import StaticConfig
+from h2proxy.fields import field_values
 from h2proxy.frontend.handler import ClientStream, ResetReason
 from h2proxy.message import Headers, RequestHead, ResponseHead
 from h2proxy.observability.accesslog import RequestRecord
@@ -30,7 +31,7 @@ from h2proxy.static import paths
 from h2proxy.static.ranges import ByteRange, Unsatisfiable, parse_range
 from h2proxy.static.reader import BlockingIO, FileSender, OpenFile, OpenFiles
 from h2proxy.static.types import content_type
-from h2proxy.static.validators import Validators, field_values, not_modified, precondition_failed, range_applies
+from h2proxy.static.validators import Validators, not_modified, precondition_failed, range_applies
 
 log = Logger()
 

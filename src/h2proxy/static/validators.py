@@ -13,6 +13,7 @@ import datetime
 import email.utils
 from dataclasses import dataclass
 
+from h2proxy.fields import entity_tags, field_values
 from h2proxy.message import Headers
 
 
@@ -51,11 +52,6 @@ class Validators:
         return email.utils.formatdate(self.mtime, usegmt=True).encode("ascii")
 
 
-def field_values(headers: Headers, name: bytes) -> list[bytes]:
-    """The values of every field called C{name} (lowercase), in order."""
-    return [value for key, value in headers if key == name]
-
-
 def _http_date(value: bytes) -> int | None:
     """Seconds since the epoch of an HTTP date in any of its three formats; C{None}
     when it is not one. An HTTP date is always GMT, so one without a zone (asctime,
@@ -75,12 +71,7 @@ def _weak_match(values: list[bytes], etag: bytes) -> bool:
     """True when a list of entity tags (If-None-Match) matches C{etag} by weak
     comparison (``W/`` prefixes ignored), or is ``*``."""
     opaque = etag.removeprefix(b"W/")
-    for value in values:
-        for tag in value.split(b","):
-            tag = tag.strip()
-            if tag == b"*" or tag.removeprefix(b"W/") == opaque:
-                return True
-    return False
+    return any(tag == b"*" or tag.removeprefix(b"W/") == opaque for tag in entity_tags(values))
 
 
 def precondition_failed(headers: Headers, validators: Validators) -> bool:
@@ -90,9 +81,7 @@ def precondition_failed(headers: Headers, validators: Validators) -> bool:
     asks for a representation it already knows gets nothing else."""
     tags = field_values(headers, b"if-match")
     if tags:
-        return not any(
-            tag.strip() in (b"*", validators.etag) for value in tags for tag in value.split(b",")
-        )
+        return not any(tag in (b"*", validators.etag) for tag in entity_tags(tags))
     dates = field_values(headers, b"if-unmodified-since")
     if len(dates) != 1:
         return False
