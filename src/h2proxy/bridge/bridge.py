@@ -333,7 +333,7 @@ class StreamBridge:
             self._static = StaticResponder(
                 stream=self.stream, head=head, site=route.static, io=self.context.staticIO,
                 answers=Answers(fail=self._fail, redirect=self._redirect, done=self._finish),
-                record=self.record, requestId=self.requestId)
+                record=self.record, requestId=self.requestId, dates=self.context.dates)
             self._static.start()
             return
         limit = self.context.maxRequestBody

@@ -10,7 +10,6 @@ blocking call run through the L{BlockingIO}; reading the body is the sender's.
 
 from __future__ import annotations
 
-import email.utils
 import enum
 import errno
 import os
@@ -25,6 +24,7 @@ from h2proxy.compression.negotiate import negotiate
 from h2proxy.config.static import StaticConfig
 from h2proxy.fields import field_values
 from h2proxy.frontend.handler import ClientStream, ResetReason
+from h2proxy.httpdate import DateField
 from h2proxy.message import Headers, RequestHead, ResponseHead
 from h2proxy.observability.accesslog import RequestRecord
 from h2proxy.static import paths
@@ -130,8 +130,10 @@ class StaticResponder:
         answers: Answers,
         record: RequestRecord,
         requestId: bytes,
+        dates: DateField,
     ) -> None:
         self.state = ResponderState.PREPARING
+        self._dates = dates
         self._stream = stream
         self._head = head
         self._site = site
@@ -281,7 +283,7 @@ class StaticResponder:
         9110 section 6.6.1), which clients compare with Last-Modified."""
         self.state = ResponderState.SENDING
         self._record.status = status  # no backend: no first-byte time to record
-        date = email.utils.formatdate(usegmt=True).encode("ascii")
+        date = self._dates.value()
         self._stream.writeHeaders(
             ResponseHead(status=status, headers=(*fields, (b"date", date), (b"x-request-id", self._requestId))),
             endStream=endStream,
