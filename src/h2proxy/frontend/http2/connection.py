@@ -1,7 +1,8 @@
 """H2Connection: one client's HTTP/2 connection, on h2's state machine and a priority tree.
 
-The shape follows Twisted's C{twisted.web._http2.H2Connection} (same public names and
-duties: see shared/spec/H2Connection.txt), without its defects. The class is built
+Its public names and duties are those shared/spec/H2Connection.txt specifies (the
+shape of Twisted web's own HTTP/2 connection class, which nothing here imports),
+without that class's defects. The class is built
 from four modules, each owning one part:
 
 - this one: the protocol (reads, h2 events, accepting and removing streams, what
