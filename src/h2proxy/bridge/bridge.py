@@ -314,7 +314,8 @@ class StreamBridge:
             return
         self._route = route
         self.record.route, self.record.upstream = route_label(route.config), route.upstream or ""
-        if route.compression is not None and not websocket.is_websocket(head):
+        handshake = websocket.is_websocket(head)
+        if route.compression is not None and not handshake:
             self.stream = NegotiatingStream(
                 self.stream, route.compression, head.headers, self._bodyless, self.record, self.context.encoders)
         if route.access is not None or route.limiter is not None:
@@ -340,7 +341,7 @@ class StreamBridge:
         if limit and head.content_length is not None and head.content_length > limit:
             self._fail(413, "http_request_denied")
             return
-        if websocket.is_websocket(head):
+        if handshake:
             self.tunnel = _HANDSHAKE
         try:
             upstream = translate.to_upstream(
