@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from h2proxy.config.compression import CODINGS, DEFAULT_TYPES, CompressionConfig
-from tests.config.test_redirects import load, problems, route
+from tests.config.minimal import load, problems, route
 
 
 def test_true_is_the_defaults_and_false_or_omitted_is_off():

@@ -7,7 +7,7 @@ import pytest
 
 from h2proxy.config.access import RequestRate
 from h2proxy.config.model import RouteConfig
-from tests.config.test_redirects import load, problems, route
+from tests.config.minimal import load, problems, route
 
 
 def test_allow_and_deny_are_kept_normalised():

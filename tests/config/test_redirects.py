@@ -3,43 +3,13 @@ and every refusal with its file:line:column and message."""
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from h2proxy.config.load import load_config_text
-from h2proxy.config.model import Config, RedirectConfig
-from h2proxy.errors import ConfigError
+from h2proxy.config.model import RedirectConfig
 from tests.config.certs import make_self_signed
-
-HEAD = """\
-listeners:
-  - name: main
-    address: 127.0.0.1
-    port: 8080
-upstreams:
-  app:
-    servers:
-      - address: 127.0.0.1:8000
-routes:
-  - upstream: app
-"""
-
-
-def load(text: str) -> Config:
-    return load_config_text(textwrap.dedent(text), "/nonexistent/conf.yaml", env={})
-
-
-def problems(text: str) -> list[str]:
-    with pytest.raises(ConfigError) as raised:
-        load(text)
-    return [str(p) for p in raised.value.problems]
-
-
-def route(body: str) -> str:
-    """HEAD plus one more route (line 11 onwards) written as C{body}."""
-    return HEAD + textwrap.indent(textwrap.dedent(body), "  ")
+from tests.config.minimal import HEAD, load, problems, route
 
 
 def test_a_listener_that_redirects_to_https():

@@ -8,38 +8,9 @@ import textwrap
 
 import pytest
 
-from h2proxy.config.load import load_config_text
-from h2proxy.config.model import Config
 from h2proxy.config.static import StaticConfig
 from h2proxy.errors import ConfigError
-
-HEAD = """\
-listeners:
-  - name: main
-    address: 127.0.0.1
-    port: 8080
-upstreams:
-  app:
-    servers:
-      - address: 127.0.0.1:8000
-routes:
-  - upstream: app
-"""
-
-
-def load(text: str, base: str) -> Config:
-    return load_config_text(textwrap.dedent(text), f"{base}/conf.yaml", env={})
-
-
-def route(body: str) -> str:
-    """HEAD plus one more route (line 11 onwards)."""
-    return HEAD + textwrap.indent(textwrap.dedent(body), "  ")
-
-
-def problems(text: str, base: str) -> list[str]:
-    with pytest.raises(ConfigError) as raised:
-        load(text, base)
-    return [str(p) for p in raised.value.problems]
+from tests.config.minimal import load, problems, route
 
 
 def test_a_static_route_with_defaults_and_a_relative_root(tmp_path):

@@ -3,32 +3,20 @@ its threads and closes every file a response still held."""
 
 from __future__ import annotations
 
-import textwrap
-
 from twisted.internet.testing import MemoryReactorClock
 
-from h2proxy.config.load import load_config_text
 from h2proxy.static.reader import ThreadedIO
 from h2proxy.worker.server import ProxyServer
+from tests.config.minimal import load, route
 
 
 def test_worker_stop_closes_the_files_left_open(tmp_path):
     (tmp_path / "a.txt").write_bytes(b"a")
-    config = load_config_text(textwrap.dedent(f"""\
-        listeners:
-          - name: main
-            address: 127.0.0.1
-            port: 8080
-        upstreams:
-          app:
-            servers:
-              - address: 127.0.0.1:9
-        routes:
-          - upstream: app
-          - path: /static
-            static:
-              root: {tmp_path}
-        """), "/nonexistent/h2proxy.yaml", env={})
+    config = load(route(f"""\
+        - path: /static
+          static:
+            root: {tmp_path}
+        """))
     reactor = MemoryReactorClock()
     server = ProxyServer(config, reactor)
     assert isinstance(server.context.staticIO, ThreadedIO)
